@@ -1,0 +1,13 @@
+"""bustware: versioned static URLs and a WSGI middleware that serves them.
+
+>>> from bustware import Bustware
+>>> application = Bustware(application, "static/")          # doctest: +SKIP
+>>> application.url("css/app.css")                          # doctest: +SKIP
+'/static/css/app.3f2a1b9c04d1.css'
+"""
+
+from .assets import Asset, AssetNotFound, Assets, Variant
+from .middleware import Bustware
+
+__all__ = ["Asset", "AssetNotFound", "Assets", "Bustware", "Variant"]
+__version__ = "0.1.0"

@@ -1,0 +1,374 @@
+"""The index of static files: what exists, its version, and its URL.
+
+An :class:`Assets` is built once (at import time of the WSGI module, so that a
+gunicorn ``preload_app`` master builds it before forking) and afterwards only
+read. Building it walks the roots, reads every file once to digest it, keeps
+small files in memory, and records the precompressed variants found beside
+each file. Nothing here runs per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Union
+from urllib.parse import quote
+
+from .contenttypes import content_type
+from .styles import Style, make_style
+from .versions import VersionSource, make_version_source
+
+__all__ = ["Asset", "AssetNotFound", "Assets", "Variant"]
+
+log = logging.getLogger("bustware")
+
+#: Suffixes of precompressed variants and the coding each stands for.
+VARIANT_SUFFIXES = {".br": "br", ".zst": "zstd", ".gz": "gzip"}
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_CHUNK = 1 << 20
+
+
+class AssetNotFound(LookupError):
+    """``url()`` was asked for a path that is not in the index."""
+
+
+@dataclass(eq=False)
+class Variant:
+    """A precompressed copy of an asset (``app.css.br`` beside ``app.css``)."""
+
+    encoding: str
+    abs_path: str
+    size: int
+    digest: str
+    body: bytes | None = None
+
+
+@dataclass(eq=False)
+class Asset:
+    """One file of the index. ``path`` is the logical path: relative to its
+    root, slash separated, unicode, as passed to ``url()``."""
+
+    path: str
+    abs_path: str
+    size: int
+    mtime: int
+    mtime_ns: int
+    digest: str
+    version: str | None
+    url: str
+    content_type: str
+    body: bytes | None = None
+    variants: dict[str, Variant] = field(default_factory=dict)
+
+    @property
+    def busted(self) -> bool:
+        return self.version is not None
+
+
+class Assets:
+    """The index of the files under ``root``.
+
+    ``root`` is a directory or a sequence of them; when the same logical path
+    exists under several roots, the first root listed wins, as with
+    ``PATH`` or Django's ``STATICFILES_DIRS``.
+    """
+
+    def __init__(
+        self,
+        root: PathLike | Sequence[PathLike],
+        prefix: str = "/static/",
+        *,
+        style: str = "filename",
+        version: VersionSource = "digest",
+        release: str | None = None,
+        extensions: Iterable[str] | None = None,
+        query_param: str = "v",
+        strict: bool = True,
+        include_dotfiles: bool = False,
+        charset: str = "utf-8",
+        memory_threshold: int = 256 * 1024,
+        memory_budget: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.roots = _check_roots(root)
+        self.prefix = _check_prefix(prefix)
+        self.style: Style = make_style(style, query_param)
+        self._source = make_version_source(version, release)
+        self.extensions = _check_extensions(extensions)
+        self.strict = strict
+        self.include_dotfiles = include_dotfiles
+        self.charset = charset
+        if memory_threshold < 0 or memory_budget < 0:
+            raise ValueError(
+                f"bustware: memory_threshold={memory_threshold!r} and "
+                f"memory_budget={memory_budget!r} must be byte counts >= 0"
+            )
+        self.memory_threshold = memory_threshold
+        self.memory_budget = memory_budget
+        self.memory_used = 0
+        self._warned: set[str] = set()
+        self._assets: dict[str, Asset] = {}
+        self._urls: dict[str, str] = {}
+        #: Goes up by one each time refresh() finds a change; the middleware
+        #: rebuilds its routing table when it sees a new generation.
+        self.generation = 0
+        self.refresh()
+
+    # -- public API ---------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        """The versioned URL of the file at ``path`` (relative to the root)."""
+        try:
+            return self._urls[path]
+        except KeyError:
+            return self._missing_url(path)
+
+    def get(self, path: str) -> Asset | None:
+        return self._assets.get(path)
+
+    def __getitem__(self, path: str) -> Asset:
+        return self._assets[path]
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._assets
+
+    def __iter__(self) -> Iterator[Asset]:
+        return iter(list(self._assets.values()))
+
+    def __len__(self) -> int:
+        return len(self._assets)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Assets {len(self)} files under {[str(r) for r in self.roots]!r} "
+            f"at {self.prefix!r}, style={self.style.name!r}>"
+        )
+
+    def match(self, url_path: str, query: str = "") -> tuple[Asset, str] | None:
+        """Parse a versioned URL path (after the prefix, percent-decoded) into
+        the asset it names and the version it carries; ``None`` if it names
+        no busted file. The version may differ from the asset's current one."""
+        parsed = self.style.parse(url_path, query)
+        if parsed is None:
+            return None
+        asset = self._assets.get(parsed[0])
+        if asset is None or asset.version is None:
+            return None
+        return asset, parsed[1]
+
+    def plain_url(self, path: str) -> str:
+        return self.prefix + quote(path, safe="/")
+
+    def refresh(self) -> None:
+        """Rebuild the index from disk. Files whose size and mtime did not
+        change keep their digest without being read again."""
+        previous = self._assets
+        assets: dict[str, Asset] = {}
+        self.memory_used = 0
+        for root in self.roots:
+            for path, abs_path, st, variants in _walk(root, self.include_dotfiles):
+                if path in assets:
+                    continue  # an earlier root wins
+                old = previous.get(path)
+                if old is not None and old.abs_path == abs_path and _unchanged(old, st):
+                    asset = old
+                    self.memory_used += _held(asset)
+                else:
+                    asset = self._index_file(path, abs_path, st)
+                found = self._index_variants(variants, asset)
+                if found != asset.variants:  # Variant compares by identity
+                    if asset is old:  # never mutate an Asset a request may hold
+                        asset = replace(asset)
+                    asset.variants = found
+                assets[path] = asset
+        changed = assets.keys() != previous.keys() or any(
+            previous[p] is not a for p, a in assets.items()
+        )
+        self._assets = assets
+        self._urls = {path: asset.url for path, asset in assets.items()}
+        if changed:
+            self.generation += 1
+
+    # -- internals ----------------------------------------------------------
+
+    def _index_file(self, path: str, abs_path: str, st: os.stat_result) -> Asset:
+        body, digest = self._read(abs_path, st.st_size)
+        busted = self.extensions is None or path.lower().endswith(self.extensions)
+        version = self._source(path, abs_path, digest, st.st_mtime) if busted else None
+        if version is None:
+            url = self.plain_url(path)
+        else:
+            url_path, query = self.style.build(path, version)
+            url = self.prefix + quote(url_path, safe="/") + (f"?{query}" if query else "")
+        return Asset(
+            path=path,
+            abs_path=abs_path,
+            size=st.st_size,
+            mtime=int(st.st_mtime),
+            mtime_ns=st.st_mtime_ns,
+            digest=digest,
+            version=version,
+            url=url,
+            content_type=content_type(path, self.charset),
+            body=body,
+        )
+
+    def _index_variants(self, found: dict[str, str], asset: Asset) -> dict[str, Variant]:
+        variants = {}
+        for encoding, abs_path in found.items():
+            try:
+                st = os.stat(abs_path)
+            except OSError:
+                continue
+            old = asset.variants.get(encoding)
+            if old is not None and old.abs_path == abs_path and old.size == st.st_size:
+                variants[encoding] = old
+                self.memory_used += len(old.body) if old.body is not None else 0
+                continue
+            body, digest = self._read(abs_path, st.st_size)
+            variants[encoding] = Variant(encoding, abs_path, st.st_size, digest, body)
+        return variants
+
+    def _read(self, abs_path: str, size: int) -> tuple[bytes | None, str]:
+        """Digest the file; keep its bytes if it fits the memory policy."""
+        with open(abs_path, "rb") as f:
+            if size <= self.memory_threshold and self.memory_used + size <= self.memory_budget:
+                body = f.read()
+                self.memory_used += len(body)
+                return body, hashlib.sha256(body).hexdigest()
+            digest = hashlib.sha256()
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+            return None, digest.hexdigest()
+
+    def _missing_url(self, path: str) -> str:
+        if self.strict:
+            raise AssetNotFound(
+                f"bustware: no file {path!r} under {[str(r) for r in self.roots]!r}. "
+                "Paths are relative to the root, with '/' separators (e.g. 'css/app.css'). "
+                "Pass strict=False to get the plain URL instead of this error."
+            )
+        if path not in self._warned:
+            self._warned.add(path)
+            log.warning("bustware: no file %r in the index; using its plain URL", path)
+        return self.plain_url(path.lstrip("/"))
+
+
+def _unchanged(asset: Asset, st: os.stat_result) -> bool:
+    return asset.size == st.st_size and asset.mtime_ns == st.st_mtime_ns
+
+
+def _held(asset: Asset) -> int:
+    return len(asset.body) if asset.body is not None else 0
+
+
+def _walk(root: str, include_dotfiles: bool):
+    """Yield ``(path, abs_path, stat, variants)`` for every regular file.
+
+    Symlinks are followed only while they resolve inside the root; loops are
+    cut by remembering directories by (device, inode). FIFOs, sockets and
+    devices are skipped: opening a FIFO would block the indexer forever.
+    Precompressed variants (``x.br``, ``x.gz``, ``x.zst`` beside ``x``) are
+    reported with their file, never as files of their own.
+    """
+    real_root = os.path.realpath(root)
+    seen_dirs: set[tuple[int, int]] = set()
+    stack = [(real_root, "")]
+    while stack:
+        directory, rel = stack.pop()
+        try:
+            st = os.stat(directory)
+            if (st.st_dev, st.st_ino) in seen_dirs:
+                continue  # a symlink loop, or two links to one directory
+            seen_dirs.add((st.st_dev, st.st_ino))
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            log.warning("bustware: cannot list %r: %s", directory, exc)
+            continue
+        files: dict[str, tuple[str, os.stat_result]] = {}
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") and not include_dotfiles:
+                continue
+            abs_path = entry.path
+            if entry.is_symlink():
+                target = os.path.realpath(abs_path)
+                if os.path.commonpath([target, real_root]) != real_root:
+                    log.info("bustware: skipping %r: symlink leaves the root", abs_path)
+                    continue
+            try:
+                est = os.stat(abs_path)
+            except OSError:
+                continue  # dangling symlink, or a loop
+            if stat.S_ISDIR(est.st_mode):
+                stack.append((abs_path, f"{rel}{name}/"))
+            elif stat.S_ISREG(est.st_mode):
+                files[name] = (abs_path, est)
+        for name, (abs_path, est) in files.items():
+            stem, dot, suffix = name.rpartition(".")
+            if dot and f".{suffix}" in VARIANT_SUFFIXES and stem in files:
+                continue
+            variants = {}
+            for vsuffix, encoding in VARIANT_SUFFIXES.items():
+                other = files.get(name + vsuffix)
+                if other is not None:
+                    variants[encoding] = other[0]
+            yield f"{rel}{name}", abs_path, est, variants
+
+
+def _check_roots(root) -> list[str]:
+    roots = [root] if isinstance(root, (str, os.PathLike)) else list(root)
+    if not roots:
+        raise ValueError("bustware: root=[] names no directory; pass at least one")
+    checked = []
+    for r in roots:
+        if not isinstance(r, (str, os.PathLike)):
+            raise TypeError(f"bustware: root {r!r} is not a path; pass a directory name")
+        path = os.path.abspath(os.fspath(r))
+        if not os.path.exists(path):
+            raise ValueError(
+                f"bustware: root {os.fspath(r)!r} does not exist; "
+                "pass the directory that holds your static files"
+            )
+        if not os.path.isdir(path):
+            raise ValueError(
+                f"bustware: root {os.fspath(r)!r} is not a directory; "
+                "pass the directory that holds your static files, not a file"
+            )
+        checked.append(path)
+    return checked
+
+
+def _check_prefix(prefix: object) -> str:
+    if not isinstance(prefix, str) or not prefix.startswith("/") or not prefix.endswith("/"):
+        raise ValueError(
+            f"bustware: prefix={prefix!r} must start and end with '/', e.g. '/static/'"
+        )
+    if any(ch in prefix for ch in "?#\r\n\x00"):
+        raise ValueError(
+            f"bustware: prefix={prefix!r} may not contain '?', '#' or control characters"
+        )
+    return prefix
+
+
+def _check_extensions(extensions) -> tuple[str, ...] | None:
+    if extensions is None:
+        return None
+    if isinstance(extensions, str):
+        raise TypeError(
+            f"bustware: extensions={extensions!r} must be a list of suffixes, "
+            "e.g. ['.css', '.js'], not a single string"
+        )
+    exts = tuple(e.lower() for e in extensions)
+    for e in exts:
+        if not e.startswith(".") or len(e) < 2:
+            raise ValueError(
+                f"bustware: extension {e!r} must start with a dot, e.g. '.css'"
+            )
+    return exts

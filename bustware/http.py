@@ -1,0 +1,174 @@
+"""HTTP details: preconditions (RFC 9110 section 13), byte ranges (section 14)
+and content-coding negotiation.
+
+Parsing is werkzeug's (``parse_etags``, ``parse_date``,
+``parse_range_header``) and webob's (Accept-Encoding); this module only
+applies the RFC's rules to their results. None of it runs for a plain request
+without conditional or Range headers: the middleware checks for those headers
+first.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Union
+
+from webob.acceptparse import create_accept_encoding_header
+from werkzeug.http import parse_date, parse_etags, parse_range_header
+
+__all__ = [
+    "ENCODING_PREFERENCE",
+    "MAX_RANGES",
+    "EncodingNegotiator",
+    "evaluate_preconditions",
+    "resolve_ranges",
+]
+
+#: Server preference among equally acceptable codings: smallest first.
+ENCODING_PREFERENCE = ("br", "zstd", "gzip")
+
+#: More ranges than this (after coalescing) are answered with the whole file:
+#: a multipart body of thousands of tiny parts is the CVE-2011-3192 shape.
+MAX_RANGES = 16
+
+#: A Range header longer than this is ignored without parsing it.
+MAX_RANGE_HEADER = 1024
+
+Ranges = list[tuple[int, int]]
+RangeResult = Union[Ranges, None]
+
+
+def evaluate_preconditions(environ: dict, etag: str, mtime: int) -> int | None:
+    """Status code that the preconditions call for (304 or 412), or None.
+
+    ``etag`` is the representation's strong entity tag without quotes and
+    ``mtime`` its Last-Modified in whole seconds. Order and comparisons are
+    those of RFC 9110 section 13.2.2; only GET and HEAD come here.
+    """
+    if_match = environ.get("HTTP_IF_MATCH")
+    if if_match is not None:
+        # Strong comparison: a W/ tag never matches.
+        if not parse_etags(if_match).contains(etag):
+            return 412
+    else:
+        since = _date(environ.get("HTTP_IF_UNMODIFIED_SINCE"))
+        if since is not None and mtime > since:
+            return 412
+    if_none_match = environ.get("HTTP_IF_NONE_MATCH")
+    if if_none_match is not None:
+        # Weak comparison: W/"x" matches "x".
+        if parse_etags(if_none_match).contains_weak(etag):
+            return 304
+        return None
+    since = _date(environ.get("HTTP_IF_MODIFIED_SINCE"))
+    if since is not None and mtime <= since:
+        return 304
+    return None
+
+
+def if_range_allows(environ: dict, etag: str, mtime: int) -> bool:
+    """Whether a Range may be honoured given If-Range (RFC 9110 13.1.5)."""
+    value = environ.get("HTTP_IF_RANGE")
+    if value is None:
+        return True
+    value = value.strip()
+    if value.startswith('"'):
+        # Strong comparison; a weak validator in If-Range never matches.
+        return value == f'"{etag}"'
+    if value.startswith("W/"):
+        return False
+    since = _date(value)
+    return since is not None and since == mtime
+
+
+def _date(value: str | None) -> int | None:
+    if not value:
+        return None
+    parsed = parse_date(value)
+    return None if parsed is None else int(parsed.timestamp())
+
+
+def resolve_ranges(header: str, length: int) -> RangeResult:
+    """Byte ranges to send as ``[(start, stop_exclusive), ...]``.
+
+    ``None`` means "ignore the header and send the whole file" (bad syntax, a
+    unit other than bytes, or too many ranges). An empty list means nothing
+    asked for is satisfiable: answer 416.
+    """
+    if len(header) > MAX_RANGE_HEADER:
+        return None
+    parsed = parse_range_header(header)
+    if parsed is None or parsed.units != "bytes":
+        return None
+    ranges: Ranges = []
+    for start, stop in parsed.ranges:
+        if start < 0:  # suffix range "-N"
+            if length == 0:
+                continue
+            ranges.append((max(0, length + start), length))
+        elif start < length:
+            ranges.append((start, length if stop is None else min(stop, length)))
+    if len(ranges) > 1:
+        ranges = _coalesce(ranges)
+        if len(ranges) > MAX_RANGES:
+            return None
+    return ranges
+
+
+def _coalesce(ranges: Ranges) -> Ranges:
+    """Keep the client's order unless ranges overlap, touch or are out of
+    order; then merge them into ascending, disjoint ranges (RFC 9110 14.2
+    allows this, and it bounds the work a hostile header can cause)."""
+    ordered = all(a[1] < b[0] for a, b in zip(ranges, ranges[1:]))
+    if ordered:
+        return ranges
+    merged: Ranges = []
+    for start, stop in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            if stop > merged[-1][1]:
+                merged[-1] = (merged[-1][0], stop)
+        else:
+            merged.append((start, stop))
+    return merged
+
+
+class EncodingNegotiator:
+    """Picks a content coding for an Accept-Encoding value.
+
+    The answer depends only on the header value and on which codings the
+    file has, and real traffic shows few distinct header values, so answers
+    are memoised and the hot path is one dictionary lookup. The memo is
+    bounded: a client sending endless distinct values only costs a clear().
+    """
+
+    def __init__(self, maxsize: int = 512) -> None:
+        self._memo: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._maxsize = maxsize
+        self._lock = threading.Lock()
+
+    def choose(self, header: str | None, offers: tuple[str, ...]) -> str:
+        """``offers`` are the file's codings in server preference order;
+        returns one of them or ``"identity"``."""
+        if header is None:
+            # No Accept-Encoding: RFC 9110 12.5.3 allows any coding, but
+            # clients that send none are scripts and old proxies; identity
+            # is what nginx's gzip_static and every CDN send them.
+            return "identity"
+        key = (header, offers)
+        choice = self._memo.get(key)
+        if choice is None:
+            choice = _negotiate(header, offers)
+            with self._lock:
+                if len(self._memo) >= self._maxsize:
+                    self._memo.clear()
+                self._memo[key] = choice
+        return choice
+
+
+def _negotiate(header: str, offers: Iterable[str]) -> str:
+    accept = create_accept_encoding_header(header)
+    # webob sorts by q-value and keeps our order among equals; identity last
+    # so that it only wins when it is strictly preferred.
+    acceptable = accept.acceptable_offers([*offers, "identity"])
+    return acceptable[0][0] if acceptable else "identity"

@@ -1,0 +1,412 @@
+"""The WSGI middleware: strips the version from a static URL and serves the
+file with the cache policy that URL earns.
+
+Every response header list is built once per file when the routing table is
+built; a request for a current URL costs one dictionary lookup, a method
+check, a look for conditional headers and a list copy (see ``__call__``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any, Callable
+from urllib.parse import unquote_to_bytes
+
+from werkzeug.http import http_date
+
+from . import http
+from .assets import Asset, Assets, PathLike, Variant
+
+__all__ = ["Bustware"]
+
+log = logging.getLogger("bustware")
+
+WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
+HeaderHook = Callable[[Asset], Iterable[tuple[str, str]]]
+
+# What a URL earns. CURRENT: the version in the URL is the version of the
+# bytes sent, so they may be cached forever. PLAIN: no version, revalidate.
+# OUTDATED: a version that is not the current one (a rolling deploy, an old
+# page): nobody may store what we send under that URL.
+CURRENT, PLAIN, OUTDATED, QUERY = 0, 1, 2, 3
+
+#: Length of the hex digest prefix used as the ETag (96 bits).
+ETAG_LENGTH = 24
+
+_BLOCK = 64 * 1024
+_CONDITIONAL = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_RANGE",
+                "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE")
+_OUTDATED_POLICIES = ("serve", "404", "redirect")
+_MISSING_POLICIES = ("404", "app")
+
+
+class _Rep:
+    """One representation of a file: identity or a precompressed variant."""
+
+    __slots__ = ("abs_path", "body", "content_type", "encoding", "etag", "headers",
+                 "headers_304", "mtime", "mtime_ns", "size")
+
+    def __init__(self, encoding: str, src: Asset | Variant, asset: Asset, mtime_ns: int) -> None:
+        self.encoding = encoding
+        self.abs_path = src.abs_path
+        self.body = src.body
+        self.size = src.size
+        self.etag = src.digest[:ETAG_LENGTH]
+        self.content_type = asset.content_type
+        # Last-Modified is the source file's, for every coding of it.
+        self.mtime = asset.mtime
+        self.mtime_ns = mtime_ns
+        self.headers: tuple[list, list, list] = ([], [], [])
+        self.headers_304: tuple[list, list, list] = ([], [], [])
+
+
+class _Entry:
+    __slots__ = ("asset", "identity", "offers", "query", "reps")
+
+    def __init__(self, asset: Asset, query: str | None) -> None:
+        self.asset = asset
+        # The query string of the current URL, in the query style.
+        self.query = query
+        self.identity = _Rep("identity", asset, asset, asset.mtime_ns)
+        self.reps = {"identity": self.identity}
+        for variant in asset.variants.values():
+            try:
+                mtime_ns = os.stat(variant.abs_path).st_mtime_ns
+            except OSError:
+                continue
+            self.reps[variant.encoding] = _Rep(variant.encoding, variant, asset, mtime_ns)
+        # None when there is nothing to negotiate: the hot path tests it first.
+        self.offers = tuple(e for e in http.ENCODING_PREFERENCE if e in self.reps) or None
+
+
+class Bustware:
+    """WSGI middleware serving the files of an :class:`Assets` index under
+    versioned URLs, and passing every other request to ``app``.
+
+    ``root`` is a directory, a list of them, or a ready :class:`Assets`; the
+    keyword arguments not listed here are passed on to :class:`Assets`.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp | None,
+        root: PathLike | Sequence[PathLike] | Assets,
+        prefix: str = "/static/",
+        *,
+        cache_control: str = "max-age=31536000, immutable",
+        plain_cache_control: str = "no-cache",
+        outdated: str = "serve",
+        missing: str = "404",
+        allow_origin: str | None = None,
+        add_headers: HeaderHook | None = None,
+        **assets_options: Any,
+    ) -> None:
+        if isinstance(root, Assets):
+            if assets_options or prefix != "/static/":
+                raise ValueError(
+                    "bustware: pass prefix and index options to Assets(...) when giving "
+                    f"Bustware a ready Assets, not to Bustware (got {sorted(assets_options)}"
+                    f"{' and prefix' if prefix != '/static/' else ''})"
+                )
+            self.assets = root
+        else:
+            self.assets = Assets(root, prefix, **assets_options)
+        if app is not None and not callable(app):
+            raise TypeError(f"bustware: app={app!r} is not a WSGI application (not callable)")
+        if outdated not in _OUTDATED_POLICIES:
+            raise ValueError(
+                f"bustware: unknown outdated={outdated!r}: use 'serve' (current bytes, "
+                "no-store), '404' or 'redirect' (307 to the current URL)"
+            )
+        if missing not in _MISSING_POLICIES:
+            raise ValueError(
+                f"bustware: unknown missing={missing!r}: use '404' or 'app' "
+                "(hand unknown paths under the prefix to the wrapped app)"
+            )
+        if missing == "app" and app is None:
+            raise ValueError("bustware: missing='app' needs an app to hand requests to")
+        for name, value in (("cache_control", cache_control),
+                            ("plain_cache_control", plain_cache_control),
+                            ("allow_origin", allow_origin)):
+            _check_header_value(name, value)
+        self.app = app
+        self.prefix = self.assets.prefix
+        self.cache_control = cache_control
+        self.plain_cache_control = plain_cache_control
+        self.outdated = outdated
+        self.missing = missing
+        self.allow_origin = allow_origin
+        self.add_headers = add_headers
+        self._negotiator = http.EncodingNegotiator()
+        self._query = self.assets.style.name == "query"
+        self._routes: dict[str, tuple[_Entry, int]] = {}
+        self._entries: dict[str, _Entry] = {}
+        self._generation = -1
+        self._build_routes()
+
+    def url(self, path: str) -> str:
+        """The versioned URL of ``path``; see :meth:`Assets.url`."""
+        return self.assets.url(path)
+
+    # -- the hot path -------------------------------------------------------
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path_info = environ.get("PATH_INFO", "")
+        route = self._routes.get(path_info)
+        if route is None:
+            if path_info.startswith(self.prefix):
+                return self._unrouted(environ, start_response, path_info)
+            return self.app(environ, start_response)  # type: ignore[misc]
+        entry, kind = route
+        if kind == QUERY:
+            kind = self._query_kind(entry, environ.get("QUERY_STRING", ""))
+        method = environ["REQUEST_METHOD"]
+        if kind == OUTDATED or (method != "GET" and method != "HEAD"):
+            return self._serve(environ, start_response, entry, kind)
+        rep = entry.identity
+        if entry.offers is not None:
+            rep = entry.reps[self._negotiator.choose(
+                environ.get("HTTP_ACCEPT_ENCODING"), entry.offers)]
+        for key in _CONDITIONAL:
+            if key in environ:
+                return self._conditional(environ, start_response, rep, kind)
+        if method == "HEAD":
+            start_response("200 OK", rep.headers[kind][:])
+            return []
+        if rep.body is None:
+            return self._send_file(environ, start_response, rep, kind, "200 OK",
+                                   rep.headers[kind], [(0, rep.size)])
+        # A copy: servers and outer middleware may append to the list.
+        start_response("200 OK", rep.headers[kind][:])
+        return [rep.body]
+
+    # -- everything else ----------------------------------------------------
+
+    def _build_routes(self) -> None:
+        """Build every header list and the URL -> (entry, kind) table."""
+        routes: dict[str, tuple[_Entry, int]] = {}
+        entries: dict[str, _Entry] = {}
+        for asset in self.assets:
+            entry = self._entries.get(asset.path)
+            if entry is None or entry.asset is not asset:
+                entry = _Entry(asset, asset.url.partition("?")[2] or None)
+                self._fill_headers(entry)
+            entries[asset.path] = entry
+            if asset.version is not None and not self._query:
+                routes[_wsgi_path(asset.url)] = (entry, CURRENT)
+        for path, entry in entries.items():
+            plain = _wsgi_path(self.assets.plain_url(path))
+            kind = QUERY if self._query and entry.asset.version is not None else PLAIN
+            shadowed = routes.get(plain)
+            if shadowed is not None:
+                # A real file whose name looks versioned is served as itself.
+                log.warning("bustware: the file %r shadows the versioned URL of %r",
+                            path, shadowed[0].asset.path)
+            routes[plain] = (entry, kind)
+        self._entries = entries
+        self._routes = routes
+        self._generation = self.assets.generation
+
+    def _fill_headers(self, entry: _Entry) -> None:
+        asset = entry.asset
+        shared = [("X-Content-Type-Options", "nosniff")]
+        cached = []  # what a 304 repeats (RFC 9110 15.4.5)
+        if entry.offers is not None:
+            cached.append(("Vary", "Accept-Encoding"))
+        if self.allow_origin is not None:
+            cached.append(("Access-Control-Allow-Origin", self.allow_origin))
+        extra = []
+        if self.add_headers is not None:
+            for name, value in self.add_headers(asset):
+                _check_header_value(f"add_headers({asset.path!r}) {name}", value)
+                extra.append((name, value))
+        last_modified = ("Last-Modified", http_date(asset.mtime))
+        policies = (self.cache_control, self.plain_cache_control, "no-store")
+        for rep in entry.reps.values():
+            etag = ("ETag", f'"{rep.etag}"')
+            coding = [("Content-Encoding", rep.encoding)] if rep.encoding != "identity" else []
+            full = [("Content-Type", asset.content_type), ("Content-Length", str(rep.size)),
+                    etag, last_modified, *coding, *shared, *cached, *extra]
+            rep.headers = tuple([*full, ("Cache-Control", cc)] for cc in policies)
+            rep.headers_304 = tuple([etag, *cached, ("Cache-Control", cc)] for cc in policies)
+
+    def _query_kind(self, entry: _Entry, query: str) -> int:
+        if query == entry.query:
+            return CURRENT
+        parsed = self.assets.style.parse("", query)
+        if parsed is None:
+            return PLAIN
+        return CURRENT if parsed[1] == entry.asset.version else OUTDATED
+
+    def _unrouted(self, environ: dict, start_response: Callable, path_info: str):
+        try:
+            rel = path_info[len(self.prefix):].encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            rel = ""
+        found = self.assets.match(rel, environ.get("QUERY_STRING", "")) if rel else None
+        if found is None:
+            if self.missing == "app":
+                return self.app(environ, start_response)  # type: ignore[misc]
+            return _status(environ, start_response, "404 Not Found")
+        entry = self._entries[found[0].path]
+        kind = CURRENT if found[1] == entry.asset.version else OUTDATED
+        return self._serve(environ, start_response, entry, kind)
+
+    def _serve(self, environ: dict, start_response: Callable, entry: _Entry, kind: int):
+        """The general case of ``__call__``: any method, any kind."""
+        method = environ["REQUEST_METHOD"]
+        if method != "GET" and method != "HEAD":
+            return _status(environ, start_response, "405 Method Not Allowed",
+                           [("Allow", "GET, HEAD")])
+        if kind == OUTDATED and self.outdated == "redirect":
+            return _status(environ, start_response, "307 Temporary Redirect",
+                           [("Location", entry.asset.url)])
+        if kind == OUTDATED and self.outdated == "404":
+            return _status(environ, start_response, "404 Not Found")
+        rep = entry.identity
+        if entry.offers is not None:
+            rep = entry.reps[self._negotiator.choose(
+                environ.get("HTTP_ACCEPT_ENCODING"), entry.offers)]
+        return self._conditional(environ, start_response, rep, kind)
+
+    def _conditional(self, environ: dict, start_response: Callable, rep: _Rep, kind: int):
+        """Preconditions, then Range, in the order of RFC 9110 section 13.2.2."""
+        status = http.evaluate_preconditions(environ, rep.etag, rep.mtime)
+        if status == 304:
+            start_response("304 Not Modified", rep.headers_304[kind][:])
+            return []
+        if status == 412:
+            return _status(environ, start_response, "412 Precondition Failed")
+        head = environ["REQUEST_METHOD"] == "HEAD"
+        header = environ.get("HTTP_RANGE")
+        ranges = None
+        if header is not None and not head and http.if_range_allows(environ, rep.etag, rep.mtime):
+            ranges = http.resolve_ranges(header, rep.size)
+            if ranges == []:
+                return _status(environ, start_response, "416 Range Not Satisfiable",
+                               [("Content-Range", f"bytes */{rep.size}")])
+        if ranges is None:
+            if rep.body is None and not head:
+                return self._send_file(environ, start_response, rep, kind, "200 OK",
+                                       rep.headers[kind], [(0, rep.size)])
+            start_response("200 OK", rep.headers[kind][:])
+            return [] if head else [rep.body]
+        return self._send_ranges(environ, start_response, rep, kind, ranges)
+
+    def _send_ranges(self, environ, start_response, rep: _Rep, kind: int, ranges):
+        base = [h for h in rep.headers[kind] if h[0] not in ("Content-Length", "Content-Type")]
+        if len(ranges) == 1:
+            start, stop = ranges[0]
+            headers = [*base, ("Content-Type", rep.content_type),
+                       ("Content-Range", f"bytes {start}-{stop - 1}/{rep.size}"),
+                       ("Content-Length", str(stop - start))]
+            pieces: list = [(start, stop)]
+        else:
+            boundary = f"bustware-{rep.etag}"
+            pieces = []
+            for start, stop in ranges:
+                pieces.append((f"\r\n--{boundary}\r\nContent-Type: {rep.content_type}\r\n"
+                               f"Content-Range: bytes {start}-{stop - 1}/{rep.size}\r\n\r\n"
+                               ).encode("latin-1"))
+                pieces.append((start, stop))
+            pieces.append(f"\r\n--{boundary}--\r\n".encode("latin-1"))
+            pieces[0] = pieces[0][2:]  # no CRLF before the first boundary
+            length = sum(len(p) if isinstance(p, bytes) else p[1] - p[0] for p in pieces)
+            headers = [*base, ("Content-Type", f"multipart/byteranges; boundary={boundary}"),
+                       ("Content-Length", str(length))]
+        if rep.body is None:
+            return self._send_file(environ, start_response, rep, kind,
+                                   "206 Partial Content", headers, pieces)
+        start_response("206 Partial Content", headers)
+        body = rep.body
+        return [b"".join(p if isinstance(p, bytes) else body[p[0]:p[1]] for p in pieces)]
+
+    def _send_file(self, environ, start_response, rep: _Rep, kind: int, status: str,
+                   headers: list, pieces: list):
+        """Stream a file that is not held in memory. ``pieces`` are byte
+        strings and ``(start, stop)`` slices of the file, in order."""
+        try:
+            f = open(rep.abs_path, "rb")  # noqa: SIM115 (closed by the iterable)
+        except OSError as exc:
+            log.warning("bustware: cannot open %r: %s", rep.abs_path, exc)
+            return _status(environ, start_response, "404 Not Found")
+        try:
+            st = os.fstat(f.fileno())
+            if st.st_size != rep.size or st.st_mtime_ns != rep.mtime_ns:
+                # Changed since it was indexed: these bytes are not the ones
+                # the ETag and the version name, so nobody may store them.
+                log.warning("bustware: %r changed on disk since it was indexed; serving "
+                            "it uncached (restart, or use autorefresh in development)",
+                            rep.abs_path)
+                status, pieces = "200 OK", [(0, st.st_size)]
+                headers = [h for h in rep.headers[kind] if h[0] not in _STALE_HEADERS]
+                headers += [("Content-Length", str(st.st_size)), ("Cache-Control", "no-store")]
+            start_response(status, headers[:])
+            wrapper = environ.get("wsgi.file_wrapper")
+            if wrapper is not None and len(pieces) == 1 and pieces[0][1] == st.st_size:
+                # Only a slice that runs to the end of the file may go to the
+                # server's wrapper: wrappers send until EOF (gunicorn's uses
+                # sendfile with the offset we seek to).
+                f.seek(pieces[0][0])
+                return wrapper(f, _BLOCK)
+            return _FileSlices(f, pieces)
+        except BaseException:
+            f.close()
+            raise
+
+
+_STALE_HEADERS = frozenset({"ETag", "Last-Modified", "Cache-Control", "Content-Length"})
+
+
+class _FileSlices:
+    """Iterates pieces of an open file (and literal byte strings between
+    them) and closes the file when the server closes the iterable."""
+
+    def __init__(self, f, pieces: list) -> None:
+        self._f = f
+        self._pieces = pieces
+
+    def __iter__(self):
+        f = self._f
+        for piece in self._pieces:
+            if isinstance(piece, bytes):
+                yield piece
+                continue
+            start, stop = piece
+            f.seek(start)
+            remaining = stop - start
+            while remaining > 0:
+                chunk = f.read(min(_BLOCK, remaining))
+                if not chunk:
+                    return  # truncated under us; the server sees a short body
+                remaining -= len(chunk)
+                yield chunk
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _status(environ: dict, start_response: Callable, status: str,
+            headers: Sequence[tuple[str, str]] = ()):
+    """A short text response that no cache may store."""
+    body = f"{status}\n".encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
+                            ("Content-Length", str(len(body))),
+                            ("Cache-Control", "no-store"), *headers])
+    return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+
+
+def _wsgi_path(url: str) -> str:
+    """The PATH_INFO a WSGI server hands us for ``url``: percent-decoded
+    bytes, as latin-1 (PEP 3333)."""
+    return unquote_to_bytes(url.partition("?")[0]).decode("latin-1")
+
+
+def _check_header_value(name: str, value: str | None) -> None:
+    if value is not None and (not isinstance(value, str) or any(c in value for c in "\r\n\0")):
+        raise ValueError(
+            f"bustware: {name}={value!r} is not a valid header value "
+            "(a string without CR, LF or NUL)"
+        )
