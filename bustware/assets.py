@@ -13,6 +13,8 @@ import hashlib
 import logging
 import os
 import stat
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Union
@@ -47,6 +49,7 @@ class Variant:
     size: int
     digest: str
     body: bytes | None = None
+    mtime_ns: int = 0
 
 
 @dataclass(eq=False)
@@ -94,6 +97,8 @@ class Assets:
         charset: str = "utf-8",
         memory_threshold: int = 256 * 1024,
         memory_budget: int = 64 * 1024 * 1024,
+        autorefresh: bool = False,
+        refresh_interval: float = 1.0,
     ) -> None:
         self.roots = _check_roots(root)
         self.prefix = _check_prefix(prefix)
@@ -117,7 +122,19 @@ class Assets:
         #: Goes up by one each time refresh() finds a change; the middleware
         #: rebuilds its routing table when it sees a new generation.
         self.generation = 0
+        if refresh_interval < 0:
+            raise ValueError(
+                f"bustware: refresh_interval={refresh_interval!r} must be seconds >= 0"
+            )
+        self.autorefresh = autorefresh
+        self.refresh_interval = refresh_interval
+        self._refresh_lock = threading.Lock()
+        self._checked_at = time.monotonic()
         self.refresh()
+        if autorefresh:
+            # Production url() stays a bare dictionary lookup; only
+            # development pays for the freshness check.
+            self.url = self._url_autorefresh  # type: ignore[method-assign]
 
     # -- public API ---------------------------------------------------------
 
@@ -127,6 +144,26 @@ class Assets:
             return self._urls[path]
         except KeyError:
             return self._missing_url(path)
+
+    def _url_autorefresh(self, path: str) -> str:
+        self.check()
+        return Assets.url(self, path)
+
+    def check(self) -> None:
+        """In development (``autorefresh=True``): re-scan the roots if the
+        last scan is older than ``refresh_interval`` seconds. A scan stats
+        every file and reads only those whose size or mtime changed. Safe to
+        call from many threads: one scans, the others go on with the index
+        they have."""
+        if time.monotonic() - self._checked_at < self.refresh_interval:
+            return
+        if not self._refresh_lock.acquire(blocking=False):
+            return
+        try:
+            self._scan()
+            self._checked_at = time.monotonic()
+        finally:
+            self._refresh_lock.release()
 
     def get(self, path: str) -> Asset | None:
         return self._assets.get(path)
@@ -165,27 +202,42 @@ class Assets:
         return self.prefix + quote(path, safe="/")
 
     def refresh(self) -> None:
-        """Rebuild the index from disk. Files whose size and mtime did not
-        change keep their digest without being read again."""
+        """Rebuild the index from disk now. Files whose size and mtime did
+        not change keep their digest without being read again."""
+        with self._refresh_lock:
+            self._scan()
+            self._checked_at = time.monotonic()
+
+    def _scan(self) -> None:
         previous = self._assets
-        assets: dict[str, Asset] = {}
+        # First decide what can be kept as it is, so that the memory budget
+        # counts the bytes that stay held before new files claim any.
+        found: list[tuple[str, str, os.stat_result, dict, Asset | None]] = []
+        seen: set[str] = set()
         self.memory_used = 0
         for root in self.roots:
-            for path, abs_path, st, variants in _walk(root, self.include_dotfiles):
-                if path in assets:
+            for path, abs_path, st, variant_paths in _walk(root, self.include_dotfiles):
+                if path in seen:
                     continue  # an earlier root wins
+                seen.add(path)
                 old = previous.get(path)
-                if old is not None and old.abs_path == abs_path and _unchanged(old, st):
-                    asset = old
-                    self.memory_used += _held(asset)
-                else:
-                    asset = self._index_file(path, abs_path, st)
-                found = self._index_variants(variants, asset)
-                if found != asset.variants:  # Variant compares by identity
-                    if asset is old:  # never mutate an Asset a request may hold
-                        asset = replace(asset)
-                    asset.variants = found
-                assets[path] = asset
+                if old is not None and (old.abs_path != abs_path or not _unchanged(old, st)):
+                    old = None
+                if old is not None:
+                    # Counted whole, variants included; if a variant turns
+                    # out changed, the count is high until the next scan,
+                    # never low.
+                    self.memory_used += _held(old) + sum(map(_held, old.variants.values()))
+                found.append((path, abs_path, st, variant_paths, old))
+        assets: dict[str, Asset] = {}
+        for path, abs_path, st, variant_paths, old in found:
+            asset = old if old is not None else self._index_file(path, abs_path, st)
+            variants = self._index_variants(variant_paths, old)
+            if variants != asset.variants:  # Variant compares by identity
+                if asset is old:  # never mutate an Asset a request may hold
+                    asset = replace(asset)
+                asset.variants = variants
+            assets[path] = asset
         changed = assets.keys() != previous.keys() or any(
             previous[p] is not a for p, a in assets.items()
         )
@@ -197,7 +249,10 @@ class Assets:
     # -- internals ----------------------------------------------------------
 
     def _index_file(self, path: str, abs_path: str, st: os.stat_result) -> Asset:
-        body, digest = self._read(abs_path, st.st_size)
+        # The size and mtime recorded are those of the file we read (fstat),
+        # so a file replaced between the scan and the read is never recorded
+        # with another file's validators.
+        body, digest, st = self._read(abs_path)
         busted = self.extensions is None or path.lower().endswith(self.extensions)
         version = self._source(path, abs_path, digest, st.st_mtime) if busted else None
         if version is None:
@@ -218,33 +273,44 @@ class Assets:
             body=body,
         )
 
-    def _index_variants(self, found: dict[str, str], asset: Asset) -> dict[str, Variant]:
+    def _index_variants(self, paths: dict[str, str], old: Asset | None) -> dict[str, Variant]:
         variants = {}
-        for encoding, abs_path in found.items():
+        for encoding, abs_path in paths.items():
+            kept = old.variants.get(encoding) if old is not None else None
+            if kept is not None and kept.abs_path == abs_path:
+                try:
+                    st = os.stat(abs_path)
+                except OSError:
+                    continue
+                if (st.st_size, st.st_mtime_ns) == (kept.size, kept.mtime_ns):
+                    variants[encoding] = kept  # already counted in _scan
+                    continue
             try:
-                st = os.stat(abs_path)
+                body, digest, st = self._read(abs_path)
             except OSError:
                 continue
-            old = asset.variants.get(encoding)
-            if old is not None and old.abs_path == abs_path and old.size == st.st_size:
-                variants[encoding] = old
-                self.memory_used += len(old.body) if old.body is not None else 0
-                continue
-            body, digest = self._read(abs_path, st.st_size)
-            variants[encoding] = Variant(encoding, abs_path, st.st_size, digest, body)
+            variants[encoding] = Variant(encoding, abs_path, st.st_size, digest, body,
+                                         st.st_mtime_ns)
         return variants
 
-    def _read(self, abs_path: str, size: int) -> tuple[bytes | None, str]:
+    def _read(self, abs_path: str) -> tuple[bytes | None, str, os.stat_result]:
         """Digest the file; keep its bytes if it fits the memory policy."""
         with open(abs_path, "rb") as f:
+            st = os.fstat(f.fileno())
+            size = st.st_size
             if size <= self.memory_threshold and self.memory_used + size <= self.memory_budget:
-                body = f.read()
-                self.memory_used += len(body)
-                return body, hashlib.sha256(body).hexdigest()
+                body = f.read(size)
+                if len(body) == size:
+                    self.memory_used += size
+                    return body, hashlib.sha256(body).hexdigest(), st
+                # Truncated while we read: keep nothing. The file's mtime has
+                # moved on from st, so requests serve it uncached and the next
+                # scan reads it again.
+                return None, hashlib.sha256(body).hexdigest(), st
             digest = hashlib.sha256()
             while chunk := f.read(_CHUNK):
                 digest.update(chunk)
-            return None, digest.hexdigest()
+            return None, digest.hexdigest(), st
 
     def _missing_url(self, path: str) -> str:
         if self.strict:
@@ -263,8 +329,8 @@ def _unchanged(asset: Asset, st: os.stat_result) -> bool:
     return asset.size == st.st_size and asset.mtime_ns == st.st_mtime_ns
 
 
-def _held(asset: Asset) -> int:
-    return len(asset.body) if asset.body is not None else 0
+def _held(item: Asset | Variant) -> int:
+    return len(item.body) if item.body is not None else 0
 
 
 def _walk(root: str, include_dotfiles: bool):

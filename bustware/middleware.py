@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable
 from urllib.parse import unquote_to_bytes
@@ -72,11 +73,7 @@ class _Entry:
         self.identity = _Rep("identity", asset, asset, asset.mtime_ns)
         self.reps = {"identity": self.identity}
         for variant in asset.variants.values():
-            try:
-                mtime_ns = os.stat(variant.abs_path).st_mtime_ns
-            except OSError:
-                continue
-            self.reps[variant.encoding] = _Rep(variant.encoding, variant, asset, mtime_ns)
+            self.reps[variant.encoding] = _Rep(variant.encoding, variant, asset, variant.mtime_ns)
         # None when there is nothing to negotiate: the hot path tests it first.
         self.offers = tuple(e for e in http.ENCODING_PREFERENCE if e in self.reps) or None
 
@@ -97,6 +94,7 @@ class Bustware:
         *,
         cache_control: str = "max-age=31536000, immutable",
         plain_cache_control: str = "no-cache",
+        mode: str = "serve",
         outdated: str = "serve",
         missing: str = "404",
         allow_origin: str | None = None,
@@ -115,6 +113,14 @@ class Bustware:
             self.assets = Assets(root, prefix, **assets_options)
         if app is not None and not callable(app):
             raise TypeError(f"bustware: app={app!r} is not a WSGI application (not callable)")
+        if mode not in ("serve", "rewrite"):
+            raise ValueError(
+                f"bustware: unknown mode={mode!r}: use 'serve' (bustware sends the files) "
+                "or 'rewrite' (strip the version and let the wrapped app send them)"
+            )
+        if mode == "rewrite" and app is None:
+            raise ValueError("bustware: mode='rewrite' needs an app whose static view serves "
+                             "the files")
         if outdated not in _OUTDATED_POLICIES:
             raise ValueError(
                 f"bustware: unknown outdated={outdated!r}: use 'serve' (current bytes, "
@@ -125,13 +131,16 @@ class Bustware:
                 f"bustware: unknown missing={missing!r}: use '404' or 'app' "
                 "(hand unknown paths under the prefix to the wrapped app)"
             )
-        if missing == "app" and app is None:
-            raise ValueError("bustware: missing='app' needs an app to hand requests to")
         for name, value in (("cache_control", cache_control),
                             ("plain_cache_control", plain_cache_control),
                             ("allow_origin", allow_origin)):
             _check_header_value(name, value)
-        self.app = app
+        # With no app (``bustware serve``), everything else is a 404.
+        self.app: WSGIApp = app if app is not None else _not_found
+        self.mode = mode
+        self._rewrite = mode == "rewrite"
+        self._autorefresh = self.assets.autorefresh
+        self._routes_lock = threading.Lock()
         self.prefix = self.assets.prefix
         self.cache_control = cache_control
         self.plain_cache_control = plain_cache_control
@@ -153,17 +162,19 @@ class Bustware:
     # -- the hot path -------------------------------------------------------
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if self._autorefresh:
+            self._sync()
         path_info = environ.get("PATH_INFO", "")
         route = self._routes.get(path_info)
         if route is None:
             if path_info.startswith(self.prefix):
                 return self._unrouted(environ, start_response, path_info)
-            return self.app(environ, start_response)  # type: ignore[misc]
+            return self.app(environ, start_response)
         entry, kind = route
         if kind == QUERY:
             kind = self._query_kind(entry, environ.get("QUERY_STRING", ""))
         method = environ["REQUEST_METHOD"]
-        if kind == OUTDATED or (method != "GET" and method != "HEAD"):
+        if kind == OUTDATED or self._rewrite or (method != "GET" and method != "HEAD"):
             return self._serve(environ, start_response, entry, kind)
         rep = entry.identity
         if entry.offers is not None:
@@ -248,16 +259,18 @@ class Bustware:
         found = self.assets.match(rel, environ.get("QUERY_STRING", "")) if rel else None
         if found is None:
             if self.missing == "app":
-                return self.app(environ, start_response)  # type: ignore[misc]
+                return self.app(environ, start_response)
             return _status(environ, start_response, "404 Not Found")
         entry = self._entries[found[0].path]
         kind = CURRENT if found[1] == entry.asset.version else OUTDATED
         return self._serve(environ, start_response, entry, kind)
 
     def _serve(self, environ: dict, start_response: Callable, entry: _Entry, kind: int):
-        """The general case of ``__call__``: any method, any kind."""
+        """The general case of ``__call__``: any method, any kind, any mode."""
         method = environ["REQUEST_METHOD"]
         if method != "GET" and method != "HEAD":
+            if self._rewrite:
+                return self.app(environ, start_response)
             return _status(environ, start_response, "405 Method Not Allowed",
                            [("Allow", "GET, HEAD")])
         if kind == OUTDATED and self.outdated == "redirect":
@@ -265,11 +278,38 @@ class Bustware:
                            [("Location", entry.asset.url)])
         if kind == OUTDATED and self.outdated == "404":
             return _status(environ, start_response, "404 Not Found")
+        if self._rewrite:
+            return self._rewrite_call(environ, start_response, entry, kind)
         rep = entry.identity
         if entry.offers is not None:
             rep = entry.reps[self._negotiator.choose(
                 environ.get("HTTP_ACCEPT_ENCODING"), entry.offers)]
         return self._conditional(environ, start_response, rep, kind)
+
+    def _rewrite_call(self, environ: dict, start_response: Callable, entry: _Entry, kind: int):
+        """Rewrite mode: the wrapped app's static view sends the bytes from
+        the plain path; we only set the cache policy the URL earned."""
+        if kind == PLAIN:
+            return self.app(environ, start_response)
+        environ["PATH_INFO"] = _wsgi_path(self.assets.plain_url(entry.asset.path))
+        cache_control = self.cache_control if kind == CURRENT else "no-store"
+
+        def set_policy(status: str, headers: list, exc_info=None):
+            if status[:1] == "2" or status[:3] == "304":
+                headers = [(k, v) for k, v in headers
+                           if k.lower() not in ("cache-control", "expires")]
+                headers.append(("Cache-Control", cache_control))
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, set_policy)
+
+    def _sync(self) -> None:
+        """Development mode: pick up edited, new and deleted files."""
+        self.assets.check()
+        if self.assets.generation != self._generation:
+            with self._routes_lock:
+                if self.assets.generation != self._generation:
+                    self._build_routes()
 
     def _conditional(self, environ: dict, start_response: Callable, rep: _Rep, kind: int):
         """Preconditions, then Range, in the order of RFC 9110 section 13.2.2."""
@@ -396,6 +436,10 @@ def _status(environ: dict, start_response: Callable, status: str,
                             ("Content-Length", str(len(body))),
                             ("Cache-Control", "no-store"), *headers])
     return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+
+
+def _not_found(environ: dict, start_response: Callable) -> Iterable[bytes]:
+    return _status(environ, start_response, "404 Not Found")
 
 
 def _wsgi_path(url: str) -> str:
