@@ -336,22 +336,22 @@ def _held(item: Asset | Variant) -> int:
 def _walk(root: str, include_dotfiles: bool):
     """Yield ``(path, abs_path, stat, variants)`` for every regular file.
 
-    Symlinks are followed only while they resolve inside the root; loops are
-    cut by remembering directories by (device, inode). FIFOs, sockets and
+    Symlinks are followed only while they resolve inside the root; a link
+    to one of its own ancestors (a loop) is not entered, found by the
+    (device, inode) of the directories above it. FIFOs, sockets and
     devices are skipped: opening a FIFO would block the indexer forever.
     Precompressed variants (``x.br``, ``x.gz``, ``x.zst`` beside ``x``) are
     reported with their file, never as files of their own.
     """
     real_root = os.path.realpath(root)
-    seen_dirs: set[tuple[int, int]] = set()
-    stack = [(real_root, "")]
+    stack: list[tuple[str, str, frozenset]] = [(real_root, "", frozenset())]
     while stack:
-        directory, rel = stack.pop()
+        directory, rel, ancestors = stack.pop()
         try:
             st = os.stat(directory)
-            if (st.st_dev, st.st_ino) in seen_dirs:
-                continue  # a symlink loop, or two links to one directory
-            seen_dirs.add((st.st_dev, st.st_ino))
+            if (st.st_dev, st.st_ino) in ancestors:
+                continue
+            ancestors = ancestors | {(st.st_dev, st.st_ino)}
             with os.scandir(directory) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
@@ -373,7 +373,7 @@ def _walk(root: str, include_dotfiles: bool):
             except OSError:
                 continue  # dangling symlink, or a loop
             if stat.S_ISDIR(est.st_mode):
-                stack.append((abs_path, f"{rel}{name}/"))
+                stack.append((abs_path, f"{rel}{name}/", ancestors))
             elif stat.S_ISREG(est.st_mode):
                 files[name] = (abs_path, est)
         for name, (abs_path, est) in files.items():

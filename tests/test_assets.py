@@ -1,0 +1,222 @@
+"""The index: which files, which versions, which URLs."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from urllib.parse import quote
+
+import pytest
+
+from bustware import AssetNotFound, Assets
+
+
+def v(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+def test_digest_version_and_url(tree):
+    root = tree({"css/app.css": b"body{color:red}", "js/app.min.js": b"1;"})
+    assets = Assets(root)
+    assert assets.url("css/app.css") == f"/static/css/app.{v(b'body{color:red}')}.css"
+    assert assets.url("js/app.min.js") == f"/static/js/app.min.{v(b'1;')}.js"
+    assert len(assets) == 2 and "css/app.css" in assets
+
+
+@pytest.mark.parametrize(
+    ("style", "template"),
+    [("filename", "/s/css/app.{v}.css"), ("segment", "/s/{v}/css/app.css"),
+     ("query", "/s/css/app.css?v={v}")],
+)
+def test_styles_in_urls(tree, style, template):
+    root = tree({"css/app.css": b"x"})
+    assert Assets(root, "/s/", style=style).url("css/app.css") == template.format(v=v(b"x"))
+
+
+def test_same_bytes_same_version_whatever_the_mtime(tmp_path):
+    roots = []
+    for i, mtime in enumerate((1_000_000_000, 1_700_000_000)):
+        root = tmp_path / f"replica{i}"
+        root.mkdir()
+        (root / "app.js").write_bytes(b"let a = 1;")
+        os.utime(root / "app.js", (mtime, mtime))
+        roots.append(root)
+    assert Assets(roots[0]).url("app.js") == Assets(roots[1]).url("app.js")
+
+
+def test_other_version_sources(tree):
+    root = tree({"app.js": b"x", "img/a.png": b"p"})
+    os.utime(root / "app.js", (1_600_000_000, 1_600_000_123))
+    assert Assets(root, version="mtime").url("app.js") == "/static/app.1600000123.js"
+    assert Assets(root, release="r2026-11").url("app.js") == "/static/app.r2026-11.js"
+    assert (Assets(root, style="segment", release="abc123").url("img/a.png")
+            == "/static/abc123/img/a.png")
+    seen = []
+
+    def custom(path, abs_path):
+        seen.append((path, abs_path))
+        return "c-" + path.replace("/", "_").replace(".", "_")
+
+    assets = Assets(root, version=custom)
+    assert assets.url("img/a.png") == "/static/img/a.c-img_a_png.png"
+    assert ("app.js", str(root / "app.js")) in seen
+
+
+def test_callable_returning_a_bad_version_is_named(tree):
+    root = tree({"app.js": b"x"})
+    with pytest.raises(ValueError) as err:
+        Assets(root, version=lambda p, a: "1.0")
+    assert "invalid version '1.0' from version callable for 'app.js'" in str(err.value)
+
+
+def test_extension_filter(tree):
+    root = tree({"app.css": b"a", "app.min.js": b"b", "logo.png": b"c", "app.css.map": b"d"})
+    assets = Assets(root, extensions=[".css", ".min.js"])
+    assert assets.url("app.css") == f"/static/app.{v(b'a')}.css"
+    assert assets.url("app.min.js") == f"/static/app.min.{v(b'b')}.js"
+    assert assets.url("logo.png") == "/static/logo.png"
+    assert assets.url("app.css.map") == "/static/app.css.map"
+
+
+def test_first_root_wins(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x.css").write_bytes(b"from a")
+    (tmp_path / "b" / "x.css").write_bytes(b"from b")
+    (tmp_path / "b" / "y.css").write_bytes(b"only b")
+    assets = Assets([tmp_path / "a", tmp_path / "b"])
+    assert assets["x.css"].abs_path == str(tmp_path / "a" / "x.css")
+    assert assets.url("x.css") == f"/static/x.{v(b'from a')}.css"
+    assert assets.url("y.css") == f"/static/y.{v(b'only b')}.css"
+
+
+def test_unicode_space_and_percent_names_are_quoted(tree):
+    root = tree({"fonts/Ünï côde%.woff2": b"w"})
+    url = Assets(root).url("fonts/Ünï côde%.woff2")
+    assert url == "/static/fonts/" + quote(f"Ünï côde%.{v(b'w')}.woff2")
+    assert " " not in url and "%25" in url
+
+
+def test_dotfiles_and_dotdirs_are_not_indexed_by_default(tree):
+    root = tree({".env": b"SECRET", ".git/config": b"x", "a/.hidden.css": b"h", "ok.css": b"o"})
+    assert [a.path for a in Assets(root)] == ["ok.css"]
+    assert sorted(a.path for a in Assets(root, include_dotfiles=True)) == [
+        ".env", ".git/config", "a/.hidden.css", "ok.css"]
+
+
+def test_symlinks_inside_are_followed_and_outside_are_not(tmp_path):
+    outside = tmp_path / "secret.txt"
+    outside.write_bytes(b"secret")
+    root = tmp_path / "static"
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "a.css").write_bytes(b"a")
+    os.symlink(outside, root / "leak.txt")
+    os.symlink(tmp_path, root / "up")
+    os.symlink(root / "real", root / "alias")
+    os.symlink(root, root / "real" / "loop")
+    paths = sorted(a.path for a in Assets(root))
+    assert paths == ["alias/a.css", "real/a.css"]
+
+
+def test_variants_belong_to_their_file(tree):
+    root = tree({"app.css": b"a" * 100, "app.css.gz": b"g", "app.css.br": b"b",
+                 "lone.gz": b"z"})
+    assets = Assets(root)
+    assert sorted(a.path for a in assets) == ["app.css", "lone.gz"]
+    assert sorted(assets["app.css"].variants) == ["br", "gzip"]
+    assert assets["app.css"].variants["br"].body == b"b"
+
+
+def test_strict_url_names_path_and_roots(tree):
+    root = tree({"a.css": b"a"})
+    assets = Assets(root)
+    with pytest.raises(AssetNotFound) as err:
+        assets.url("css/missing.css")
+    assert "'css/missing.css'" in str(err.value) and str(root) in str(err.value)
+    assert "strict=False" in str(err.value)
+
+
+def test_lenient_url_warns_once(tree, caplog):
+    root = tree({"a.css": b"a"})
+    assets = Assets(root, strict=False)
+    with caplog.at_level(logging.WARNING, logger="bustware"):
+        assert assets.url("missing.css") == "/static/missing.css"
+        assert assets.url("missing.css") == "/static/missing.css"
+    assert [r.getMessage() for r in caplog.records].count(
+        "bustware: no file 'missing.css' in the index; using its plain URL") == 1
+
+
+def test_memory_threshold_and_budget(tree):
+    root = tree({"a.css": b"a" * 10, "b.css": b"b" * 10, "c.css": b"c" * 10, "big.js": b"x" * 50})
+    assets = Assets(root, memory_threshold=20, memory_budget=25)
+    held = {a.path for a in assets if a.body is not None}
+    assert "big.js" not in held and len(held) == 2
+    assert assets.memory_used == 20 <= assets.memory_budget
+    for a in assets:
+        if a.body is not None:
+            assert a.body == (root / a.path).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"prefix": "static/"}, "prefix='static/' must start and end with '/'"),
+        ({"prefix": "/static"}, "prefix='/static' must start and end with '/'"),
+        ({"style": "hash"}, "unknown style='hash'"),
+        ({"version": "sha1"}, "unknown version='sha1'"),
+        ({"version": "mtime", "release": "r1"}, "release='r1' and version='mtime' conflict"),
+        ({"release": "1.0"}, "invalid version '1.0' from release="),
+        ({"extensions": ".css"}, "extensions='.css' must be a list of suffixes"),
+        ({"extensions": ["css"]}, "extension 'css' must start with a dot"),
+        ({"memory_budget": -1}, "memory_budget=-1 must be byte counts"),
+        ({"refresh_interval": -1}, "refresh_interval=-1 must be seconds"),
+    ],
+)
+def test_bad_options_are_named(tree, kwargs, message):
+    root = tree({"a.css": b"a"})
+    with pytest.raises((ValueError, TypeError)) as err:
+        Assets(root, **kwargs)
+    assert message in str(err.value)
+
+
+def test_bad_roots_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"root '.*nope' does not exist"):
+        Assets(tmp_path / "nope")
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"root '.*file.txt' is not a directory"):
+        Assets(tmp_path / "file.txt")
+    with pytest.raises(ValueError, match="root=\\[\\] names no directory"):
+        Assets([])
+
+
+def test_refresh_picks_up_changes_and_reuses_unchanged(tree):
+    root = tree({"a.css": b"one", "b.css": b"same"})
+    assets = Assets(root)
+    before_b = assets["b.css"]
+    generation = assets.generation
+    (root / "a.css").write_bytes(b"two!")
+    (root / "c.css").write_bytes(b"new")
+    assets.refresh()
+    assert assets.url("a.css") == f"/static/a.{v(b'two!')}.css"
+    assert assets["b.css"] is before_b
+    assert "c.css" in assets and assets.generation == generation + 1
+    assets.refresh()
+    assert assets.generation == generation + 1  # nothing changed, nothing bumped
+
+
+def test_autorefresh_url_sees_edits(tree):
+    root = tree({"a.css": b"one"})
+    assets = Assets(root, autorefresh=True, refresh_interval=0)
+    first = assets.url("a.css")
+    (root / "a.css").write_bytes(b"changed")
+    assert assets.url("a.css") == f"/static/a.{v(b'changed')}.css" != first
+    os.remove(root / "a.css")
+    with pytest.raises(AssetNotFound):
+        assets.url("a.css")
+
+
+def test_fifo_is_skipped_without_hanging(tree):
+    root = tree({"a.css": b"a"})
+    os.mkfifo(root / "pipe.css")
+    assert [a.path for a in Assets(root)] == ["a.css"]
