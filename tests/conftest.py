@@ -60,7 +60,8 @@ class Response:
 
 
 def via_werkzeug(app, path: str, method: str = "GET", headers=None, query: str = "") -> Response:
-    resp = Client(app).open(path, method=method, headers=headers or {}, query_string=query)
+    resp = Client(app).open(path, method=method, headers=headers or {},
+                            query_string=query or None)
     try:
         body = resp.get_data()
         return Response(resp.status_code, list(resp.headers.items()), body)

@@ -1,0 +1,260 @@
+"""Serving: what each kind of URL gets, through both test clients."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+from conftest import fallback_app
+from werkzeug.http import http_date
+
+from bustware import Assets, Bustware
+
+CSS = b"body { color: #123456 }\n"
+IMMUTABLE = "max-age=31536000, immutable"
+
+
+def etag_of(data: bytes) -> str:
+    return '"' + hashlib.sha256(data).hexdigest()[:24] + '"'
+
+
+def version_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+@pytest.fixture
+def root(tree):
+    return tree({
+        "css/app.css": CSS,
+        "js/app.js": b"console.log(1)\n",
+        "img/big.bin": bytes(range(256)) * 2048,  # 512 KiB: above the memory threshold
+        "fonts/Ünï côde%.woff2": b"wOF2 font",
+        "app.12345678abcd.css": b"a real file with a versioned-looking name",
+        "LICENSE": b"MIT",
+    })
+
+
+@pytest.fixture(params=["filename", "segment", "query"])
+def style(request):
+    return request.param
+
+
+def test_current_url_is_immutable_with_exact_bytes(root, style, fetch):
+    app = Bustware(fallback_app, root, style=style)
+    r = fetch(app, app.url("css/app.css"))
+    assert r.status == 200
+    assert r.body == CSS
+    assert r.header("Content-Type") == "text/css; charset=utf-8"
+    assert r.header("Content-Length") == str(len(CSS))
+    assert r.header("ETag") == etag_of(CSS)
+    mtime = int(os.stat(root / "css/app.css").st_mtime)
+    assert r.header("Last-Modified") == http_date(mtime)
+    assert r.header("Cache-Control") == IMMUTABLE
+    assert r.header("X-Content-Type-Options") == "nosniff"
+
+
+def test_plain_url_revalidates(root, style, fetch):
+    app = Bustware(fallback_app, root, style=style)
+    r = fetch(app, "/static/css/app.css")
+    assert (r.status, r.body) == (200, CSS)
+    assert r.header("Cache-Control") == "no-cache"
+    assert r.header("ETag") == etag_of(CSS)
+
+
+def outdated_url(style: str) -> tuple[str, str]:
+    return {
+        "filename": ("/static/css/app.0000deadbeef.css", ""),
+        "segment": ("/static/0000deadbeef/css/app.css", ""),
+        "query": ("/static/css/app.css", "v=0000deadbeef"),
+    }[style]
+
+
+def test_outdated_version_served_uncached_by_default(root, style, fetch):
+    app = Bustware(fallback_app, root, style=style)
+    path, query = outdated_url(style)
+    r = fetch(app, path, query=query)
+    assert (r.status, r.body) == (200, CSS)
+    assert r.header("Cache-Control") == "no-store"
+    assert "immutable" not in str(r.headers)
+
+
+def test_outdated_version_404(root, style, fetch):
+    app = Bustware(fallback_app, root, style=style, outdated="404")
+    path, query = outdated_url(style)
+    r = fetch(app, path, query=query)
+    assert r.status == 404 and r.header("Cache-Control") == "no-store"
+    assert CSS not in r.body
+
+
+def test_outdated_version_redirects_to_current(root, style, fetch):
+    app = Bustware(fallback_app, root, style=style, outdated="redirect")
+    path, query = outdated_url(style)
+    r = fetch(app, path, query=query)
+    assert r.status == 307
+    assert r.header("Location").endswith(app.url("css/app.css"))
+    assert r.header("Cache-Control") == "no-store"
+
+
+def test_query_style_without_or_with_other_params(root, fetch):
+    app = Bustware(fallback_app, root, style="query")
+    v = version_of(CSS)
+    r = fetch(app, "/static/css/app.css", query=f"x=1&v={v}")
+    assert (r.status, r.header("Cache-Control")) == (200, IMMUTABLE)
+    r = fetch(app, "/static/css/app.css", query="x=1")
+    assert (r.status, r.header("Cache-Control")) == (200, "no-cache")
+
+
+def test_unknown_path_under_prefix(root, fetch):
+    app = Bustware(fallback_app, root)
+    r = fetch(app, "/static/css/nope.css")
+    assert r.status == 404 and r.header("Cache-Control") == "no-store"
+    app = Bustware(fallback_app, root, missing="app")
+    r = fetch(app, "/static/css/nope.css")
+    assert (r.status, r.body) == (200, b"app:/static/css/nope.css")
+
+
+def test_outside_the_prefix_goes_to_the_app_untouched(root, fetch):
+    seen = {}
+
+    def app(environ, start_response):
+        seen.update(environ)
+        return fallback_app(environ, start_response)
+
+    bust = Bustware(app, root)
+    r = fetch(bust, "/staticky/css/app.css", query="v=1")
+    assert (r.status, r.body) == (200, b"app:/staticky/css/app.css")
+    assert seen["PATH_INFO"] == "/staticky/css/app.css" and seen["QUERY_STRING"] == "v=1"
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_other_methods_405(root, fetch, method):
+    app = Bustware(fallback_app, root)
+    for url in (app.url("css/app.css"), "/static/css/app.css", "/static/css/app.0000deadbeef.css"):
+        r = fetch(app, url, method=method)
+        assert r.status == 405, url
+        assert r.header("Allow") == "GET, HEAD"
+
+
+def test_head_has_get_headers_and_no_body(root, fetch):
+    app = Bustware(fallback_app, root)
+    for path in ("css/app.css", "img/big.bin"):
+        get = fetch(app, app.url(path))
+        head = fetch(app, app.url(path), method="HEAD")
+        assert head.status == 200 and head.body == b""
+        assert head.headers == get.headers
+
+
+def test_large_file_is_streamed_with_exact_bytes(root, fetch):
+    app = Bustware(fallback_app, root)
+    data = (root / "img/big.bin").read_bytes()
+    assert app.assets["img/big.bin"].body is None  # not held in memory
+    r = fetch(app, app.url("img/big.bin"))
+    assert r.status == 200 and r.body == data
+    assert r.header("Content-Length") == str(len(data))
+    assert r.header("Content-Type") == "application/octet-stream"
+    assert r.header("ETag") == etag_of(data)
+
+
+def test_large_file_changed_on_disk_is_never_cached_under_its_old_version(root, fetch):
+    app = Bustware(fallback_app, root)
+    url = app.url("img/big.bin")
+    new = b"z" * 300_000
+    (root / "img/big.bin").write_bytes(new)
+    r = fetch(app, url)
+    assert r.status == 200 and r.body == new
+    assert r.header("Cache-Control") == "no-store"
+    assert r.header("ETag") is None and r.header("Content-Length") == str(len(new))
+
+
+def test_unicode_names(root, fetch):
+    app = Bustware(fallback_app, root)
+    r = fetch(app, app.url("fonts/Ünï côde%.woff2"))
+    assert (r.status, r.body) == (200, b"wOF2 font")
+    assert r.header("Content-Type") == "font/woff2"
+    assert r.header("Cache-Control") == IMMUTABLE
+
+
+def test_real_file_with_versioned_looking_name_is_itself(root, fetch):
+    app = Bustware(fallback_app, root)
+    r = fetch(app, "/static/app.12345678abcd.css")
+    assert (r.status, r.body) == (200, b"a real file with a versioned-looking name")
+    assert r.header("Cache-Control") == "no-cache"  # plain URL of that file
+    r = fetch(app, app.url("app.12345678abcd.css"))
+    assert r.header("Cache-Control") == IMMUTABLE
+
+
+def test_name_without_suffix(root, fetch):
+    app = Bustware(fallback_app, root)
+    assert app.url("LICENSE") == f"/static/LICENSE.{version_of(b'MIT')}"
+    r = fetch(app, app.url("LICENSE"))
+    assert (r.status, r.body, r.header("Cache-Control")) == (200, b"MIT", IMMUTABLE)
+
+
+def test_configurable_cache_headers(root, fetch):
+    app = Bustware(fallback_app, root, cache_control="public, max-age=600",
+                   plain_cache_control="max-age=60")
+    assert fetch(app, app.url("css/app.css")).header("Cache-Control") == "public, max-age=600"
+    assert fetch(app, "/static/css/app.css").header("Cache-Control") == "max-age=60"
+
+
+def test_outer_middleware_appending_headers_does_not_leak(root, fetch):
+    bust = Bustware(fallback_app, root)
+
+    def outer(environ, start_response):
+        def sr(status, headers, exc_info=None):
+            headers.append(("X-Outer", "1"))
+            return start_response(status, headers, exc_info)
+        return bust(environ, sr)
+
+    for _ in range(3):
+        r = fetch(outer, bust.url("css/app.css"))
+        assert [k for k, _ in r.headers].count("X-Outer") == 1
+
+
+def test_bustware_over_a_ready_assets(root, fetch):
+    assets = Assets(root, "/assets/", style="segment")
+    app = Bustware(fallback_app, assets)
+    assert app.assets is assets and app.url("css/app.css") == assets.url("css/app.css")
+    assert fetch(app, app.url("css/app.css")).body == CSS
+    with pytest.raises(ValueError, match="pass prefix and index options to Assets"):
+        Bustware(fallback_app, assets, style="query")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"outdated": "gone"}, "unknown outdated='gone'"),
+        ({"missing": "ignore"}, "unknown missing='ignore'"),
+        ({"mode": "proxy"}, "unknown mode='proxy'"),
+        ({"cache_control": "a\r\nSet-Cookie: x"}, "cache_control='a\\r\\nSet-Cookie: x' is not"),
+        ({"prefix": "static"}, "prefix='static' must start and end with '/'"),
+    ],
+)
+def test_bad_middleware_options(root, kwargs, message):
+    with pytest.raises(ValueError) as err:
+        Bustware(fallback_app, root, **kwargs)
+    assert message in str(err.value)
+
+
+def test_app_must_be_callable(root):
+    with pytest.raises(TypeError, match="is not a WSGI application"):
+        Bustware("myapp:app", root)
+
+
+def test_no_app_means_404_outside_the_prefix(root, fetch):
+    app = Bustware(None, root)
+    assert fetch(app, "/").status == 404
+    assert fetch(app, app.url("css/app.css")).status == 200
+
+
+def test_development_mode_serves_the_edit_at_its_new_url(root, fetch):
+    app = Bustware(fallback_app, root, autorefresh=True, refresh_interval=0)
+    old = app.url("css/app.css")
+    (root / "css/app.css").write_bytes(b"body { color: red }")
+    new = app.url("css/app.css")
+    assert new != old
+    r = fetch(app, new)
+    assert (r.body, r.header("Cache-Control")) == (b"body { color: red }", IMMUTABLE)
+    r = fetch(app, old)
+    assert (r.body, r.header("Cache-Control")) == (b"body { color: red }", "no-store")
