@@ -35,6 +35,10 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 _CHUNK = 1 << 20
 
+#: How many paths (through symlinks) may lead to one directory before the
+#: walk stops entering it.
+MAX_ALIASES = 16
+
 
 class AssetNotFound(LookupError):
     """``url()`` was asked for a path that is not in the index."""
@@ -345,12 +349,22 @@ def _walk(root: str, include_dotfiles: bool):
     """
     real_root = os.path.realpath(root)
     stack: list[tuple[str, str, frozenset]] = [(real_root, "", frozenset())]
+    visits: dict[tuple[int, int], int] = {}
     while stack:
         directory, rel, ancestors = stack.pop()
         try:
             st = os.stat(directory)
             if (st.st_dev, st.st_ino) in ancestors:
                 continue
+            # Aliases multiply: a chain of directories each holding two links
+            # to the next reaches the last one 2**depth times, so a hostile
+            # tree of 30 directories would never finish indexing.
+            entered = visits.get((st.st_dev, st.st_ino), 0)
+            if entered >= MAX_ALIASES:
+                log.warning("bustware: not entering %r: more than %d symlinked paths lead "
+                            "to that directory", directory, MAX_ALIASES)
+                continue
+            visits[(st.st_dev, st.st_ino)] = entered + 1
             ancestors = ancestors | {(st.st_dev, st.st_ino)}
             with os.scandir(directory) as it:
                 entries = sorted(it, key=lambda e: e.name)
@@ -363,6 +377,13 @@ def _walk(root: str, include_dotfiles: bool):
             if name.startswith(".") and not include_dotfiles:
                 continue
             abs_path = entry.path
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                # Bytes that are not UTF-8 come back as lone surrogates, which
+                # no URL can carry (quote() raises on them).
+                log.warning("bustware: skipping %r: its name is not UTF-8", abs_path)
+                continue
             if entry.is_symlink():
                 target = os.path.realpath(abs_path)
                 if os.path.commonpath([target, real_root]) != real_root:

@@ -85,7 +85,12 @@ def if_range_allows(environ: dict, etag: str, mtime: int) -> bool:
 def _date(value: str | None) -> int | None:
     if not value:
         return None
-    parsed = parse_date(value)
+    try:
+        parsed = parse_date(value)
+    except OverflowError:
+        # werkzeug catches ValueError only; a year such as 99999999999 makes
+        # the stdlib raise OverflowError. An unparsable date is ignored.
+        return None
     return None if parsed is None else int(parsed.timestamp())
 
 

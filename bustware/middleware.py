@@ -363,6 +363,22 @@ class Bustware:
         body = rep.body
         return [b"".join(p if isinstance(p, bytes) else body[p[0]:p[1]] for p in pieces)]
 
+    def _inside_roots(self, abs_path: str, opened: os.stat_result) -> bool:
+        """Whether the file opened from ``abs_path`` still lies inside a root:
+        its real path is inside one and names the very inode we opened."""
+        real = os.path.realpath(abs_path)
+        try:
+            st = os.stat(real)
+        except OSError:
+            return False
+        if (st.st_dev, st.st_ino) != (opened.st_dev, opened.st_ino):
+            return False
+        for root in self.assets.roots:
+            real_root = os.path.realpath(root)
+            if os.path.commonpath([real, real_root]) == real_root:
+                return True
+        return False
+
     def _send_file(self, environ, start_response, rep: _Rep, kind: int, status: str,
                    headers: list, pieces: list):
         """Stream a file that is not held in memory. ``pieces`` are byte
@@ -375,6 +391,11 @@ class Bustware:
         try:
             st = os.fstat(f.fileno())
             if st.st_size != rep.size or st.st_mtime_ns != rep.mtime_ns:
+                if not self._inside_roots(rep.abs_path, st):
+                    # Swapped for a symlink that leaves the root since it was
+                    # indexed: the index would never have taken it.
+                    f.close()
+                    return _status(environ, start_response, "404 Not Found")
                 # Changed since it was indexed: these bytes are not the ones
                 # the ETag and the version name, so nobody may store them.
                 log.warning("bustware: %r changed on disk since it was indexed; serving "
