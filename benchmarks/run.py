@@ -1,0 +1,401 @@
+#!/usr/bin/env python3
+"""bustware side by side with WhiteNoise, ServeStatic, Werkzeug, WebOb and nginx.
+
+    pip install -e '.[bench]'            # the competitors and servers
+    apt-get install -y wrk nginx-light   # optional: end-to-end rows
+    python3 benchmarks/run.py            # full run, about 8 minutes on 2 cores
+    python3 benchmarks/run.py --quick    # fewer rounds, about 2 minutes
+    python3 benchmarks/run.py --write-readme   # also refresh benchmarks/README.md
+
+What is missing (a competitor, Flask, gunicorn, granian, nginx, wrk, manifest
+support) is skipped with a line saying so. Generated files live under
+``benchmarks/.work/`` (git-ignored) and are reused by later runs. See
+benchmarks/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+import apps  # noqa: E402
+import e2e  # noqa: E402
+import inprocess  # noqa: E402
+import startup  # noqa: E402
+import tree  # noqa: E402
+
+README = HERE / "README.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+SECTIONS = ("inprocess", "url", "startup", "e2e")
+
+#: Per mode: in-process rounds and batch seconds, startup tree, startup
+#: rounds, e2e rounds, e2e seconds per wrk run, filler files in the site.
+MODES = {
+    "full": dict(rounds=15, batch=0.04, files=10_000, megabytes=100, startup_rounds=3,
+                 e2e_rounds=3, e2e_seconds=5, fillers=200),
+    "quick": dict(rounds=7, batch=0.02, files=10_000, megabytes=100, startup_rounds=1,
+                  e2e_rounds=1, e2e_seconds=2, fillers=200),
+    "tiny": dict(rounds=3, batch=0.002, files=200, megabytes=1, startup_rounds=1,
+                 e2e_rounds=1, e2e_seconds=1, fillers=20),
+}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def skip(skipped: list[str], message: str) -> None:
+    skipped.append(message)
+    print(f"skipped: {message}", flush=True)
+
+
+def machine() -> dict:
+    def first(path: str, key: str) -> str:
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith(key):
+                        return line.split(":", 1)[1].strip()
+        except OSError:
+            pass
+        return "unknown"
+
+    def version(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            if dist == "bustware":  # run from the checkout, not installed
+                import bustware
+
+                return f"{bustware.__version__} (checkout)"
+            return "not installed"
+
+    def tool(cmd: list[str]) -> str:
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return "not installed"
+        return (proc.stdout + proc.stderr).strip().splitlines()[0]
+
+    try:
+        commit = subprocess.run(["git", "-C", str(HERE.parent), "describe", "--always",
+                                 "--dirty"], capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = "unknown"
+    packages = ("bustware", "werkzeug", "webob", "whitenoise", "servestatic", "flask",
+                "gunicorn", "granian")
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "cpu": first("/proc/cpuinfo", "model name"),
+        "memory": first("/proc/meminfo", "MemTotal"),
+        "load_average_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "packages": {p: version(p) for p in packages},
+        "nginx": tool(["nginx", "-v"]),
+        "wrk": tool(["wrk", "-v"]),
+        "commit": commit,
+    }
+
+
+# -- report ------------------------------------------------------------------
+
+
+def _us(x: float) -> str:
+    return f"{x:.2f} µs" if x < 100 else f"{x:.0f} µs"
+
+
+def _rps(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def targets(results: dict) -> list[tuple[str, str, str]]:
+    """(target, measured, verdict) rows; a missing figure is 'not measured'."""
+    rows = []
+    inp = results.get("inprocess", {})
+    bw = inp.get("bustware", {})
+
+    def verdict(ok: bool, miss: str) -> str:
+        return "met" if ok else f"**missed**: {miss}"
+
+    if bw:
+        ratio = bw["hit_css"]["ratio"]
+        rows.append(("static hit (2 KiB CSS) in-process at most 2x the bare app",
+                     f"{ratio:.2f}x", verdict(ratio <= 2, f"{ratio / 2:.2f}x over the target")))
+        if "whitenoise" in inp:
+            gain = inp["whitenoise"]["hit_css"]["us"] / bw["hit_css"]["us"]
+            rows.append(("static hit at least 5x cheaper than WhiteNoise",
+                         f"{gain:.1f}x cheaper", verdict(gain >= 5, f"{5 / gain:.2f}x short")))
+        over = bw["pass"]["us"] - inp["bare"]["pass"]["us"]
+        rows.append(("pass-through overhead at most 0.3 µs over the bare app",
+                     f"{over:+.2f} µs", verdict(over <= 0.3, f"{over - 0.3:.2f} µs over")))
+    url = results.get("url", {})
+    flask = url.get("Flask url_for('static')")
+    if flask and "Bustware.url" in url:
+        gain = flask["us"] / url["Bustware.url"]["us"]
+        rows.append(("URL helper at least 10x cheaper than Flask's url_for",
+                     f"{gain:.0f}x cheaper", verdict(gain >= 10, f"{10 / gain:.2f}x short")))
+    st = results.get("startup", {})
+    files = results.get("config", {}).get("files")
+    if "manifest" in st:
+        ms = st["manifest"]["ms"]
+        rows.append((f"start from a manifest of {files:,} files under 100 ms", f"{ms:.0f} ms",
+                     verdict(ms < 100, f"{ms - 100:.0f} ms over")))
+    elif st:
+        rows.append((f"start from a manifest of {files:,} files under 100 ms",
+                     "pending", "not measured: manifest support not available"))
+    if "assets" in st and "hashlib-read" in st:
+        ratio = st["assets"]["ms"] / st["hashlib-read"]["ms"]
+        rows.append(("cold indexing within 1.5x of hashlib alone (read + digest)",
+                     f"{ratio:.2f}x", verdict(ratio <= 1.5, f"{ratio / 1.5:.2f}x over")))
+    granian = results.get("e2e", {}).get("granian", {})
+    if "bustware" in granian and "bare" in granian:
+        share = granian["bustware"] / granian["bare"]
+        rows.append(("behind granian, static hits at least 75% of the bare app's requests/s",
+                     f"{share:.0%}", verdict(share >= 0.75, f"{0.75 - share:.0%} short")))
+    return rows
+
+
+def markdown(results: dict) -> str:
+    cfg = results["config"]
+    out = []
+    w = out.append
+    m = results["machine"]
+    w(f"Run of {m['date']} (`{cfg['command']}`, bustware at {m['commit']}), "
+      f"mode `{cfg['mode']}`.\n")
+    inp = results.get("inprocess")
+    if inp:
+        names = list(inp)
+        w("### In-process cost of a request\n")
+        w(f"Median of {cfg['rounds']} interleaved rounds of about {cfg['batch'] * 1e3:g} ms "
+          "each; xN is the ratio to the bare app in the same round set. A note in "
+          "parentheses says what the implementation answered when it is not what the row "
+          "is about.\n")
+        w("| request | " + " | ".join(names) + " |")
+        w("|---" * (len(names) + 1) + "|")
+        for case, label, _ in inprocess.CASES:
+            cells = []
+            for name in names:
+                c = inp[name][case]
+                if name == "bare":  # the floor: every request is the app's
+                    cells.append(_us(c["us"]))
+                    continue
+                cell = f"{_us(c['us'])} x{c['ratio']:.1f}"
+                if c["note"]:
+                    cell += f" ({c['note']})"
+                cells.append(cell)
+            w(f"| {label} | " + " | ".join(cells) + " |")
+        w("")
+    url = results.get("url")
+    if url:
+        flask = url.get("Flask url_for('static')")
+        w("### URL helper, per call\n")
+        w("| helper | per call | Flask's url_for ÷ this |")
+        w("|---|---|---|")
+        for name, v in url.items():
+            ratio = f"{flask['us'] / v['us']:.0f}x" if flask else "n/a"
+            w(f"| {name} | {v['us'] * 1e3:.0f} ns | {ratio} |")
+        w("")
+    st = results.get("startup")
+    if st:
+        base = st.get("hashlib-read")
+        w(f"### Startup: {cfg['files']:,} files, {cfg['tree_bytes'] / 1e6:.0f} MB\n")
+        w(f"Median of {cfg['startup_rounds']} fresh processes each; memory is the growth of "
+          "the process's peak RSS during the step.\n")
+        w("| step | time | ÷ hashlib read + digest | peak memory growth |")
+        w("|---|---|---|---|")
+        for kind, label in startup.KINDS.items():
+            v = st.get(kind)
+            if v is None:
+                if kind == "manifest":
+                    w(f"| {label} | pending | | |")
+                continue
+            ratio = f"{v['ms'] / base['ms']:.2f}x" if base else "n/a"
+            w(f"| {label} | {v['ms']:.0f} ms | {ratio} | {v['peak_growth_mib']:.1f} MiB |")
+        w("")
+    ee = results.get("e2e")
+    if ee and "checked" in ee:
+        w("### End to end\n")
+        w("Servers started and checked with one request each, no load: "
+          + ", ".join(ee["checked"]) + ".\n")
+    elif ee:
+        nginx = ee.get("nginx", {}).get("nginx")
+        w("### End to end: requests per second (wrk)\n")
+        w(f"`wrk -t1 -c{cfg['connections']} -d{cfg['e2e_seconds']}s`, median of "
+          f"{cfg['e2e_rounds']} rounds, one server worker process; the bare app is requested "
+          "at `/`, the others at the CSS file's URL.\n")
+        labels = [s for s in ("gunicorn", "granian") if s in ee]
+        head = "| implementation |"
+        for s in labels:
+            head += f" {s} req/s | ÷ bare | ÷ nginx |"
+        w(head)
+        w("|---" * (1 + 3 * len(labels)) + "|")
+        impls = list(dict.fromkeys(i for s in labels for i in ee[s]))
+        for impl in impls:
+            row = f"| {impl} |"
+            for s in labels:
+                v = ee[s].get(impl)
+                if v is None:
+                    row += " | | |"
+                    continue
+                bare = ee[s].get("bare")
+                row += (f" {_rps(v)} | {v / bare:.2f} |" if bare else f" {_rps(v)} | |")
+                row += f" {v / nginx:.2f} |" if nginx else " |"
+            w(row)
+        if nginx:
+            w("| nginx (sendfile, from disk) |" + f" {_rps(nginx)} | | 1.00 |"
+              + " | | |" * (len(labels) - 1))
+        w("")
+    rows = targets(results)
+    if rows:
+        w("### Targets\n")
+        w("| target | measured | verdict |")
+        w("|---|---|---|")
+        for r in rows:
+            w("| " + " | ".join(r) + " |")
+        w("")
+    if results["skipped"]:
+        w("### Skipped\n")
+        for s in results["skipped"]:
+            w(f"- {s}")
+        w("")
+    w("### Machine\n")
+    w(f"- {m['nproc']} CPUs ({m['cpu']}), {m['memory']} memory, load average at start "
+      f"{m['load_average_at_start']}")
+    w(f"- {m['python']} on {m['platform']}")
+    w("- " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()))
+    w(f"- {m['nginx']}; {m['wrk']}")
+    return "\n".join(out) + "\n"
+
+
+def write_readme(text: str) -> None:
+    current = README.read_text()
+    if START not in current or END not in current:
+        raise SystemExit(f"{README} has no {START} ... {END} markers to put the results in")
+    head, _, rest = current.partition(START)
+    _, _, tail = rest.partition(END)
+    tmp = README.with_suffix(".md.tmp")
+    tmp.write_text(f"{head}{START}\n{text}{END}{tail}")
+    os.replace(tmp, README)
+
+
+# -- main --------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_const", dest="mode", const="quick",
+                      help="fewer rounds and shorter wrk runs (about 2 minutes)")
+    mode.add_argument("--tiny", action="store_const", dest="mode", const="tiny",
+                      help="a few seconds on tiny files: checks the runner, figures mean nothing")
+    parser.add_argument("--files", type=int, help="files in the startup tree (default 10000)")
+    parser.add_argument("--megabytes", type=float, help="size of the startup tree (default 100)")
+    parser.add_argument("--rounds", type=int, help="in-process rounds (default 15)")
+    parser.add_argument("--e2e-rounds", type=int, help="wrk rounds per server (default 3)")
+    parser.add_argument("--e2e-seconds", type=float, help="seconds per wrk run (default 5)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections to run, of {','.join(SECTIONS)}")
+    parser.add_argument("--work", type=Path, default=HERE / ".work",
+                        help="where generated files go (default benchmarks/.work)")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--write-readme", action="store_true",
+                        help="replace the results section of benchmarks/README.md")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print a cProfile of bustware's hot path and a step breakdown")
+    args = parser.parse_args(argv)
+    cfg = dict(MODES[args.mode or "full"])
+    for key in ("files", "megabytes", "rounds", "e2e_rounds", "e2e_seconds"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"--only: unknown section(s) {sorted(unknown)}; use {','.join(SECTIONS)}")
+    cfg.update(mode=args.mode or "full", connections=args.connections,
+               command=" ".join(["python3 benchmarks/run.py", *(argv or sys.argv[1:])]))
+    work = args.work.resolve()
+
+    started = time.monotonic()
+    skipped: list[str] = []
+    results: dict = {"config": cfg, "machine": machine(), "skipped": skipped}
+    site = tree.site(work, cfg["fillers"])
+    names = []
+    for name in apps.IMPLEMENTATIONS:
+        why = apps.missing(name)
+        if why:
+            skip(skipped, why)
+        else:
+            names.append(name)
+
+    if "inprocess" in sections:
+        log(f"in-process requests: {', '.join(names)}")
+        results["inprocess"] = inprocess.requests(
+            site, names, cfg["rounds"], cfg["batch"], lambda s: log(f"in-process: {s}"))
+    if "url" in sections:
+        log("URL helpers")
+        results["url"] = inprocess.url_helpers(site, cfg["rounds"], cfg["batch"] / 4,
+                                               lambda s: skip(skipped, s))
+    if "startup" in sections:
+        log(f"startup tree: {cfg['files']} files, {cfg['megabytes']:g} MB (made once)")
+        big = tree.startup_tree(work, cfg["files"], cfg["megabytes"])
+        cfg["tree_bytes"] = big.total_bytes
+        st = results["startup"] = {}
+        why = startup.manifest_support()
+        manifest = None
+        if why:
+            skip(skipped, f"manifest support not available ({why}): its row is pending")
+        else:
+            manifest = work / f"manifest-{big.root.parent.name}.json"
+            startup.build_manifest(big.root, manifest)
+        for kind in startup.KINDS:
+            if kind == "manifest" and manifest is None:
+                continue
+            if kind in ("whitenoise", "servestatic") and kind not in names:
+                continue
+            log(f"startup: {kind}")
+            st[kind] = startup.measure(kind, big.root, manifest if kind == "manifest" else None,
+                                       cfg["startup_rounds"])
+    if "e2e" in sections:
+        log("end to end")
+        # Tiny mode checks that every kind of server starts; one app is enough.
+        impls = ["bare", "bustware"] if cfg["mode"] == "tiny" else names
+        results["e2e"] = e2e.throughput(
+            site, work, impls, cfg["e2e_rounds"], cfg["e2e_seconds"], args.connections,
+            lambda s: skip(skipped, s), lambda s: log(f"end to end: {s}"),
+            load=cfg["mode"] != "tiny")
+    cfg["seconds"] = round(time.monotonic() - started, 1)
+    if args.profile:
+        print(inprocess.profile(site))
+        print("### Step breakdown of a 2 KiB hit (µs)\n")
+        steps = inprocess.hot_path_breakdown(site, cfg["rounds"], cfg["batch"])
+        for key, us in steps.items():
+            print(f"- {key}: {us:.3f}")
+        print()
+    text = markdown(results)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    if args.write_readme:
+        write_readme(text)
+    log(f"done in {cfg['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The benchmark runner at tiny size, so that it cannot rot.
+
+Only the shape of what it reports is checked (rows, columns, skip lines, and
+that every bustware cell timed the response it is about); never a timing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+COMPETITORS = ("whitenoise", "servestatic", "werkzeug", "webob")
+CASES = ("hit_css", "hit_js", "hit_img", "not_modified", "range", "pass", "outdated")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    work = tmp_path_factory.mktemp("bench")
+    out = work / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--tiny", "--work", str(work),
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout, proc.stderr, json.loads(out.read_text())
+
+
+def skipped(results: dict, name: str) -> bool:
+    return any(line.startswith(f"{name}:") for line in results["skipped"])
+
+
+@pytest.mark.server
+def test_runs_cleanly(tiny):
+    stdout, stderr, results = tiny
+    assert "Traceback" not in stderr
+    # The runner runs under the test's PYTHONDEVMODE. WebOb's FileApp leaks
+    # the file it opened when it answers 304 (its FileIter only closes when
+    # iterated); any other unclosed file is ours or bustware's.
+    leaks = [line for line in stderr.splitlines() if "ResourceWarning: unclosed" in line]
+    assert all("/webob/" in line for line in leaks), leaks
+    for line in results["skipped"]:
+        assert f"skipped: {line}" in stdout
+
+
+@pytest.mark.server
+def test_request_table_has_every_case_for_every_implementation(tiny):
+    stdout, _, results = tiny
+    table = results["inprocess"]
+    assert list(table)[:2] == ["bare", "bustware"]
+    for name in COMPETITORS:
+        assert (name in table) != skipped(results, name), name
+    for name, row in table.items():
+        assert set(row) == set(CASES), name
+        for cell in row.values():
+            assert cell["us"] > 0 and cell["ratio"] > 0
+    # Every bustware cell timed the answer its row names (status, bytes).
+    assert {case: cell["note"] for case, cell in table["bustware"].items()} == {
+        case: "" for case in CASES}
+    for label in ("static hit, 2 KiB CSS", "static hit, 1 MiB PNG", "304 ", "206 ",
+                  "pass-through to the app", "outdated version"):
+        rows = [line for line in stdout.splitlines() if line.startswith(f"| {label}")]
+        assert len(rows) == 1, label
+        assert rows[0].count("|") == len(table) + 2
+
+
+@pytest.mark.server
+def test_url_helpers_startup_and_servers_are_reported(tiny):
+    stdout, _, results = tiny
+    assert {"Bustware.url", "Assets.url"} <= set(results["url"])
+    assert ("Flask url_for('static')" in results["url"]) != skipped(results, "flask")
+
+    startup = results["startup"]
+    for kind in ("hashlib-read", "hashlib-digest", "assets", "bustware"):
+        assert startup[kind]["files"] == results["config"]["files"], kind
+        assert startup[kind]["ms"] > 0
+    assert ("manifest" in startup) != any(
+        line.startswith("manifest support not available") for line in results["skipped"])
+    assert "### Startup: 200 files" in stdout
+
+    if not skipped(results, "gunicorn"):
+        assert {"gunicorn bare", "gunicorn bustware"} <= set(results["e2e"]["checked"])
+    if not skipped(results, "nginx"):
+        assert "nginx nginx" in results["e2e"]["checked"]
+    assert "| target | measured | verdict |" in stdout
+    assert "### Machine" in stdout
+
+
+def test_wrk_report_parsing_and_e2e_table():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import e2e
+        import run
+    finally:
+        sys.path.remove(str(BENCH))
+    report = ("Running 1s test @ http://127.0.0.1:18123/\n  1 threads and 4 connections\n"
+              "  2639 requests in 1.00s, 5.60MB read\nRequests/sec:   2638.31\n"
+              "Transfer/sec:      5.60MB\n")
+    assert e2e.parse_wrk(report) == 2638.31
+    with pytest.raises(RuntimeError, match="failed requests"):
+        e2e.parse_wrk(report.replace("Requests/sec", "  Non-2xx or 3xx responses: 7\n"
+                                     "Requests/sec"))
+    with pytest.raises(RuntimeError, match="no Requests/sec"):
+        e2e.parse_wrk("unable to connect to 127.0.0.1:1 Connection refused")
+
+    results = {
+        "config": {"command": "x", "mode": "full", "connections": 32, "e2e_seconds": 5,
+                   "e2e_rounds": 3},
+        "machine": {"date": "d", "commit": "c", "nproc": 2, "cpu": "cpu", "memory": "m",
+                    "load_average_at_start": "0", "python": "p", "platform": "p",
+                    "packages": {}, "nginx": "n", "wrk": "w"},
+        "skipped": [],
+        "e2e": {"gunicorn": {"bare": 1000.0, "bustware": 900.0},
+                "granian": {"bare": 4000.0, "bustware": 3600.0},
+                "nginx": {"nginx": 8000.0}},
+    }
+    text = run.markdown(results)
+    assert "| bustware | 900 | 0.90 | 0.11 | 3,600 | 0.90 | 0.45 |" in text
+    assert "| nginx (sendfile, from disk) | 8,000 | | 1.00 | | | |" in text
+    assert ("| behind granian, static hits at least 75% of the bare app's requests/s "
+            "| 90% | met |") in text
