@@ -1,8 +1,11 @@
 """Content-Type for a file name.
 
 Python's built-in table (``mimetypes.MimeTypes()`` without the system files,
-so that every machine, and so every replica, gives the same answer) plus a
-few overrides for what browsers expect today.
+so that every machine gives the same answer) plus overrides for what browsers
+expect today. The built-in table changes between Python versions (3.9 has no
+``.webp``, ``.avif`` or ``.wasm``), so every type a web page commonly loads is
+pinned here: replicas running different Pythons must agree, or a CDN caches
+whichever answer it saw first.
 """
 
 from __future__ import annotations
@@ -12,36 +15,82 @@ import mimetypes
 __all__ = ["OVERRIDES", "content_type"]
 
 OVERRIDES = {
-    # RFC 9239: text/javascript is the one registered type for JavaScript.
+    # Text. RFC 9239: text/javascript is the one registered type for JavaScript.
     ".js": "text/javascript",
     ".mjs": "text/javascript",
     ".cjs": "text/javascript",
-    ".map": "application/json",
+    ".css": "text/css",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".xhtml": "application/xhtml+xml",
+    ".txt": "text/plain",
+    ".csv": "text/csv",
+    ".md": "text/markdown",
+    ".vtt": "text/vtt",
+    ".ics": "text/calendar",
+    ".xml": "application/xml",
+    ".rss": "application/rss+xml",
+    ".atom": "application/atom+xml",
+    # JSON and friends (RFC 8259 defines no charset parameter for them).
     ".json": "application/json",
+    ".map": "application/json",  # source maps
     ".webmanifest": "application/manifest+json",
+    ".jsonld": "application/ld+json",
+    ".geojson": "application/geo+json",
     ".wasm": "application/wasm",
+    # Fonts (RFC 8081).
     ".woff2": "font/woff2",
     ".woff": "font/woff",
     ".ttf": "font/ttf",
     ".otf": "font/otf",
+    ".eot": "application/vnd.ms-fontobject",
+    # Images.
     ".avif": "image/avif",
     ".webp": "image/webp",
+    ".png": "image/png",
+    ".apng": "image/apng",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
     ".svg": "image/svg+xml",
     ".ico": "image/x-icon",
-    ".md": "text/markdown",
-    ".xml": "application/xml",
+    ".bmp": "image/bmp",
+    ".jxl": "image/jxl",
+    ".heic": "image/heic",
+    # Audio and video.
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".webm": "video/webm",
+    ".ogv": "video/ogg",
+    ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".opus": "audio/ogg",  # Ogg Opus files (RFC 7845); audio/opus is the RTP type
+    ".mp3": "audio/mpeg",
+    ".m4a": "audio/mp4",
+    ".flac": "audio/flac",
+    ".wav": "audio/wav",
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".mpd": "application/dash+xml",
+    # 3D models and documents.
+    ".glb": "model/gltf-binary",
+    ".gltf": "model/gltf+json",
+    ".pdf": "application/pdf",
+    # Archives are served as themselves, never with a Content-Encoding.
+    ".zip": "application/zip",
     ".gz": "application/gzip",
     ".br": "application/x-brotli",
     ".zst": "application/zstd",
+    ".tar": "application/x-tar",
+    ".7z": "application/x-7z-compressed",
 }
 
+#: Types outside text/* that carry a charset parameter.
 _TEXT_TYPES = frozenset(
     {
-        "application/javascript",
-        "application/json",
-        "application/manifest+json",
         "application/xml",
         "application/xhtml+xml",
+        "application/rss+xml",
+        "application/atom+xml",
         "image/svg+xml",
     }
 )
@@ -53,7 +102,8 @@ def content_type(name: str, charset: str = "utf-8") -> str:
     """The Content-Type header value for ``name`` (a path or a file name).
 
     Only the last suffix counts: ``archive.tar.gz`` is a gzip file to be
-    downloaded as is, not a tar file with a Content-Encoding.
+    downloaded as is, not a tar file with a Content-Encoding. Suffixes are
+    case-insensitive; an unknown one gives ``application/octet-stream``.
     """
     base = name.rpartition("/")[2]
     dot = base.rfind(".")

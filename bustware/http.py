@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable
 from typing import Union
 
-from webob.acceptparse import create_accept_encoding_header
+from webob.acceptparse import AcceptEncodingValidHeader, create_accept_encoding_header
 from werkzeug.http import parse_date, parse_etags, parse_range_header
 
 __all__ = [
@@ -48,8 +48,9 @@ def evaluate_preconditions(environ: dict, etag: str, mtime: int) -> int | None:
     """
     if_match = environ.get("HTTP_IF_MATCH")
     if if_match is not None:
-        # Strong comparison: a W/ tag never matches.
-        if not parse_etags(if_match).contains(etag):
+        # Strong comparison: a W/ tag never matches. strip(): werkzeug's
+        # list parser reads a leading space as part of the first tag.
+        if not parse_etags(if_match.strip()).contains(etag):
             return 412
     else:
         since = _date(environ.get("HTTP_IF_UNMODIFIED_SINCE"))
@@ -58,7 +59,7 @@ def evaluate_preconditions(environ: dict, etag: str, mtime: int) -> int | None:
     if_none_match = environ.get("HTTP_IF_NONE_MATCH")
     if if_none_match is not None:
         # Weak comparison: W/"x" matches "x".
-        if parse_etags(if_none_match).contains_weak(etag):
+        if parse_etags(if_none_match.strip()).contains_weak(etag):
             return 304
         return None
     since = _date(environ.get("HTTP_IF_MODIFIED_SINCE"))
@@ -83,7 +84,10 @@ def if_range_allows(environ: dict, etag: str, mtime: int) -> bool:
 
 
 def _date(value: str | None) -> int | None:
-    if not value:
+    # Every HTTP-date form has at most one comma, so more means a list, and a
+    # list is to be ignored (RFC 9110 13.1.3); werkzeug would read its first
+    # member.
+    if not value or value.count(",") > 1:
         return None
     try:
         parsed = parse_date(value)
@@ -98,18 +102,24 @@ def resolve_ranges(header: str, length: int) -> RangeResult:
     """Byte ranges to send as ``[(start, stop_exclusive), ...]``.
 
     ``None`` means "ignore the header and send the whole file" (bad syntax, a
-    unit other than bytes, or too many ranges). An empty list means nothing
-    asked for is satisfiable: answer 416.
+    unit other than bytes, too many ranges, or ranges that overlap or go
+    backwards, which werkzeug's parser refuses; RFC 9110 14.2 lets a server
+    ignore any Range). An empty list means nothing asked for is satisfiable:
+    answer 416.
     """
     if len(header) > MAX_RANGE_HEADER:
         return None
     parsed = parse_range_header(header)
     if parsed is None or parsed.units != "bytes":
         return None
+    # werkzeug reads the suffix range "-0" as (0, None), the same as "0-";
+    # it is "the last zero bytes" (RFC 9110 14.1.1), so unsatisfiable. The
+    # items are in the order werkzeug returned them, so zip pairs them up.
+    items = header.partition("=")[2].split(",")
     ranges: Ranges = []
-    for start, stop in parsed.ranges:
-        if start < 0:  # suffix range "-N"
-            if length == 0:
+    for (start, stop), item in zip(parsed.ranges, items):
+        if start < 0 or (stop is None and item.lstrip().startswith("-")):  # suffix "-N"
+            if start == 0 or length == 0:
                 continue
             ranges.append((max(0, length + start), length))
         elif start < length:
@@ -172,8 +182,25 @@ class EncodingNegotiator:
 
 
 def _negotiate(header: str, offers: Iterable[str]) -> str:
-    accept = create_accept_encoding_header(header)
-    # webob sorts by q-value and keeps our order among equals; identity last
-    # so that it only wins when it is strictly preferred.
-    acceptable = accept.acceptable_offers([*offers, "identity"])
-    return acceptable[0][0] if acceptable else "identity"
+    accept = create_accept_encoding_header(header.strip())
+    if not isinstance(accept, AcceptEncodingValidHeader):
+        # webob treats a malformed header as "anything goes"; a client whose
+        # header we cannot read gets what a client without one gets.
+        return "identity"
+    named = {coding.lower() for coding, _ in accept.parsed}
+    candidates = list(offers)
+    if "x-gzip" in named and "gzip" not in named and "gzip" in candidates:
+        # RFC 9110 8.4.1.3: x-gzip is to be read as gzip.
+        candidates.insert(candidates.index("gzip") + 1, "x-gzip")
+    if "identity" in named:
+        # Only an identity the client ranked competes on q-value: webob
+        # gives an unlisted identity q=1, which would make "gzip;q=0.5"
+        # mean "no gzip", the opposite of why a client lists a coding.
+        candidates.append("identity")
+    # webob sorts by q-value and keeps our (server preference) order among
+    # equals.
+    acceptable = accept.acceptable_offers(candidates)
+    if not acceptable:
+        return "identity"
+    choice = acceptable[0][0]
+    return "gzip" if choice == "x-gzip" else choice

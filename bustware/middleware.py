@@ -318,7 +318,8 @@ class Bustware:
             start_response("304 Not Modified", rep.headers_304[kind][:])
             return []
         if status == 412:
-            return _status(environ, start_response, "412 Precondition Failed")
+            return _status(environ, start_response, "412 Precondition Failed",
+                           _negotiated(rep, kind))
         head = environ["REQUEST_METHOD"] == "HEAD"
         header = environ.get("HTTP_RANGE")
         ranges = None
@@ -326,7 +327,13 @@ class Bustware:
             ranges = http.resolve_ranges(header, rep.size)
             if ranges == []:
                 return _status(environ, start_response, "416 Range Not Satisfiable",
-                               [("Content-Range", f"bytes */{rep.size}")])
+                               [("Content-Range", f"bytes */{rep.size}"),
+                                *_negotiated(rep, kind)])
+            if ranges is not None and len(ranges) > 1 and rep.encoding != "identity":
+                # A Content-Encoding beside multipart/byteranges would say the
+                # multipart body itself is encoded, and RFC 9110 defines no
+                # per-part coding; the whole variant is always a valid answer.
+                ranges = None
         if ranges is None:
             if rep.body is None and not head:
                 return self._send_file(environ, start_response, rep, kind, "200 OK",
@@ -419,6 +426,14 @@ class Bustware:
 
 
 _STALE_HEADERS = frozenset({"ETag", "Last-Modified", "Cache-Control", "Content-Length"})
+_NEGOTIATED = ("Vary", "Access-Control-Allow-Origin")
+
+
+def _negotiated(rep: _Rep, kind: int) -> list[tuple[str, str]]:
+    """Vary and CORS headers for an error about ``rep`` (412, 416): which
+    variant was judged depends on Accept-Encoding, and a cross-origin fetch
+    needs the CORS header to read even an error."""
+    return [h for h in rep.headers_304[kind] if h[0] in _NEGOTIATED]
 
 
 class _FileSlices:
