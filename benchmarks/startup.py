@@ -3,8 +3,8 @@
 Each measurement runs in a fresh interpreter (``python3 startup.py KIND ROOT
 [MANIFEST]``), so nothing is cached in-process. The modules are imported
 before the clock starts; the child prints one JSON line with the seconds
-taken and ``ru_maxrss`` before and after, so the memory figure is the peak
-growth caused by the step alone. "Cold" means a new process, not an empty
+taken and the peak resident size reached during the step, above the size at
+its start, so the memory figure is the growth caused by the step alone. "Cold" means a new process, not an empty
 page cache: the files were just generated or read by the previous step, as
 on a server that restarts.
 
@@ -89,7 +89,7 @@ def _child(kind: str, root: str, manifest: str | None) -> dict:
     else:
         raise SystemExit(f"unknown kind {kind!r}: use one of {sorted(KINDS)}")
     gc.collect()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _reset_peak()
     start = time.perf_counter()
     if kind == "hashlib-read":
         for path in prepared:
@@ -111,9 +111,40 @@ def _child(kind: str, root: str, manifest: str | None) -> dict:
     else:
         count = len(ServeStatic(None, root=root).files)
     seconds = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = _peak()
     return {"seconds": seconds, "files": count, "peak_rss_kib": after,
             "peak_growth_kib": after - before}
+
+
+def _status(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> int:
+    """Reset the peak RSS to the current RSS and return it (KiB).
+
+    ru_maxrss cannot serve here: Linux carries the parent's peak into a
+    forked child, so a child of a big runner would report the runner's size.
+    Writing 5 to clear_refs resets the process's own high-water mark.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return _status("VmRSS") or 0
+
+
+def _peak() -> int:
+    hwm = _status("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def measure(kind: str, root: Path, manifest: Path | None, rounds: int,
