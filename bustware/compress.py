@@ -33,6 +33,7 @@ __all__ = [
     "check_encodings",
     "compress_bytes",
     "compress_file",
+    "compress_stream",
     "is_compressible",
 ]
 
@@ -185,6 +186,15 @@ def _write_atomic(target: str, src_st: os.stat_result,
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def compress_stream(src: BinaryIO, out: BinaryIO, *, encoding: str, size: int = -1) -> None:
+    """Read ``src`` to its end and write it to ``out`` in ``encoding``, in
+    1 MiB pieces (memory stays bounded for big files). ``size``, when known,
+    goes into the zstd frame header; with the same input and ``size`` the
+    output is byte for byte that of :func:`compress_bytes`."""
+    check_encodings([encoding])
+    _compress_stream(src, out, encoding=encoding, size=size)
 
 
 def _compress_stream(src: BinaryIO, out: BinaryIO, *, encoding: str, size: int) -> None:

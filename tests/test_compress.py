@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import random
 import sys
@@ -18,6 +19,7 @@ from bustware.compress import (
     CodecUnavailable,
     compress_bytes,
     compress_file,
+    compress_stream,
     is_compressible,
 )
 
@@ -25,7 +27,7 @@ TEXT = b"".join(b".rule-%d { margin: %dpx; color: red }\n" % (i, i % 13) for i i
 DECODE = {
     "gzip": gzip.decompress,
     "br": brotli.decompress,
-    "zstd": lambda b: zstandard.ZstdDecompressor().decompress(b),
+    "zstd": lambda b: zstandard.ZstdDecompressor().decompressobj().decompress(b),
 }
 
 
@@ -43,6 +45,16 @@ def test_variants_decode_to_the_file_and_are_named_beside_it(tmp_path):
         data = Path(path).read_bytes()
         assert DECODE[encoding](data) == TEXT
         assert data == compress_bytes(TEXT, encoding)
+
+
+def test_streaming_gives_the_same_bytes(tmp_path):
+    for encoding in ENCODINGS:
+        out = io.BytesIO()
+        compress_stream(io.BytesIO(TEXT), out, encoding=encoding, size=len(TEXT))
+        assert out.getvalue() == compress_bytes(TEXT, encoding)
+        unsized = io.BytesIO()
+        compress_stream(io.BytesIO(TEXT), unsized, encoding=encoding)
+        assert DECODE[encoding](unsized.getvalue()) == TEXT
 
 
 def test_output_is_deterministic(tmp_path):

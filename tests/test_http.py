@@ -657,6 +657,7 @@ def test_variants_made_by_compress_file_are_what_is_served(site, fetch):
     app = site.apps["default"]
     for coding in ("br", "gzip", "zstd"):
         r = fetch(app, app.url(CSS), "GET", {AE: coding})
+        assert_lint_clean(r, "GET", app.url(CSS), {AE: coding})
         assert r.header("Content-Encoding") == coding
         assert r.body == site.rep_bytes(CSS, coding)
         assert DECODE[coding](r.body) == FILES[CSS]
@@ -679,6 +680,7 @@ def test_add_headers_hook_runs_once_per_file(tmp_path, fetch):
             assert r.status in (200, 206)
             assert r.header("X-Asset") == path.replace("/", "-")
             assert r.header("Timing-Allow-Origin") == "*"
+            assert_lint_clean(r, method, app.url(path), headers)
     assert sorted(calls) == sorted(FILES)
 
 
@@ -705,6 +707,7 @@ def test_head_does_not_open_a_streamed_file(tmp_path, fetch, monkeypatch):
         assert r.status == 200, headers
         assert r.header("Content-Length") == str(size)
         assert r.body == b""
+        assert_lint_clean(r, "HEAD", url, headers)
     assert opened == []
     # The proof can fail: a GET does open the file, and finds it gone.
     assert fetch(app, url, "GET").status == 404
