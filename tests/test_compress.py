@@ -23,7 +23,7 @@ from bustware.compress import (
     is_compressible,
 )
 
-TEXT = b"".join(b".rule-%d { margin: %dpx; color: red }\n" % (i, i % 13) for i in range(2000))
+TEXT = b"".join(b".rule-%d { margin: %dpx; color: red }\n" % (i, i % 13) for i in range(800))
 DECODE = {
     "gzip": gzip.decompress,
     "br": brotli.decompress,
