@@ -197,6 +197,10 @@ class Bustware:
 
     def _build_routes(self) -> None:
         """Build every header list and the URL -> (entry, kind) table."""
+        # Read before the files: a scan in another thread that lands while
+        # we build must leave the generation unmatched, so that the next
+        # request builds again (a scan stores its files, then counts up).
+        generation = self.assets.generation
         routes: dict[str, tuple[_Entry, int]] = {}
         entries: dict[str, _Entry] = {}
         for asset in self.assets:
@@ -218,7 +222,7 @@ class Bustware:
             routes[plain] = (entry, kind)
         self._entries = entries
         self._routes = routes
-        self._generation = self.assets.generation
+        self._generation = generation
 
     def _fill_headers(self, entry: _Entry) -> None:
         asset = entry.asset
@@ -261,7 +265,17 @@ class Bustware:
             if self.missing == "app":
                 return self.app(environ, start_response)
             return _status(environ, start_response, "404 Not Found")
-        entry = self._entries[found[0].path]
+        entry = self._entries.get(found[0].path)
+        if entry is None or entry.asset is not found[0]:
+            if self._autorefresh:
+                # Another thread's scan changed the index after this
+                # request synced its routes.
+                self._sync()
+                entry = self._entries.get(found[0].path)
+            if entry is None:
+                if self.missing == "app":
+                    return self.app(environ, start_response)
+                return _status(environ, start_response, "404 Not Found")
         kind = CURRENT if found[1] == entry.asset.version else OUTDATED
         return self._serve(environ, start_response, entry, kind)
 

@@ -1,0 +1,62 @@
+"""Jinja2: versioned URLs in any ``jinja2.Environment``.
+
+>>> from bustware.jinja import install
+>>> install(env, assets)                                     # doctest: +SKIP
+
+after which templates write ``{{ 'css/app.css'|bust }}`` (the filter the
+seed article uses for its query-string version) or
+``{{ static_url('css/app.css') }}``. Both return the URL of
+:meth:`Assets.url`, so with ``autorefresh=True`` an edited file shows its new
+version on the next render.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Union
+
+from jinja2 import Environment, pass_context
+
+from .assets import Assets
+from .middleware import Bustware
+
+__all__ = ["install"]
+
+UrlSource = Union[Assets, Bustware, Callable[[str], str]]
+
+
+def install(
+    env: Environment,
+    source: UrlSource,
+    *,
+    filter_name: str | None = "bust",
+    global_name: str | None = "static_url",
+) -> Environment:
+    """Add the ``bust`` filter and the ``static_url`` global to ``env``.
+
+    ``source`` is an :class:`Assets`, a :class:`Bustware` middleware, or any
+    callable ``path -> url``. Pass ``None`` as a name to leave that one out.
+    Returns ``env``, so it can wrap the constructor call.
+    """
+    if isinstance(source, (Assets, Bustware)):
+        url = source.url
+    elif callable(source):
+        url = source
+    else:
+        raise TypeError(
+            f"bustware: install(env, source={source!r}): source must be an Assets, a "
+            "Bustware middleware or a callable path -> url"
+        )
+    if not isinstance(env, Environment):
+        raise TypeError(f"bustware: install(env={env!r}, ...): env must be a jinja2.Environment")
+    if filter_name is not None:
+        # pass_context stops Jinja's compile-time folding of a filter on a
+        # constant ('css/app.css'|bust): folded, the URL would be frozen
+        # into the compiled template and miss every later edit.
+        @pass_context
+        def bust(context, path: str) -> str:
+            return url(path)
+
+        env.filters[filter_name] = bust
+    if global_name is not None:
+        env.globals[global_name] = url
+    return env
