@@ -7,13 +7,10 @@ import hashlib
 import re
 
 import pytest
+from flask import Blueprint, Flask, render_template_string, url_for
 
-flask = pytest.importorskip("flask")
-
-from flask import Blueprint, Flask, render_template_string, url_for  # noqa: E402
-
-from bustware import AssetNotFound  # noqa: E402
-from bustware.flask import Bustware  # noqa: E402
+from bustware import AssetNotFound
+from bustware.flask import Bustware
 
 IMMUTABLE = "max-age=31536000, immutable"
 CSS = b"body { color: #123 }\n"

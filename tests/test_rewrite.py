@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import hashlib
 
+import flask
 import pytest
 from conftest import via_werkzeug
+from django.core.wsgi import get_wsgi_application
+from django.test import override_settings
+from examples.django_project import configure
 
 from bustware import Bustware
-
-flask = pytest.importorskip("flask")
-pytest.importorskip("django")
-
-from django.core.wsgi import get_wsgi_application  # noqa: E402
-from django.test import override_settings  # noqa: E402
-from examples.django_project import configure  # noqa: E402
 
 IMMUTABLE = "max-age=31536000, immutable"
 CSS = b"body { color: #123 }\n"

@@ -1,0 +1,227 @@
+"""Django integration.
+
+``wsgi.py``::
+
+    application = bustware.django.wrap(get_wsgi_application())
+
+``settings.py``::
+
+    INSTALLED_APPS += ["bustware"]      # the {% load bustware %} tag library
+    STORAGES = {..., "staticfiles": {"BACKEND": "bustware.django.BustwareStorage"}}
+    BUSTWARE = {"mode": "serve"}        # optional: any bustware option
+
+What is indexed: ``STATIC_ROOT`` (fill it with ``collectstatic``), or, when
+``use_finders`` is true (default: ``DEBUG``), the directories Django's
+staticfiles finders search: ``STATICFILES_DIRS`` in order, then each
+installed app's ``static/`` directory in ``INSTALLED_APPS`` order, the first
+match winning as with ``findstatic``. The URL prefix is the path of
+``STATIC_URL``; when ``STATIC_URL`` names a host (a CDN pulling from this
+app), the URLs carry that host and the middleware serves the path.
+
+``BUSTWARE`` is a dict of the keyword arguments of :class:`bustware.Bustware`
+and :class:`bustware.Assets` (``mode``, ``style``, ``autorefresh``...), plus
+``root`` (a directory or list: overrides the choice above) and
+``use_finders``. ``autorefresh`` defaults to ``DEBUG``.
+
+One index serves the whole process: the middleware, the template tag and the
+storage all ask :func:`get_assets`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import threading
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.staticfiles.storage import StaticFilesStorage
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+from .assets import Assets
+from .middleware import Bustware
+
+__all__ = ["BustwareStorage", "get_assets", "options", "url", "wrap"]
+
+log = logging.getLogger("bustware")
+
+
+def _keyword_options(*callables) -> tuple[str, ...]:
+    return tuple(
+        p.name for func in callables for p in inspect.signature(func).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    )
+
+
+ASSETS_OPTIONS = _keyword_options(Assets)
+MIDDLEWARE_OPTIONS = _keyword_options(Bustware)
+#: The keys of the ``BUSTWARE`` setting.
+OPTIONS = ("root", "use_finders", *ASSETS_OPTIONS, *MIDDLEWARE_OPTIONS)
+
+# Settings whose change (under override_settings in tests) invalidates the index.
+_WATCHED = frozenset({"BUSTWARE", "DEBUG", "STATIC_ROOT", "STATIC_URL", "STATICFILES_DIRS",
+                      "STATICFILES_FINDERS", "INSTALLED_APPS"})
+
+_lock = threading.Lock()
+_assets: Assets | None = None
+_origin = ""
+
+
+def options() -> dict[str, Any]:
+    """The ``BUSTWARE`` setting, checked, with the Django defaults filled in."""
+    given = getattr(settings, "BUSTWARE", {})
+    if not isinstance(given, dict):
+        raise ImproperlyConfigured(
+            f"bustware: settings.BUSTWARE={given!r} must be a dict of options, "
+            "e.g. {'mode': 'serve'}"
+        )
+    unknown = sorted(set(given) - set(OPTIONS))
+    if unknown:
+        raise ImproperlyConfigured(
+            f"bustware: unknown key {', '.join(map(repr, unknown))} in settings.BUSTWARE; "
+            f"the keys are {', '.join(OPTIONS)}"
+        )
+    resolved = dict(given)
+    if resolved.get("autorefresh") is None:
+        resolved["autorefresh"] = settings.DEBUG
+    if resolved.get("use_finders") is None:
+        resolved["use_finders"] = settings.DEBUG
+    return resolved
+
+
+def get_assets() -> Assets:
+    """The process-wide index, built on first use from the settings."""
+    global _assets, _origin
+    assets = _assets
+    if assets is not None:
+        return assets
+    with _lock:
+        if _assets is None:
+            opts = options()
+            origin, prefix = _static_url()
+            _assets = Assets(_roots(opts), prefix,
+                             **{k: v for k, v in opts.items() if k in ASSETS_OPTIONS})
+            _origin = origin
+        return _assets
+
+
+def url(path: str) -> str:
+    """The versioned URL of ``path`` (relative to the static roots)."""
+    assets = get_assets()  # sets _origin
+    return _origin + assets.url(path)
+
+
+def wrap(application: Callable, **overrides: Any) -> Bustware:
+    """Wrap Django's WSGI application: versioned URLs under ``STATIC_URL``
+    are answered by bustware (``mode="serve"``), or stripped of their version
+    and passed to Django's static view (``mode="rewrite"``). ``overrides``
+    win over ``settings.BUSTWARE``."""
+    unknown = sorted(set(overrides) - set(MIDDLEWARE_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"bustware: wrap() got unknown option {', '.join(unknown)}; it takes "
+            f"{', '.join(MIDDLEWARE_OPTIONS)} (index options go in settings.BUSTWARE)"
+        )
+    opts = {k: v for k, v in options().items() if k in MIDDLEWARE_OPTIONS}
+    opts.update(overrides)
+    return Bustware(application, get_assets(), **opts)
+
+
+class BustwareStorage(StaticFilesStorage):
+    """A staticfiles storage whose ``url()`` is the bustware URL, so that the
+    built-in ``{% static %}`` tag returns versioned URLs. Saving and
+    ``collectstatic`` behave as :class:`StaticFilesStorage` (plain names
+    in ``STATIC_ROOT``: the version is in the URL only)."""
+
+    def url(self, name: str | None) -> str:
+        if name is None:
+            return super().url(name)
+        return url(name)
+
+
+def _static_url() -> tuple[str, str]:
+    static_url = settings.STATIC_URL
+    if not static_url:
+        raise ImproperlyConfigured(
+            "bustware: settings.STATIC_URL is not set; set it to the URL prefix of the "
+            "static files, e.g. 'static/'"
+        )
+    parts = urlsplit(static_url)
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    origin = f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
+    if parts.netloc and not parts.scheme:
+        origin = f"//{parts.netloc}"
+    return origin, path
+
+
+def _roots(opts: dict[str, Any]) -> list[str]:
+    root = opts.get("root")
+    if root is not None:
+        return [root] if isinstance(root, (str, os.PathLike)) else list(root)
+    if opts["use_finders"]:
+        roots = _finder_roots()
+        if not roots:
+            raise ImproperlyConfigured(
+                "bustware: the staticfiles finders name no existing directory "
+                "(STATICFILES_DIRS, or a static/ directory in an installed app); "
+                "add one, or set BUSTWARE['root']"
+            )
+        return roots
+    static_root = settings.STATIC_ROOT
+    if not static_root:
+        raise ImproperlyConfigured(
+            "bustware: settings.STATIC_ROOT is not set; set it and run "
+            "'manage.py collectstatic', or set BUSTWARE['use_finders'] = True to index "
+            "STATICFILES_DIRS and the apps' static/ directories (development)"
+        )
+    if not os.path.isdir(static_root):
+        raise ImproperlyConfigured(
+            f"bustware: STATIC_ROOT {os.fspath(static_root)!r} does not exist; run "
+            "'manage.py collectstatic' first"
+        )
+    return [static_root]
+
+
+def _finder_roots() -> list[str]:
+    from django.contrib.staticfiles.finders import (
+        AppDirectoriesFinder,
+        FileSystemFinder,
+        get_finders,
+    )
+
+    roots: list[str] = []
+    for finder in get_finders():
+        if isinstance(finder, FileSystemFinder):
+            for prefix, root in finder.locations:
+                if prefix:
+                    raise ImproperlyConfigured(
+                        f"bustware: STATICFILES_DIRS entry ({prefix!r}, {root!r}) has a "
+                        "prefix, which bustware cannot index in place; run collectstatic "
+                        "and serve STATIC_ROOT (use_finders=False), or drop the prefix"
+                    )
+                if os.path.isdir(root):
+                    roots.append(os.fspath(root))
+        elif isinstance(finder, AppDirectoriesFinder):
+            for app in finder.apps:
+                location = finder.storages[app].location
+                if os.path.isdir(location):
+                    roots.append(location)
+        else:
+            log.warning("bustware: the staticfiles finder %s is not indexed; run "
+                        "collectstatic and serve STATIC_ROOT to include its files",
+                        type(finder).__name__)
+    return roots
+
+
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    global _assets, _origin
+    if setting in _WATCHED:
+        with _lock:
+            _assets = None
+            _origin = ""
+
+
+setting_changed.connect(_reset)
