@@ -110,6 +110,7 @@ http {{
   default_type application/octet-stream;
   sendfile on;
   tcp_nopush on;
+  open_file_cache max=10000 inactive=60s;
   keepalive_requests 1000000;
 {temp}
   server {{
@@ -202,12 +203,14 @@ def running(site: tree.Site, work: Path, impls: list[str], found: dict[str, bool
     servers: list[Server] = []
     css = site.read(tree.CSS)
     try:
+        if "bare" in impls and "bustware" in impls:
+            impls = [*impls[:2], "bare-headers", *impls[2:]]
         for label in ("gunicorn", "granian"):
             if not found[label]:
                 continue
             for impl in impls:
                 app = apps.build(impl, site.root)
-                path = "/" if impl == "bare" else apps.static_path(impl, app, tree.CSS)
+                path = "/" if impl.startswith("bare") else apps.static_path(impl, app, tree.CSS)
                 server = Server(label, impl, free_port(), path)
                 env = {**os.environ, "BENCH_APP": impl, "BENCH_SITE": str(site.root),
                        "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)])}

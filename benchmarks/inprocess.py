@@ -298,26 +298,38 @@ def profile(site: tree.Site, seconds: float = 2.0) -> str:
     return out.getvalue()
 
 
-def hot_path_breakdown(site: tree.Site, rounds: int, batch_seconds: float) -> dict:
-    """Cost of each step a 2 KiB hit takes, timed on its own."""
-    from bustware import Bustware
+class _ClassMiddleware:
+    def __init__(self, app: Callable) -> None:
+        self.app = app
 
-    bust = Bustware(apps.bare_app(b"x"), site.static)
-    env = environ(apps.static_path("bustware", bust, tree.CSS))
-    headers = [("A", "b")] * 8
-    route = bust._routes[env["PATH_INFO"]]
+    def __call__(self, environ, start_response):
+        return self.app(environ, start_response)
+
+
+def hot_path_breakdown(site: tree.Site, rounds: int, batch_seconds: float) -> dict:
+    """Whole requests that bracket bustware's cost: the harness alone, the
+    least a pass-through middleware can cost as a function and as a class
+    (what ``Bustware`` is), and bustware's own paths."""
+    bare = apps.bare_app(site.read(tree.CSS))
+    bust = apps.build("bustware", site.root, bare)
+    envs = case_environs("bustware", bust, site)
+
+    def function_middleware(environ, start_response):
+        return bare(environ, start_response)
+
+    env = envs["pass"]
     steps = {
-        "harness + bare app": request_call(apps.bare_app(b"x"), env),
-        "empty lambda (subtract from the steps below)": lambda: None,
-        "harness + bustware hit": request_call(bust, env),
-        "environ.copy()": lambda: env.copy(),
-        "routes.get(path)": lambda: bust._routes.get(env["PATH_INFO"]),
-        "5 'in environ' checks": lambda: [k in env for k in
-                                          ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE",
-                                           "HTTP_RANGE", "HTTP_IF_MATCH",
-                                           "HTTP_IF_UNMODIFIED_SINCE")],
-        "headers[:] (8 pairs)": lambda: headers[:],
-        "route unpack": lambda: route[0].identity.headers[route[1]],
+        "environ.copy() alone": env.copy,
+        "bare app (harness included)": request_call(bare, env),
+        "bare app with bustware's header list": request_call(
+            apps.build("bare-headers", site.root), env),
+        "minimal function middleware -> bare app": request_call(function_middleware, env),
+        "minimal class middleware (__call__) -> bare app": request_call(
+            _ClassMiddleware(bare), env),
+        "bustware pass-through": request_call(bust, env),
+        "bustware 2 KiB hit": request_call(bust, envs["hit_css"]),
+        "bustware 304": request_call(bust, envs["not_modified"]),
+        "bustware 206": request_call(bust, envs["range"]),
     }
     timed = time_rounds(steps, rounds, batch_seconds)
     return {key: value["median"] * 1e6 for key, value in timed.items()}

@@ -4,9 +4,9 @@ Each measurement runs in a fresh interpreter (``python3 startup.py KIND ROOT
 [MANIFEST]``), so nothing is cached in-process. The modules are imported
 before the clock starts; the child prints one JSON line with the seconds
 taken and the peak resident size reached during the step, above the size at
-its start, so the memory figure is the growth caused by the step alone. "Cold" means a new process, not an empty
-page cache: the files were just generated or read by the previous step, as
-on a server that restarts.
+its start, so the memory figure is the growth caused by the step alone.
+"Cold" means a new process, not an empty page cache: the files were just
+generated or read by the previous step, as on a server that restarts.
 
 The floor is hashlib alone on the same files: opening, reading and
 SHA-256-digesting each file (the least any content-hashing indexer must do),
@@ -34,6 +34,7 @@ KINDS = {
     "assets": "bustware `Assets(root)`, cold",
     "bustware": "bustware `Bustware(None, root)`, cold (index + routing table)",
     "manifest": "bustware `Assets(root, manifest=...)`",
+    "manifest-bustware": "bustware `Bustware(None, root, manifest=...)`",
     "whitenoise": "WhiteNoise(None, root) (stat only, no hashing)",
     "servestatic": "ServeStatic(None, root) (stat only, no hashing)",
 }
@@ -80,7 +81,7 @@ def _child(kind: str, root: str, manifest: str | None) -> dict:
         for path in _files(root):
             with open(path, "rb") as f:
                 prepared.append(f.read())
-    elif kind in ("assets", "bustware", "manifest"):
+    elif kind in ("assets", "bustware", "manifest", "manifest-bustware"):
         from bustware import Assets, Bustware
     elif kind == "whitenoise":
         from whitenoise import WhiteNoise
@@ -106,6 +107,8 @@ def _child(kind: str, root: str, manifest: str | None) -> dict:
         count = len(Bustware(None, root).assets)
     elif kind == "manifest":
         count = len(Assets(root, manifest=manifest))
+    elif kind == "manifest-bustware":
+        count = len(Bustware(None, root, manifest=manifest).assets)
     elif kind == "whitenoise":
         count = len(WhiteNoise(None, root=root).files)
     else:

@@ -11,7 +11,8 @@ git ignores), both made once and reused by later runs:
     What the startup benchmarks index: ``files`` files of about ``mb`` MB in
     total, sizes drawn from a log-normal distribution (many small files, a
     few large ones), text for css/js/svg and incompressible bytes for images
-    and fonts.
+    and fonts. The CSS refers to PNG files of the tree with ``url()``, as
+    real stylesheets do, so indexing meets references to resolve.
 
 Content is drawn from a seeded generator, so every run and every machine
 indexes the same bytes. A tree is built in a ``.partial-*`` directory and
@@ -36,8 +37,8 @@ IMG_SIZE = 1024 * 1024
 CSS, JS, IMG = "css/app.css", "js/app.js", "img/hero.png"
 
 _EXTENSIONS = (  # (suffix, share of files, text?)
-    (".css", 15, True), (".js", 25, True), (".svg", 10, True),
-    (".png", 25, False), (".jpg", 10, False), (".webp", 5, False), (".woff2", 10, False),
+    (".css", 5, True), (".js", 25, True), (".svg", 10, True),
+    (".png", 30, False), (".jpg", 15, False), (".webp", 5, False), (".woff2", 10, False),
 )
 
 
@@ -57,13 +58,16 @@ class Tree:
     total_bytes: int
 
 
-def _text(rng: random.Random, size: int, kind: str) -> bytes:
-    """Plausible CSS or JS source of exactly ``size`` bytes."""
+def _text(rng: random.Random, size: int, kind: str, images: list[str] = ()) -> bytes:
+    """Plausible CSS or JS source of exactly ``size`` bytes. CSS refers to
+    one of ``images`` (paths relative to the file) every 30 rules or so."""
     parts = []
     length = 0
     while length < size:
         n = rng.randrange(1 << 24)
-        if kind == "css":
+        if kind == "css" and images and n % 30 == 0:
+            line = f".bg{n:06x} {{ background: url({rng.choice(images)}) no-repeat; }}\n"
+        elif kind == "css":
             line = (f".c{n:06x} {{ color: #{n & 0xFFFFFF:06x}; margin: {n % 40}px "
                     f"{n % 17}px; font-size: {n % 9 + 10}px; }}\n")
         elif kind == "svg":
@@ -74,6 +78,19 @@ def _text(rng: random.Random, size: int, kind: str) -> bytes:
         parts.append(line)
         length += len(line)
     return "".join(parts).encode("ascii")[:size]
+
+
+def _lines(src: bytes, rng: random.Random, size: int) -> bytes:
+    """``size`` bytes of whole lines cut out of ``src`` (a cut through a
+    url() would make a reference to nothing), padded with spaces."""
+    out = bytearray()
+    while len(out) < size:
+        start = src.index(b"\n", rng.randrange(len(src) // 2)) + 1
+        stop = src.rfind(b"\n", start, start + size - len(out)) + 1
+        if stop <= start:  # less than a line to go
+            break
+        out += src[start:stop]
+    return bytes(out) + b" " * (size - len(out))
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -136,7 +153,7 @@ def startup_tree(work: Path, files: int, megabytes: float) -> Tree:
     name = f"tree-{files}-{megabytes:g}mb"
     final = work / name
     stamp = work / f"{name}.json"
-    spec = {"version": 1, "files": files, "megabytes": megabytes}
+    spec = {"version": 3, "files": files, "megabytes": megabytes}
     recorded = _reuse(stamp, final, spec)
     if recorded is None:
 
@@ -147,22 +164,21 @@ def startup_tree(work: Path, files: int, megabytes: float) -> Tree:
             scale = target / sum(weights)
             kinds = [ext for ext, share, _ in _EXTENSIONS for _ in range(share)]
             texts = {ext for ext, _, text in _EXTENSIONS if text}
+            name = [f"d{i // 100:03d}/file{i:05d}{kinds[i % len(kinds)]}" for i in range(files)]
+            images = [f"../{n}" for n in name if n.endswith(".png")][:500]
             # Text is slow to generate: cut pieces out of one pool per kind.
-            pool = {ext: _text(rng, 1 << 22, ext[1:]) for ext in texts}
+            pool_size = min(1 << 22, max(1 << 16, target // 4))
+            pool = {ext: _text(rng, pool_size, ext[1:], images) for ext in texts}
             total = 0
             for i, w in enumerate(weights):
                 size = max(64, min(4 << 20, int(w * scale)))
                 ext = kinds[i % len(kinds)]
                 if ext in texts:
-                    src = pool[ext]
-                    data = b""
-                    while len(data) < size:
-                        start = rng.randrange(len(src) - 1)
-                        data += src[start:start + size - len(data)]
+                    data = _lines(pool[ext], rng, size)
                 else:
                     data = rng.randbytes(size)
-                _write(root / "static" / f"d{i // 100:03d}" / f"file{i:05d}{ext}", data)
-                total += size
+                _write(root / "static" / name[i], data)
+                total += len(data)
             return {"total_bytes": total}
 
         work.mkdir(parents=True, exist_ok=True)
