@@ -150,7 +150,7 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
         rows.append(("URL helper at least 10x cheaper than Flask's url_for",
                      f"{gain:.0f}x cheaper", verdict(gain >= 10, f"{10 / gain:.2f}x short")))
     st = results.get("startup", {})
-    files = results.get("config", {}).get("files")
+    files = results.get("config", {}).get("files") or 0
     target = f"start from a manifest of {files:,} files under 100 ms"
     if "manifest" in st:
         ms = st["manifest"]["ms"]
