@@ -102,6 +102,11 @@ def get_assets() -> Assets:
         if _assets is None:
             opts = options()
             origin, prefix = _static_url()
+            if origin and opts.get("base_url"):
+                raise ImproperlyConfigured(
+                    f"bustware: STATIC_URL={settings.STATIC_URL!r} already names a host; "
+                    "drop BUSTWARE['base_url'] (or make STATIC_URL a path)"
+                )
             _assets = Assets(_roots(opts), prefix,
                              **{k: v for k, v in opts.items() if k in ASSETS_OPTIONS})
             _origin = origin

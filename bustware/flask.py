@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import weakref
 from typing import Any
 
 from flask import Flask, current_app, url_for
@@ -116,6 +117,9 @@ class _State:
         self.assets_options = {k: v for k, v in options.items() if k in ASSETS_OPTIONS}
         self.middleware_options = {k: v for k, v in options.items() if k in MIDDLEWARE_OPTIONS}
         self.by_endpoint: dict[str, Assets] = {}
+        # Asset -> (filename value, extra query value): weak, so that the
+        # Assets a rescan replaced do not stay alive here.
+        self.built: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.lock = threading.Lock()
         # After the first request Flask refuses new routes, so one last
         # discovery then is final.
@@ -137,11 +141,9 @@ class _State:
 
     def url_defaults(self, endpoint: str, values: dict[str, Any]) -> None:
         """Flask's url_defaults callback: rewrite ``filename`` in place."""
-        if endpoint != "static" and not endpoint.endswith(".static"):
-            return
         assets = self.by_endpoint.get(endpoint)
         if assets is None:
-            if self.final:
+            if self.final or (endpoint != "static" and not endpoint.endswith(".static")):
                 return
             self.discover()
             assets = self.by_endpoint.get(endpoint)
@@ -156,10 +158,16 @@ class _State:
         if asset is None or asset.version is None:
             assets.url(filename)  # raises AssetNotFound when strict and unknown
             return
-        path, query = assets.style.build(filename, asset.version)
-        values["filename"] = path
-        if query:
-            values[assets.style.param] = asset.version  # type: ignore[attr-defined]
+        # The built values are kept per Asset object: a rescan that changes
+        # the file makes a new Asset, and so a new entry.
+        built = self.built.get(asset)
+        if built is None:
+            path, query = assets.style.build(filename, asset.version)
+            extra = (assets.style.param, asset.version) if query else None  # type: ignore
+            built = self.built[asset] = (path, extra)
+        values["filename"] = built[0]
+        if built[1] is not None:
+            values[built[1][0]] = built[1][1]
 
     def discover(self) -> None:
         """Index every static folder the app routes to and not yet indexed."""
