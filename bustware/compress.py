@@ -127,9 +127,10 @@ def compress_file(
     the file; files in formats that are compressed already
     (:data:`SKIP_SUFFIXES`) get none. Each variant is written to a temporary
     file in the same directory and moved into place with ``os.replace``, so
-    a server never sees half a file. A variant of a requested coding that is
-    not kept this time is removed if it exists: it was made from other bytes,
-    and the middleware would serve it in place of the current file.
+    a server never sees half a file. A variant file that already exists is
+    always rewritten from the current bytes, even when it saves less than
+    ``min_saving``: left alone it would be served with stale bytes, and
+    deleting it would delete a file nobody asked to delete.
 
     Raises :class:`CodecUnavailable` (naming the extra to install) before
     writing anything when a coding's package is missing.
@@ -153,12 +154,9 @@ def compress_file(
             target = src + ENCODINGS[encoding]
             produce = functools.partial(_compress_stream, f, encoding=encoding,
                                         size=st.st_size)
-            if _write_atomic(target, st, produce, limit):
+            exists = os.path.lexists(target)
+            if _write_atomic(target, st, produce, float("inf") if exists else limit):
                 written[encoding] = target
-            elif os.path.lexists(target):
-                log.info("bustware: removing %r: it no longer saves %.0f%% over %r",
-                         target, min_saving * 100, src)
-                os.remove(target)
     return written
 
 

@@ -145,14 +145,21 @@ def test_a_failure_leaves_the_old_variant_and_no_temporary_file(tmp_path, monkey
     assert (tmp_path / "app.css.br").read_bytes() == b"previous"
 
 
-def test_a_stale_variant_that_no_longer_saves_is_removed(tmp_path):
+def test_a_stale_variant_is_rewritten_never_left_stale_nor_deleted(tmp_path):
     src = tmp_path / "app.js"
     src.write_bytes(TEXT)
     compress_file(src, ["gzip"])
-    src.write_bytes(random.Random(3).randbytes(5000))  # now incompressible
-    assert compress_file(src, ["gzip"]) == {}
-    # Left in place, the old variant would be served for the new file.
-    assert listing(tmp_path) == ["app.js"]
+    new = random.Random(3).randbytes(5000)  # now incompressible
+    src.write_bytes(new)
+    # Left as it was, the old variant would be served for the new file; and
+    # nobody asked for it to be deleted. So it is rewritten from the new bytes.
+    assert compress_file(src, ["gzip"]) == {"gzip": str(src) + ".gz"}
+    assert gzip.decompress((tmp_path / "app.js.gz").read_bytes()) == new
+    assert listing(tmp_path) == ["app.js", "app.js.gz"]
+    # A file that never had a variant still gets none below the 5% saving.
+    other = tmp_path / "other.js"
+    other.write_bytes(new)
+    assert compress_file(other, ["gzip"]) == {}
 
 
 def test_variant_gets_the_permissions_of_its_source(tmp_path):
