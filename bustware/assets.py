@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Union
 from urllib.parse import quote
 
+from . import bundlers
 from .contenttypes import content_type
 from .styles import Style, make_style
 from .versions import VersionSource, make_version_source
@@ -103,6 +104,9 @@ class Assets:
         memory_budget: int = 64 * 1024 * 1024,
         autorefresh: bool = False,
         refresh_interval: float = 1.0,
+        manifest: PathLike | None = None,
+        manifest_check: str = "error",
+        bundler_manifest: PathLike | Sequence[PathLike] | None = None,
     ) -> None:
         self.roots = _check_roots(root)
         self.prefix = _check_prefix(prefix)
@@ -134,6 +138,22 @@ class Assets:
         self.refresh_interval = refresh_interval
         self._refresh_lock = threading.Lock()
         self._checked_at = time.monotonic()
+        #: With ``manifest=``: its path and content (see bustware.manifest),
+        #: and the versions of earlier generations served from stored bytes.
+        self.manifest_path: str | None = None
+        self.manifest: dict | None = None
+        self.old_versions: list[Asset] = []
+        self._manifest_check = manifest_check
+        if manifest is not None:
+            if autorefresh:
+                raise ValueError(
+                    "bustware: manifest= and autorefresh=True conflict: a manifest is a "
+                    "snapshot for production, autorefresh rescans the files in development"
+                )
+            self.manifest_path = os.path.abspath(os.fspath(manifest))
+        #: Logical names from bundler manifests -> the path of their file.
+        self.aliases: dict[str, str] = {}
+        self._bundlers = bundlers.make(bundler_manifest)
         self.refresh()
         if autorefresh:
             # Production url() stays a bare dictionary lookup; only
@@ -209,7 +229,12 @@ class Assets:
         """Rebuild the index from disk now. Files whose size and mtime did
         not change keep their digest without being read again."""
         with self._refresh_lock:
-            self._scan()
+            if self.manifest_path is not None:
+                from .manifest import load_into
+
+                load_into(self, self.manifest_path, self._manifest_check)
+            else:
+                self._scan()
             self._checked_at = time.monotonic()
 
     def _scan(self) -> None:
@@ -249,6 +274,8 @@ class Assets:
         self._urls = {path: asset.url for path, asset in assets.items()}
         if changed:
             self.generation += 1
+        if self._bundlers:
+            bundlers.apply(self)
 
     # -- internals ----------------------------------------------------------
 

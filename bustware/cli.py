@@ -1,4 +1,5 @@
-"""The ``bustware`` command line: ``serve``, ``url`` and ``demo``."""
+"""The ``bustware`` command line: ``serve``, ``url``, ``demo``, and the build
+step: ``build``, ``verify``, ``prune``."""
 
 from __future__ import annotations
 
@@ -68,7 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the bundled demo site on 127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
 
+    _add_build_commands(sub)
+
     args = parser.parse_args(argv)
+    if args.command in ("build", "verify", "prune"):
+        return _build_command(args)
     try:
         if args.command == "url":
             assets = Assets(args.root, args.prefix, style=args.style)
@@ -85,3 +90,97 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)  # the message already starts with "bustware:"
         return 2
     return 0
+
+
+# -- build, verify, prune ----------------------------------------------------
+
+
+def _add_build_commands(sub) -> None:
+    build = sub.add_parser(
+        "build", help="index a directory once into a manifest, for a fast production start")
+    build.add_argument("roots", nargs="+", metavar="ROOT")
+    build.add_argument("--out", metavar="MANIFEST",
+                       help="where to write it (default ROOT/.bustware/manifest.json)")
+    build.add_argument("--compress", metavar="CODINGS", default="",
+                       help="precompressed variants to make: some of br,gzip,zstd")
+    build.add_argument("--keep", type=_count, metavar="N",
+                       help="keep the versions and bytes of the N previous builds, for "
+                            "rolling deploys (default: what the manifest keeps, else 0)")
+    build.add_argument("--quiet", action="store_true", help="print only errors")
+    _add_index_options(build)
+    build.add_argument("--query-param", default="v", help="parameter of the query style")
+    build.add_argument("--base-url", default=None,
+                       help="CDN origin the URLs start with, e.g. https://cdn.example.com")
+
+    verify = sub.add_parser(
+        "verify", help="check that a manifest still matches its files (exit 1 if not)")
+    verify.add_argument("roots", nargs="+", metavar="ROOT")
+    verify.add_argument("--manifest", metavar="MANIFEST",
+                        help="default ROOT/.bustware/manifest.json")
+    verify.add_argument("--full", action="store_true",
+                        help="also read every file and compare its digest")
+
+    prune = sub.add_parser(
+        "prune", help="drop earlier generations and the stored bytes only they use")
+    prune.add_argument("root", metavar="ROOT")
+    prune.add_argument("--manifest", metavar="MANIFEST",
+                       help="default ROOT/.bustware/manifest.json")
+    prune.add_argument("--keep", type=_count, metavar="N",
+                       help="keep the N newest earlier generations")
+    prune.add_argument("--older-than", metavar="AGE",
+                       help="drop generations built longer ago than AGE (90s, 30m, 12h, 7d, "
+                            "2w); with --keep, only those beyond N and older than AGE")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (0, 1, 2, ...)")
+    return value
+
+
+def _build_command(args) -> int:
+    from . import build as b
+    from .compress import CodecUnavailable
+    from .manifest import default_path
+
+    try:
+        if args.command == "build":
+            codings = [c.strip() for c in args.compress.split(",") if c.strip()]
+            progress = None
+            if b.wants_progress(sys.stderr, args.quiet):
+                progress = b.Progress
+            report = b.build(args.roots, args.out, prefix=args.prefix, style=args.style,
+                             query_param=args.query_param, base_url=args.base_url,
+                             compress=codings, keep=args.keep,
+                             progress=progress)
+            for warning in report.warnings:
+                print(f"bustware: warning: {warning}", file=sys.stderr)
+            if not args.quiet:
+                print(report.summary())
+            return 0
+        if args.command == "verify":
+            manifest = args.manifest or default_path(args.roots[0])
+            problems = b.verify(args.roots, manifest, full=args.full)
+            if problems:
+                print(f"bustware: {manifest} does not match the files "
+                      f"({len(problems)} problem{'s' if len(problems) != 1 else ''}):")
+                for problem in problems:
+                    print(f"  {problem}")
+                print(f"Rebuild it: bustware build {' '.join(args.roots)}")
+                return 1
+            print(f"bustware: {manifest} matches the files under {' '.join(args.roots)}")
+            return 0
+        manifest = args.manifest or default_path(args.root)
+        older = b.parse_age(args.older_than) if args.older_than is not None else None
+        print(b.prune(manifest, keep=args.keep, older_than=older).summary())
+        return 0
+    except (ValueError, TypeError, CodecUnavailable) as exc:
+        print(exc, file=sys.stderr)  # the message already starts with "bustware:"
+        return 2
+    except OSError as exc:
+        print(f"bustware: {exc}", file=sys.stderr)
+        return 2

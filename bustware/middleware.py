@@ -209,17 +209,34 @@ class Bustware:
                 entry = _Entry(asset, asset.url.partition("?")[2] or None)
                 self._fill_headers(entry)
             entries[asset.path] = entry
-            if asset.version is not None and not self._query:
+            # A URL with no query in the query style: a file a bundler named
+            # with its hash, current at its own name.
+            if asset.version is not None and (not self._query or "?" not in asset.url):
                 routes[_wsgi_path(asset.url)] = (entry, CURRENT)
         for path, entry in entries.items():
             plain = _wsgi_path(self.assets.plain_url(path))
             kind = QUERY if self._query and entry.asset.version is not None else PLAIN
             shadowed = routes.get(plain)
             if shadowed is not None:
+                if shadowed[0] is entry:
+                    continue  # named with its hash by a bundler: plain URL is versioned
                 # A real file whose name looks versioned is served as itself.
                 log.warning("bustware: the file %r shadows the versioned URL of %r",
                             path, shadowed[0].asset.path)
             routes[plain] = (entry, kind)
+        # Versions of earlier generations (a manifest built with --keep N):
+        # an old URL gets exactly its old bytes, and as the version in the
+        # URL names those bytes, the immutable policy too. Never over a
+        # route of the current files. Not in rewrite mode: the app's static
+        # view only has the current bytes.
+        old_entries: dict[tuple[str, str | None], _Entry] = {}
+        for asset in () if self._rewrite else self.assets.old_versions:
+            entry = _Entry(asset, asset.url.partition("?")[2] or None)
+            self._fill_headers(entry)
+            old_entries[(asset.path, asset.version)] = entry
+            if not self._query:
+                routes.setdefault(_wsgi_path(asset.url), (entry, CURRENT))
+        self._old_entries = old_entries
         self._entries = entries
         self._routes = routes
         self._generation = generation
@@ -287,6 +304,13 @@ class Bustware:
                 return self.app(environ, start_response)
             return _status(environ, start_response, "405 Method Not Allowed",
                            [("Allow", "GET, HEAD")])
+        if kind == OUTDATED and self._query and self._old_entries:
+            # The query style routes by path alone; an old version kept by
+            # the manifest is found by the version in the query string.
+            parsed = self.assets.style.parse("", environ.get("QUERY_STRING", ""))
+            old = self._old_entries.get((entry.asset.path, parsed[1])) if parsed else None
+            if old is not None:
+                entry, kind = old, CURRENT
         if kind == OUTDATED and self.outdated == "redirect":
             return _status(environ, start_response, "307 Temporary Redirect",
                            [("Location", entry.asset.url)])

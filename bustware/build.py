@@ -1,0 +1,709 @@
+"""``bustware build``: index a tree once, ahead of time, into a manifest.
+
+One pass reads every file once, in parallel threads (hashlib and the
+compressors release the GIL), and computes from the same bytes the SHA-256
+(version, ETag), the SHA-384 (subresource integrity), the compressed
+variants, and with ``keep > 0`` a copy of the bytes in the object store. The
+index itself is then built by :class:`~bustware.assets.Assets` from those
+results, without reading the files again, so versions and rewritten bytes
+are exactly what a live process would compute.
+
+The manifest is written atomically (see :mod:`bustware.manifest`). Objects
+that the new manifest no longer uses, and that the old one did, are deleted
+afterwards; nothing else in the object store, and nothing outside it, is ever
+deleted.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import stat
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any, Callable, TextIO
+
+from . import __version__
+from . import manifest as mf
+from .assets import VARIANT_SUFFIXES, Assets, PathLike, _check_roots, _walk
+from .compress import MIN_SAVING, check_encodings, compress_bytes, is_compressible
+
+__all__ = ["BuildReport", "Progress", "PruneReport", "build", "parse_age", "prune", "verify"]
+
+log = logging.getLogger("bustware")
+
+#: Files up to this size are read into memory whole, so one read feeds the
+#: digests and every compressor; larger ones are streamed.
+_WHOLE = 32 * 1024 * 1024
+_CHUNK = 1 << 20
+_SUFFIXES = {encoding: suffix for suffix, encoding in VARIANT_SUFFIXES.items()}
+
+try:
+    from .references import kind_of as _linkable
+except ImportError:  # pragma: no cover - until references between files land
+    def _linkable(path: str) -> str | None:
+        return None
+
+
+@dataclass
+class BuildReport:
+    manifest_path: str
+    files: int = 0
+    bytes_read: int = 0
+    variants: int = 0
+    objects_written: int = 0
+    objects_removed: int = 0
+    generation: int = 0
+    new_generation: bool = False
+    kept_generations: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        what = "new generation" if self.new_generation else "no version changed; generation"
+        return (f"bustware: {self.files} files ({_size(self.bytes_read)}) -> "
+                f"{self.manifest_path} in {self.seconds:.2f}s; {what} {self.generation}, "
+                f"{self.kept_generations} earlier kept; {self.variants} compressed variants; "
+                f"{self.objects_written} objects written, {self.objects_removed} removed")
+
+
+@dataclass
+class PruneReport:
+    manifest_path: str
+    dropped: list[int] = field(default_factory=list)
+    kept: list[int] = field(default_factory=list)
+    objects_removed: int = 0
+
+    def summary(self) -> str:
+        if not self.dropped:
+            return f"bustware: nothing to prune in {self.manifest_path}"
+        return (f"bustware: dropped generation{'s' if len(self.dropped) > 1 else ''} "
+                f"{', '.join(map(str, self.dropped))} from {self.manifest_path}; kept "
+                f"{', '.join(map(str, self.kept)) or 'none'} besides the current one; "
+                f"{self.objects_removed} stored objects removed")
+
+
+@dataclass
+class _Info:
+    """What the parallel pass learned about one file."""
+
+    st: os.stat_result
+    sha256: str
+    sha384: bytes
+    body: bytes | None
+    variants: dict[str, tuple[str, int]]  # encoding -> (object digest, size)
+
+
+class Progress:
+    """A one-line progress bar on a terminal (stderr); silent elsewhere."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30) -> None:
+        self.total = total
+        self.stream = stream if stream is not None else sys.stderr
+        self.width = width
+        self.done = 0
+        self.bytes = 0
+        self._shown = 0.0
+
+    def advance(self, nbytes: int) -> None:
+        self.done += 1
+        self.bytes += nbytes
+        now = time.monotonic()
+        # Redrawing costs a write per file; ten times a second is enough.
+        if now - self._shown >= 0.1 or self.done == self.total:
+            self._shown = now
+            filled = self.width * self.done // max(self.total, 1)
+            bar = "#" * filled + "-" * (self.width - filled)
+            self.stream.write(f"\rbustware: [{bar}] {self.done}/{self.total} files, "
+                              f"{_size(self.bytes)}")
+            self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\r\x1b[K")  # erase the bar; the summary follows
+        self.stream.flush()
+
+
+def wants_progress(stream: TextIO, quiet: bool) -> bool:
+    """A bar only for a person at a terminal: not in CI, not with --quiet."""
+    if quiet or os.environ.get("CI"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+# -- build -------------------------------------------------------------------
+
+
+def build(
+    root: PathLike | Sequence[PathLike],
+    out: PathLike | None = None,
+    *,
+    prefix: str = "/static/",
+    style: str = "filename",
+    query_param: str = "v",
+    base_url: str | None = None,
+    rewrite_references: bool = True,
+    compress: Iterable[str] = (),
+    keep: int | None = None,
+    workers: int | None = None,
+    include_dotfiles: bool = False,
+    progress: Callable[[int], Progress | None] | None = None,
+) -> BuildReport:
+    """Index ``root`` and write its manifest (``ROOT/.bustware/manifest.json``
+    unless ``out`` is given). ``keep``: how many earlier generations to keep,
+    bytes included (default: as many as the existing manifest keeps, else 0).
+    ``progress``: called with the number of files, returns a :class:`Progress`
+    or ``None``."""
+    started = time.monotonic()
+    roots = _check_roots(root)
+    encodings = check_encodings(compress)  # a missing extra fails before any work
+    if keep is not None and (type(keep) is not int or keep < 0):
+        raise ValueError(f"bustware: keep={keep!r} must be a count of generations >= 0")
+    manifest_path = os.path.abspath(os.fspath(out)) if out is not None \
+        else mf.default_path(roots[0])
+    report = BuildReport(manifest_path)
+    old = _read_existing(manifest_path)
+    if keep is None:
+        keep = old["keep"] if old is not None else 0
+    objects = mf.objects_dir(manifest_path)
+    store = _Store(objects)
+    own_dir = os.path.dirname(manifest_path) + os.sep
+
+    # 1. Which files: the same walk as the index, first root wins.
+    jobs: dict[str, tuple[int, str, bool, tuple[str, ...]]] = {}  # abs -> (root, path, ...)
+    seen: set[str] = set()
+    for i, r in enumerate(roots):
+        for path, abs_path, _st, variant_paths in _walk(r, include_dotfiles):
+            if path in seen or abs_path.startswith(own_dir):
+                continue
+            seen.add(path)
+            wanted = tuple(e for e in encodings if e not in variant_paths) \
+                if is_compressible(path) else ()
+            jobs[abs_path] = (i, path, True, wanted)
+            for vpath in variant_paths.values():
+                jobs.setdefault(vpath, (i, path, False, ()))
+
+    # 2. Read each file once, in parallel.
+    bar = progress(len(jobs)) if progress is not None else None
+    infos: dict[str, _Info] = {}
+    threshold = 256 * 1024
+    budget = 64 * 1024 * 1024
+    held = 0
+    try:
+        with ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 1) + 4)) as ex:
+            futures = {
+                ex.submit(_digest_file, abs_path, wanted, store, keep > 0 and main,
+                          threshold): abs_path
+                for abs_path, (_i, _p, main, wanted) in jobs.items()
+            }
+            for future in as_completed(futures):
+                abs_path = futures[future]
+                try:
+                    info = future.result()
+                except OSError as exc:
+                    report.warnings.append(f"cannot read {abs_path!r}: {exc}")
+                    log.warning("bustware: cannot read %r: %s", abs_path, exc)
+                    continue
+                if info.body is not None and _linkable(abs_path) is None:
+                    if held + len(info.body) > budget:
+                        info.body = None
+                    else:
+                        held += len(info.body)
+                infos[abs_path] = info
+                report.bytes_read += info.st.st_size
+                if bar is not None:
+                    bar.advance(info.st.st_size)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    # 3. The index, from what was read: versions, references, rewritten bytes.
+    options: dict[str, Any] = {}  # only what differs from the defaults of Assets
+    if base_url is not None:
+        options["base_url"] = base_url
+    if not rewrite_references:
+        options["rewrite_references"] = False
+    assets = _BuildAssets(infos, roots, prefix, style=style, query_param=query_param,
+                          include_dotfiles=include_dotfiles, **options)
+    files: dict[str, Any] = {}
+    for asset in assets:
+        entry = jobs.get(asset.abs_path) if asset.abs_path in jobs else None
+        source = infos.get(asset.abs_path)
+        if entry is None or source is None:
+            continue  # unreadable, or appeared after the walk
+        files[asset.path] = _record(asset, entry[0], source, encodings, store, infos)
+    report.files = len(files)
+    report.variants = sum(len(r.get("variants", {})) for r in files.values())
+
+    # 4. The manifest: a new generation only when a URL changed.
+    settings = mf.settings_of(assets)
+    data = _next_generation(old, files, settings, keep)
+    broken = getattr(assets, "broken_references", list)()
+    data["broken_references"] = [list(b) for b in broken if b[0] in files]
+    for path, line, url, target in data["broken_references"]:
+        report.warnings.append(f"{path} line {line}: {url!r} names {target!r}, which is "
+                               "not in the index; left as written")
+    report.generation = data["generation"]
+    report.new_generation = old is None or data["generation"] != old["generation"]
+    report.kept_generations = len(data["previous"])
+    mf.write(manifest_path, data)
+
+    # 5. Only now that the new manifest is on disk: forget what it dropped.
+    used = mf.referenced_objects(data)
+    doomed = set(store.created - used)
+    if old is not None:
+        doomed |= mf.referenced_objects(old) - used
+    report.objects_removed = _remove_objects(objects, doomed)
+    report.objects_written = len(store.created & used)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _read_existing(manifest_path: str) -> dict | None:
+    if not os.path.exists(manifest_path):
+        return None
+    try:
+        return mf.read(manifest_path)
+    except mf.ManifestError as exc:
+        # Never overwrite a file we cannot prove is ours: it may be another
+        # tool's manifest.json, or a damaged one whose generations the user
+        # still wants to look at.
+        raise mf.ManifestError(
+            f"{exc}\nbustware build will not overwrite it: move it away (or pass another "
+            "--out) and build again"
+        ) from None
+
+
+def _digest_file(abs_path: str, encodings: tuple[str, ...], store: _Store,
+                 keep_bytes: bool, threshold: int) -> _Info:
+    with open(abs_path, "rb") as f:
+        st = os.fstat(f.fileno())
+        if st.st_size <= _WHOLE:
+            data = f.read()
+            sha256 = hashlib.sha256(data).hexdigest()
+            sha384 = hashlib.sha384(data).digest()
+            if keep_bytes:
+                store.put(data, sha256)
+            variants = _compress(data, encodings, store) if encodings else {}
+            # Stylesheets and scripts are searched for references by the
+            # index, so their bytes are kept whatever their size: the index
+            # must not read them a second time.
+            keep = len(data) <= threshold or _linkable(abs_path) is not None
+            return _Info(st, sha256, sha384, data if keep else None, variants)
+        h256, h384 = hashlib.sha256(), hashlib.sha384()
+        sink = store.open_temp() if keep_bytes else None
+        try:
+            while chunk := f.read(_CHUNK):
+                h256.update(chunk)
+                h384.update(chunk)
+                if sink is not None:
+                    sink.write(chunk)
+            sha256 = h256.hexdigest()
+            if sink is not None:
+                store.commit_temp(sink, sha256)
+                sink = None
+        finally:
+            if sink is not None:
+                store.discard_temp(sink)
+    variants = {}
+    if encodings:
+        # Too big to hold: the compressors read it once more, streaming.
+        variants = _compress_large(abs_path, st.st_size, encodings, store)
+    return _Info(st, sha256, h384.digest(), None, variants)
+
+
+def _compress(data: bytes, encodings: Sequence[str], store: _Store | None
+              ) -> dict[str, tuple[str, int]]:
+    out = {}
+    limit = len(data) * (1 - MIN_SAVING)
+    for encoding in encodings:
+        packed = compress_bytes(data, encoding)
+        if len(packed) <= limit:
+            out[encoding] = (_put(store, packed), len(packed))
+    return out
+
+
+def _put(store: _Store | None, data: bytes) -> str:
+    digest = hashlib.sha256(data).hexdigest()
+    if store is not None:
+        store.put(data, digest)
+    return digest
+
+
+def _compress_large(abs_path: str, size: int, encodings: Sequence[str], store: _Store | None
+                    ) -> dict[str, tuple[str, int]]:
+    from .compress import compress_stream
+
+    out = {}
+    for encoding in encodings:
+        sink = store.open_temp()
+        try:
+            with open(abs_path, "rb") as f:
+                compress_stream(f, _HashingWriter(sink), encoding=encoding, size=size)
+            if sink.tell() > size * (1 - MIN_SAVING):
+                continue
+            digest = sink.digest.hexdigest()  # type: ignore[attr-defined]
+            packed_size = sink.tell()
+            store.commit_temp(sink, digest)
+            sink = None
+            out[encoding] = (digest, packed_size)
+        finally:
+            if sink is not None:
+                store.discard_temp(sink)
+    return out
+
+
+class _HashingWriter:
+    """A file object that hashes what it writes to the temp file under it."""
+
+    def __init__(self, f) -> None:
+        self.f = f
+        f.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.f.digest.update(data)
+        return self.f.write(data)
+
+
+class _Store:
+    """The content-addressed object store beside the manifest."""
+
+    def __init__(self, objects: str) -> None:
+        self.objects = objects
+        self.created: set[str] = set()
+        self._lock = threading.Lock()
+
+    def put(self, data: bytes, digest: str) -> None:
+        target = mf.object_path(self.objects, digest)
+        if os.path.exists(target):
+            return
+        sink = self.open_temp()
+        try:
+            sink.write(data)
+            self.commit_temp(sink, digest)
+        except BaseException:
+            self.discard_temp(sink)
+            raise
+
+    def open_temp(self):
+        os.makedirs(self.objects, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.objects)
+        f = os.fdopen(fd, "wb")
+        f.tmp_name = tmp  # type: ignore[attr-defined]
+        return f
+
+    def commit_temp(self, f, digest: str) -> None:
+        # Objects are fsync'ed like the manifest: the manifest that names
+        # them is written after them, and must never name a lost file.
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        target = mf.object_path(self.objects, digest)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.chmod(f.tmp_name, 0o644)
+        os.utime(f.tmp_name, ns=(mf.OBJECT_MTIME_NS, mf.OBJECT_MTIME_NS))
+        if os.path.exists(target):
+            os.remove(f.tmp_name)
+            return
+        os.replace(f.tmp_name, target)
+        with self._lock:
+            self.created.add(digest)
+
+    @staticmethod
+    def discard_temp(f) -> None:
+        f.close()
+        with contextlib.suppress(OSError):
+            os.remove(f.tmp_name)
+
+
+class _BuildAssets(Assets):
+    """An index whose reads come from the parallel pass, not from disk."""
+
+    def __init__(self, infos: dict[str, _Info], *args: Any, **kwargs: Any) -> None:
+        self._infos = infos
+        super().__init__(*args, **kwargs)
+
+    def _read(self, abs_path: str):
+        info = self._infos.get(abs_path)
+        if info is None:
+            return super()._read(abs_path)
+        try:
+            st = os.stat(abs_path)
+        except OSError:
+            return super()._read(abs_path)
+        if (st.st_size, st.st_mtime_ns) != (info.st.st_size, info.st.st_mtime_ns):
+            # Changed since the pass read it: what we digested is not what
+            # is there; read it again so the record matches the file.
+            return super()._read(abs_path)
+        body = info.body
+        if body is not None:
+            self.memory_used += len(body)
+        return body, info.sha256, info.st
+
+
+def _record(asset, root_index: int, source: _Info, encodings: Sequence[str], store: _Store,
+            infos: dict[str, _Info]) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "root": root_index,
+        "size": source.st.st_size,
+        "mtime_ns": source.st.st_mtime_ns,
+        "version": asset.version,
+        "digest": asset.digest,
+    }
+    variants: dict[str, Any] = {}
+    if asset.digest == source.sha256:
+        rec["integrity"] = _sri(source.sha384)
+        for encoding, variant in asset.variants.items():
+            vinfo = infos.get(variant.abs_path)
+            if vinfo is None:
+                continue
+            variants[encoding] = {
+                # A variant is always its file's name plus a suffix.
+                "file": asset.path + _SUFFIXES[encoding],
+                "size": vinfo.st.st_size, "mtime_ns": vinfo.st.st_mtime_ns,
+                "digest": vinfo.sha256,
+            }
+        built = source.variants
+    else:
+        # Served bytes differ from the file (references rewritten): they
+        # live in the store, and so do their variants, made from them.
+        body = asset.body
+        if body is None:
+            raise mf.ManifestError(
+                f"bustware: {asset.abs_path!r} changed while the build read it; "
+                "build again once the files stop changing")
+        rec["integrity"] = _sri(hashlib.sha384(body).digest())
+        store.put(body, asset.digest)
+        rec["served"] = {"object": asset.digest, "size": len(body), "mtime": asset.mtime}
+        # The index compressed the rewritten bytes for the codings found
+        # beside the file; the build adds those it was asked for.
+        built = {}
+        for encoding, variant in asset.variants.items():
+            if variant.body is not None:
+                built[encoding] = (_put(store, variant.body), len(variant.body))
+        wanted = [e for e in encodings if e not in built and is_compressible(asset.path)]
+        built.update(_compress(body, wanted, store))
+    for encoding, (digest, size) in built.items():
+        if encoding in variants:
+            continue
+        variants[encoding] = {"object": digest, "size": size}
+    if variants:
+        rec["variants"] = variants
+    return rec
+
+
+def _sri(sha384: bytes) -> str:
+    return "sha384-" + base64.b64encode(sha384).decode("ascii")
+
+
+def _next_generation(old: dict | None, files: dict, settings: dict, keep: int) -> dict:
+    built_at = _now_iso()
+    table = {p: (r["version"], r["digest"]) for p, r in files.items()}
+    if old is not None:
+        old_table = {p: (r["version"], r["digest"]) for p, r in old["files"].items()}
+        same = old_table == table and old["settings"] == settings
+    else:
+        same = False
+    stored = keep > 0
+    if old is None:
+        generation, previous = 1, []
+    elif same:
+        # Nothing a URL names changed: the same generation, kept as it was
+        # (a rebuild of an unchanged tree writes the same manifest).
+        generation, built_at, previous = old["generation"], old["built_at"], old["previous"]
+    else:
+        generation = old["generation"] + 1
+        previous = list(old["previous"])
+        if old["stored"] and keep > 0:
+            previous.insert(0, _archive(old, files))
+    return {
+        "schema": mf.SCHEMA,
+        "schema_version": mf.SCHEMA_VERSION,
+        "generator": f"bustware {__version__}",
+        "settings": settings,
+        "keep": keep,
+        "generation": generation,
+        "built_at": built_at,
+        "stored": stored,
+        "files": files,
+        "previous": previous[:keep],
+    }
+
+
+def _archive(old: dict, files: dict) -> dict:
+    """The outgoing generation, as the files whose version the new one
+    changes or drops: exactly the old URLs that stop being current."""
+    out = {}
+    for path, rec in old["files"].items():
+        new = files.get(path)
+        if new is not None and new["version"] == rec["version"]:
+            continue
+        served = rec.get("served")
+        entry: dict[str, Any] = {
+            "version": rec["version"], "digest": rec["digest"],
+            "size": served["size"] if served is not None else rec["size"],
+            "mtime_ns": rec["mtime_ns"],
+        }
+        variants = {e: {"object": v["object"], "size": v["size"]}
+                    for e, v in rec.get("variants", {}).items() if "object" in v}
+        if variants:
+            entry["variants"] = variants
+        out[path] = entry
+    return {"generation": old["generation"], "built_at": old["built_at"], "files": out}
+
+
+def _now_iso() -> str:
+    # SOURCE_DATE_EPOCH (reproducible-builds.org) makes the time part of a
+    # reproducible build too.
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = int(epoch) if epoch and epoch.isdigit() else int(time.time())
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+def _parse_iso(text: str) -> float:
+    import calendar
+
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _remove_objects(objects: str, digests: Iterable[str]) -> int:
+    removed = 0
+    for digest in digests:
+        path = mf.object_path(objects, digest)
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                continue
+            os.remove(path)
+            removed += 1
+        except FileNotFoundError:
+            continue
+        # The fan-out directory goes too once empty; rmdir refuses otherwise.
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(path))
+    return removed
+
+
+# -- verify ------------------------------------------------------------------
+
+
+def verify(root: PathLike | Sequence[PathLike], manifest_path: PathLike, *,
+           full: bool = False) -> list[mf.Problem]:
+    """Every way the manifest no longer describes the tree: files missing,
+    changed (size or mtime; with ``full``, content) or added since the build,
+    and stored bytes of earlier generations that are gone."""
+    roots = _check_roots(root)
+    name = os.path.abspath(os.fspath(manifest_path))
+    data = mf.read(name)
+    if data["settings"]["roots"] != len(roots):
+        raise mf.ManifestError(
+            f"bustware: {name!r} was built from {data['settings']['roots']} root(s), "
+            f"not {len(roots)}; pass the same roots as to `bustware build`")
+    problems = mf.check_tree(data, roots, name)
+    bad = {p.path for p in problems}
+    own_dir = os.path.dirname(name) + os.sep
+    files = data["files"]
+    seen: set[str] = set()
+    for r in roots:
+        for path, abs_path, _st, _variants in _walk(r, False):
+            if path in seen or abs_path.startswith(own_dir):
+                continue
+            seen.add(path)
+            if path not in files:
+                problems.append(mf.Problem(path, "not in the manifest (added since the build)"))
+    for path, line, url, target in data.get("broken_references", []):
+        problems.append(mf.Problem(
+            path, f"line {line}: {url!r} names {target!r}, which is no file of the index"))
+    objects = mf.objects_dir(name)
+    for gen in data["previous"]:
+        for path, rec in gen["files"].items():
+            obj = mf.object_path(objects, rec["digest"])
+            try:
+                ok = os.stat(obj).st_size == rec["size"]
+            except OSError:
+                ok = False
+            if not ok:
+                problems.append(mf.Problem(
+                    path, f"the stored bytes of version {rec['version']} (generation "
+                          f"{gen['generation']}) are missing or damaged: {obj}"))
+    if full:
+        for path, rec in files.items():
+            if path in bad or "served" in rec:
+                continue
+            digest = hashlib.sha256()
+            with open(os.path.join(roots[rec["root"]], path), "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    digest.update(chunk)
+            if digest.hexdigest() != rec["digest"]:
+                problems.append(mf.Problem(
+                    path, "changed (its content differs, though its size and mtime do not)"))
+    return problems
+
+
+# -- prune -------------------------------------------------------------------
+
+_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])\Z")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(text: str) -> float:
+    """``"90s"``, ``"30m"``, ``"12h"``, ``"7d"``, ``"2w"`` -> seconds."""
+    m = _AGE.match(text.strip().lower())
+    if m is None:
+        raise ValueError(
+            f"bustware: --older-than {text!r} is not an age; write a number and a unit: "
+            "90s, 30m, 12h, 7d or 2w"
+        )
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def prune(manifest_path: PathLike, *, keep: int | None = None,
+          older_than: float | None = None, now: float | None = None) -> PruneReport:
+    """Drop earlier generations: those beyond the ``keep`` newest, those
+    built more than ``older_than`` seconds ago; with both, only those that
+    are both. The current generation is never dropped. Then delete the
+    stored bytes that only the dropped generations used."""
+    if keep is None and older_than is None:
+        raise ValueError("bustware: nothing to prune: pass --keep N and/or --older-than AGE")
+    if keep is not None and (type(keep) is not int or keep < 0):
+        raise ValueError(f"bustware: keep={keep!r} must be a count of generations >= 0")
+    name = os.path.abspath(os.fspath(manifest_path))
+    data = mf.read(name)
+    now = time.time() if now is None else now
+    report = PruneReport(name)
+    kept, dropped = [], []
+    for i, gen in enumerate(data["previous"]):
+        beyond = keep is not None and i >= keep
+        try:
+            old = older_than is not None and now - _parse_iso(gen["built_at"]) > older_than
+        except ValueError:
+            old = False  # an unreadable date is never a reason to delete
+        drop = (beyond and old) if keep is not None and older_than is not None \
+            else (beyond or old)
+        (dropped if drop else kept).append(gen)
+    report.kept = [g["generation"] for g in kept]
+    report.dropped = [g["generation"] for g in dropped]
+    if not dropped:
+        return report
+    before = mf.referenced_objects(data)
+    data = {**data, "previous": kept}
+    mf.write(name, data)
+    report.objects_removed = _remove_objects(mf.objects_dir(name),
+                                             before - mf.referenced_objects(data))
+    return report
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"

@@ -1,0 +1,687 @@
+"""The build manifest: what ``bustware build`` found, so that a production
+process can start without reading any file.
+
+Where it lives
+--------------
+By default ``ROOT/.bustware/manifest.json`` (``--out`` chooses another
+place). Beside it, ``objects/`` holds bytes the build made or kept, each in a
+file named by the SHA-256 of its content (``objects/ab/abcdef...``), so one
+blob serves every generation that has those bytes: compressed variants,
+rewritten bodies, and with ``--keep N`` the bytes of earlier versions. A
+dot-directory is never indexed, so the manifest does not serve itself.
+
+Schema (``"schema_version": 1``)
+--------------------------------
+A JSON object; unknown keys are ignored, missing or mistyped ones refused::
+
+    {
+      "schema": "bustware-manifest",        # marks the file as ours
+      "schema_version": 1,                  # bumped on any incompatible change
+      "generator": "bustware 0.1.0",
+      "settings": {"prefix": "/static/", "style": "filename", "query_param": "v",
+                   "base_url": "", "rewrite_references": true,
+                   "roots": 1},             # what the URLs were built with
+      "keep": 2,                            # earlier generations kept (--keep)
+      "generation": 7,                      # goes up when a version changes
+      "built_at": "2026-01-02T03:04:05Z",   # UTC; SOURCE_DATE_EPOCH if set
+      "stored": true,                       # objects/ holds this generation's bytes
+      "files": {
+        "css/app.css": {                    # logical path, '/'-separated
+          "root": 0,                        # index of the root it was found under
+          "size": 1234,                     # of the source file, for the
+          "mtime_ns": 1767322245000000000,  #   staleness check
+          "version": "3f2a1b9c04d1",        # what goes into the URL
+          "digest": "<sha256 hex>",         # of the bytes served (ETag)
+          "integrity": "sha384-<base64>",   # of the bytes served (SRI)
+          "served": {"object": "<sha256 hex>", "size": 1300, "mtime": 1767322245},
+                                            # only when the served bytes are not
+                                            # the source file's (rewritten);
+                                            # mtime: its Last-Modified, seconds
+          "variants": {                     # encoding -> where its bytes are
+            "br": {"object": "<sha256 hex>", "size": 300},
+            "gzip": {"file": "css/app.css.gz", "size": 350, "mtime_ns": ...,
+                     "digest": "<sha256 hex>"}  # a variant found beside the file
+          }
+        }
+      },
+      "broken_references": [["css/app.css", 3, "../img/gone.png", "img/gone.png"]],
+                                            # references to files not in the index
+      "previous": [                         # newest first, at most "keep" of them
+        {"generation": 6, "built_at": "...",
+         "files": {"css/app.css": {"version": "...", "digest": "<sha256 hex>",
+                                   "size": 1200, "mtime_ns": ...,
+                                   "variants": {"br": {"object": "...", "size": 280}}}}}
+      ]
+    }
+
+An earlier generation lists only the files whose version differs from the
+generation that followed it: together the kept generations name every old
+URL a page still in a browser may ask for. Their bytes are
+``objects/<digest>`` (identity) and each variant's object.
+
+Every object's mtime is set to :data:`OBJECT_MTIME_NS` when it is written,
+so the manifest does not depend on when the build ran and a loader knows it
+without a stat. The staleness check stats objects too and takes their real
+mtime, so a copy that did not keep mtimes still serves (an object is named
+by its content, so its size is all there is to check).
+
+Loading (:func:`load_into`) validates everything before it trusts anything:
+paths are checked to stay inside the root, digests to be hex, versions to be
+URL-safe. A corrupt file, a foreign JSON file or an unknown schema version is
+a :class:`ManifestError` naming the file and saying to rebuild it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
+from urllib.parse import quote
+
+from .contenttypes import content_type
+from .versions import _VERSION_RE
+
+if TYPE_CHECKING:
+    from .assets import Assets
+
+__all__ = [
+    "MANIFEST_DIR",
+    "MANIFEST_NAME",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "ManifestError",
+    "Problem",
+    "check_tree",
+    "default_path",
+    "load_into",
+    "object_path",
+    "read",
+    "referenced_objects",
+    "write",
+]
+
+log = logging.getLogger("bustware")
+
+SCHEMA = "bustware-manifest"
+SCHEMA_VERSION = 1
+MANIFEST_DIR = ".bustware"
+MANIFEST_NAME = "manifest.json"
+CHECK_MODES = ("error", "warn", "off")
+#: The mtime of every object (2001-09-09): a constant, so that two builds of
+#: the same files give the same manifest, wherever and whenever they run.
+OBJECT_MTIME_NS = 1_000_000_000 * 10**9
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_INTEGRITY = re.compile(r"sha384-[A-Za-z0-9+/]{64}\Z")
+_ENCODINGS = frozenset({"br", "gzip", "zstd"})
+#: Problems named in an error message; the rest are counted.
+_SHOWN = 20
+
+
+class ManifestError(ValueError):
+    """The manifest cannot be used: unreadable, not ours, or not this tree."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One way the manifest and the files on disk disagree."""
+
+    path: str  # logical path, or the object's file name
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def default_path(root: PathLike) -> str:
+    """Where ``bustware build ROOT`` writes its manifest by default."""
+    return os.path.join(os.path.abspath(os.fspath(root)), MANIFEST_DIR, MANIFEST_NAME)
+
+
+def objects_dir(manifest_path: PathLike) -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(os.fspath(manifest_path))), "objects")
+
+
+def object_path(objects: str, digest: str) -> str:
+    """The file holding the bytes whose SHA-256 is ``digest``. Two levels, as
+    git does, so no directory grows to hundreds of thousands of entries."""
+    return os.path.join(objects, digest[:2], digest)
+
+
+# -- reading ---------------------------------------------------------------
+
+
+def read(path: PathLike) -> dict[str, Any]:
+    """Load and validate the manifest at ``path``."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise ManifestError(
+            f"bustware: no manifest at {name!r}; make it with `bustware build ROOT` "
+            "(or pass the --out path you built it with)"
+        ) from None
+    except OSError as exc:
+        raise ManifestError(f"bustware: cannot read the manifest {name!r}: {exc}") from None
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ManifestError(
+            f"bustware: the manifest {name!r} is not valid JSON ({exc}); it is damaged: "
+            "rebuild it with `bustware build ROOT`"
+        ) from None
+    validate(data, name)
+    return data
+
+
+def validate(data: Any, name: str) -> None:
+    """Refuse anything that is not a complete manifest of this schema."""
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ManifestError(
+            f"bustware: {name!r} is not a bustware manifest (no \"schema\": {SCHEMA!r}); "
+            "pass the file `bustware build` wrote, or rebuild it with `bustware build ROOT`"
+        )
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ManifestError(
+            f"bustware: the manifest {name!r} has schema_version {version!r}, and this "
+            f"bustware reads only {SCHEMA_VERSION}; rebuild it with `bustware build ROOT` "
+            "using the bustware version that serves it"
+        )
+    bad = _Bad(name)
+    settings = data.get("settings")
+    if not isinstance(settings, dict):
+        bad("settings", "missing")
+    for key, kind in (("prefix", str), ("style", str), ("query_param", str), ("roots", int),
+                      ("base_url", str), ("rewrite_references", bool)):
+        if not isinstance(settings.get(key), kind):
+            bad(f"settings.{key}", "missing or not a " + kind.__name__)
+    broken = data.get("broken_references", [])
+    if not isinstance(broken, list) or not all(
+            isinstance(b, list) and len(b) == 4 and isinstance(b[1], int)
+            and all(isinstance(x, str) for x in (b[0], b[2], b[3])) for b in broken):
+        bad("broken_references", "not a list of [path, line, url, target]")
+    for key in ("generation", "keep"):
+        if not _is_count(data.get(key)):
+            bad(key, "missing or not a count")
+    if not isinstance(data.get("built_at"), str):
+        bad("built_at", "missing")
+    if not isinstance(data.get("stored"), bool):
+        bad("stored", "missing or not true/false")
+    files = data.get("files")
+    if not isinstance(files, dict):
+        bad("files", "missing or not an object")
+    roots = settings["roots"]
+    for path, rec in files.items():
+        _check_current(path, rec, roots, bad)
+    previous = data.get("previous")
+    if not isinstance(previous, list):
+        bad("previous", "missing or not a list")
+    for i, gen in enumerate(previous):
+        where = f"previous[{i}]"
+        if not isinstance(gen, dict) or not _is_count(gen.get("generation")) \
+                or not isinstance(gen.get("built_at"), str) \
+                or not isinstance(gen.get("files"), dict):
+            bad(where, "needs generation, built_at and files")
+        for path, rec in gen["files"].items():
+            _check_old(path, rec, f"{where}.files", bad)
+
+
+class _Bad:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, where: str, what: str) -> None:
+        raise ManifestError(
+            f"bustware: the manifest {self.name!r} is damaged: {where}: {what}; "
+            "rebuild it with `bustware build ROOT`"
+        )
+
+
+def _is_count(value: object) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _check_path(path: object, where: str, bad: _Bad) -> None:
+    # A manifest names files to serve: a path that climbs out of the root
+    # ("../../etc/passwd") or is absolute would serve anything. The quick
+    # test passes ordinary names; only suspicious ones get split.
+    if not isinstance(path, str) or not path:
+        bad(where, f"file name {path!r} is not a relative path")
+    if (path[0] == "/" or "\\" in path or "\x00" in path or "./" in path or "//" in path
+            or path[-1] == "/" or path[-1] == "."):
+        for part in path.split("/"):
+            if part in ("", ".", "..") or "\\" in part or "\x00" in part:
+                bad(where, f"file name {path!r} is not a plain relative path")
+
+
+def _check_current(path: str, rec: Any, roots: int, bad: _Bad) -> None:
+    _check_path(path, "files", bad)
+    if not isinstance(rec, dict):
+        bad(f"files[{path!r}]", "not an object")
+    root = rec.get("root")
+    if type(root) is not int or not 0 <= root < roots:
+        bad(f"files[{path!r}].root", f"{root!r} is not a root index below {roots}")
+    _check_common(path, rec, f"files[{path!r}]", bad)
+    integrity = rec.get("integrity")
+    if not isinstance(integrity, str) or not _INTEGRITY.match(integrity):
+        bad(f"files[{path!r}].integrity", f"{integrity!r} is not a sha384 value")
+    served = rec.get("served")
+    if served is not None:
+        _check_object(served, f"files[{path!r}].served", bad)
+
+
+def _check_common(path: str, rec: dict, where: str, bad: _Bad) -> None:
+    version = rec.get("version")
+    if not isinstance(version, str) or not _VERSION_RE.match(version):
+        bad(f"{where}.version", f"{version!r} is not a version")
+    digest = rec.get("digest")
+    if not isinstance(digest, str) or not _HEX64.match(digest):
+        bad(f"{where}.digest", f"{digest!r} is not a SHA-256 hex digest")
+    if not _is_count(rec.get("size")) or not _is_count(rec.get("mtime_ns")):
+        bad(where, "size and mtime_ns must be counts")
+    variants = rec.get("variants")
+    if variants is not None:
+        if not isinstance(variants, dict):
+            bad(f"{where}.variants", "not an object")
+        for encoding, var in variants.items():
+            vwhere = f"{where}.variants[{encoding!r}]"
+            if encoding not in _ENCODINGS:
+                bad(vwhere, f"unknown encoding; expected one of {sorted(_ENCODINGS)}")
+            if isinstance(var, dict) and "file" in var:
+                _check_path(var["file"], vwhere, bad)
+                digest = var.get("digest")
+                if not isinstance(digest, str) or not _HEX64.match(digest) \
+                        or not _is_count(var.get("size")) or not _is_count(var.get("mtime_ns")):
+                    bad(vwhere, "needs digest, size and mtime_ns")
+            else:
+                _check_object(var, vwhere, bad)
+
+
+def _check_object(rec: Any, where: str, bad: _Bad) -> None:
+    if not isinstance(rec, dict):
+        bad(where, "not an object")
+    obj = rec.get("object")
+    if not isinstance(obj, str) or not _HEX64.match(obj):
+        bad(where, f"object {obj!r} is not a SHA-256 hex digest")
+    if not _is_count(rec.get("size")) or not _is_count(rec.get("mtime", 0)):
+        bad(where, "size must be a count")
+
+
+def _check_old(path: str, rec: Any, where: str, bad: _Bad) -> None:
+    _check_path(path, where, bad)
+    if not isinstance(rec, dict):
+        bad(f"{where}[{path!r}]", "not an object")
+    _check_common(path, rec, f"{where}[{path!r}]", bad)
+
+
+# -- writing ---------------------------------------------------------------
+
+
+def dumps(data: dict[str, Any]) -> bytes:
+    """The bytes of a manifest: sorted keys, one line per file, so that equal
+    builds give equal files and a diff between two builds reads well."""
+    head = {k: v for k, v in data.items() if k not in ("files", "previous")}
+    out = ["{\n"]
+    for key in sorted(head):
+        out.append(f"{json.dumps(key)}: {json.dumps(head[key], sort_keys=True)},\n")
+    out.append('"files": {')
+    out.append(_dump_files(data["files"]))
+    out.append("},\n")
+    out.append('"previous": [')
+    gens = []
+    for gen in data["previous"]:
+        meta = {k: v for k, v in gen.items() if k != "files"}
+        text = json.dumps(meta, sort_keys=True)[:-1]
+        gens.append(f"\n{text}, \"files\": {{{_dump_files(gen['files'])}}}}}")
+    out.append(",".join(gens))
+    out.append("\n]\n}\n")
+    return "".join(out).encode("utf-8")
+
+
+def _dump_files(files: dict[str, Any]) -> str:
+    if not files:
+        return ""
+    lines = (f"\n{json.dumps(p)}: {json.dumps(files[p], sort_keys=True)}" for p in sorted(files))
+    return ",".join(lines) + "\n"
+
+
+def write(path: PathLike, data: dict[str, Any]) -> None:
+    """Write the manifest atomically: a temporary file in the same directory,
+    flushed to disk, then renamed over the old one. A crash at any point
+    leaves either the old manifest or the new one, never half of one."""
+    write_atomic(os.fspath(path), dumps(data))
+
+
+def write_atomic(target: str, payload: bytes, mode: int = 0o644) -> None:
+    directory = os.path.dirname(os.path.abspath(target))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp makes the file 0600; the server may run as another user.
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: str) -> None:
+    # The rename itself must reach the disk, or a power cut may bring the
+    # old name back. Not every platform can open a directory.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# -- what the manifest uses ------------------------------------------------
+
+
+def referenced_objects(data: dict[str, Any], generations: Iterable[dict] | None = None
+                       ) -> set[str]:
+    """The object digests the current generation and the given earlier
+    generations (all kept ones by default) need."""
+    used: set[str] = set()
+    stored = data.get("stored", False)
+    for rec in data["files"].values():
+        if stored:
+            used.add(rec["digest"])
+        served = rec.get("served")
+        if served is not None:
+            used.add(served["object"])
+        _variant_objects(rec, used)
+    for gen in data["previous"] if generations is None else generations:
+        for rec in gen["files"].values():
+            used.add(rec["digest"])
+            _variant_objects(rec, used)
+    return used
+
+
+def _variant_objects(rec: dict, used: set[str]) -> None:
+    for var in rec.get("variants", {}).values():
+        obj = var.get("object")
+        if obj is not None:
+            used.add(obj)
+
+
+# -- checking against the tree ---------------------------------------------
+
+
+def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str) -> list[Problem]:
+    """Every way the files on disk differ from what the manifest recorded:
+    a file or an object missing, or its size or mtime changed."""
+    problems: list[Problem] = []
+    objects = objects_dir(manifest_path)
+    for path, rec in data["files"].items():
+        abs_path = os.path.join(roots[rec["root"]], path)
+        problem = _compare(abs_path, rec["size"], rec["mtime_ns"])
+        if problem:
+            problems.append(Problem(path, problem))
+            continue
+        served = rec.get("served")
+        if served is not None:
+            problem = _compare(object_path(objects, served["object"]), served["size"], None)
+            if problem:
+                problems.append(Problem(path, f"its rewritten bytes are {problem}"))
+        for encoding, var in rec.get("variants", {}).items():
+            if "file" in var:
+                var_path = os.path.join(roots[rec["root"]], var["file"])
+                problem = _compare(var_path, var["size"], var["mtime_ns"])
+            else:
+                problem = _compare(object_path(objects, var["object"]), var["size"], None)
+            if problem:
+                problems.append(Problem(path, f"its {encoding} variant is {problem}"))
+    return problems
+
+
+def _compare(abs_path: str, size: int, mtime_ns: int | None) -> str | None:
+    try:
+        st = os.stat(abs_path)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_size != size:
+        return f"changed (size {size} -> {st.st_size})"
+    if mtime_ns is not None and st.st_mtime_ns != mtime_ns:
+        return "changed (modified since the build)"
+    return None
+
+
+def describe(problems: list[Problem], manifest_path: str, roots: list[str]) -> str:
+    shown = "\n".join(f"  {p}" for p in problems[:_SHOWN])
+    more = len(problems) - _SHOWN
+    if more > 0:
+        shown += f"\n  ... and {more} more"
+    root_args = " ".join(roots)
+    return (f"bustware: the manifest {manifest_path!r} does not match the files under "
+            f"{root_args} ({len(problems)} problem{'s' if len(problems) != 1 else ''}):\n"
+            f"{shown}\nRebuild it with `bustware build {root_args}` after the files change.")
+
+
+# -- loading into an index -------------------------------------------------
+
+
+def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
+    """Fill ``assets`` from the manifest: no file is read, and with
+    ``check="off"`` none is even stat'ed. Files are streamed from disk by the
+    middleware (``Asset.body`` stays ``None``)."""
+    from .assets import Asset, Variant  # assets imports this module lazily
+
+    if check not in CHECK_MODES:
+        raise ValueError(
+            f"bustware: unknown manifest_check={check!r}: use 'error' (refuse a manifest "
+            "that does not match the files), 'warn' (log the files and go on) or 'off'"
+        )
+    name = os.path.abspath(os.fspath(manifest))
+    data = read(name)
+    settings = data["settings"]
+    _check_settings(assets, settings, name)
+    roots = assets.roots
+    objects = objects_dir(name)
+    files: dict[str, Any] = data["files"]
+
+    mtimes: dict[str, int] = {}  # object path -> real mtime_ns, from the check
+    missing: set[str] = set()
+    if check != "off":
+        problems = check_tree(data, roots, name)
+        if problems:
+            message = describe(problems, name, roots)
+            if check == "error":
+                raise ManifestError(
+                    message + " Or pass manifest_check='warn' to start anyway."
+                )
+            log.warning("%s", message)
+            missing = {p.path for p in problems if p.reason == "missing"}
+        mtimes = _object_mtimes(files, objects)
+
+    source = assets._source
+    digest_versions = getattr(source, "name", "") == "digest"
+    extensions = assets.extensions
+    prefix = getattr(assets, "base_url", "") + assets.prefix
+    build = assets.style.build
+    charset = assets.charset
+    types: dict[str, str] = {}
+    result: dict[str, Asset] = {}
+    for path, rec in files.items():
+        if path in missing:
+            continue
+        abs_path = os.path.join(roots[rec["root"]], path)
+        mtime_ns = rec["mtime_ns"]
+        mtime = mtime_ns // 1_000_000_000
+        if extensions is not None and not path.lower().endswith(extensions):
+            version = None
+            url = prefix + _quote(path)
+        else:
+            version = rec["version"] if digest_versions else \
+                source(path, abs_path, rec["digest"], mtime_ns / 1e9)
+            url_path, query = build(path, version)
+            url = prefix + _quote(url_path) + (f"?{query}" if query else "")
+        served = rec.get("served")
+        if served is not None:
+            served_path = object_path(objects, served["object"])
+            size = served["size"]
+            served_mtime = mtimes.get(served_path, OBJECT_MTIME_NS)
+            mtime = served.get("mtime", mtime)
+        else:
+            served_path, size, served_mtime = abs_path, rec["size"], mtime_ns
+        suffix = path[path.rfind("."):] if "." in path else ""
+        ctype = types.get(suffix)
+        if ctype is None:
+            ctype = types[suffix] = content_type(path, charset)
+        asset = Asset(path=path, abs_path=served_path, size=size, mtime=mtime,
+                      mtime_ns=served_mtime, digest=rec["digest"], version=version, url=url,
+                      content_type=ctype)
+        asset.integrity = rec["integrity"]
+        variants = rec.get("variants")
+        if variants:
+            asset.variants = _variants(Variant, variants, roots[rec["root"]], objects, mtimes)
+        result[path] = asset
+    old = _old_versions(assets, data, result, objects, Asset, Variant) if data["previous"] \
+        else []
+    assets._assets = result
+    assets._urls = {path: a.url for path, a in result.items()}
+    assets.old_versions = old
+    assets.manifest = data
+    assets.manifest_path = name
+    assets.generation += 1
+    if assets._bundlers:
+        from .bundlers import apply
+
+        apply(assets)
+
+
+def _quote(path: str) -> str:
+    # quote() costs microseconds a call; most static file names are plain
+    # ASCII that it would return unchanged, so they skip it.
+    return path if _PLAIN.match(path) else quote(path, safe="/")
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.\-~/]*\Z")
+
+
+def _variants(variant_cls, variants: dict, root: str, objects: str, mtimes: dict) -> dict:
+    out = {}
+    for encoding, var in variants.items():
+        if "file" in var:
+            out[encoding] = variant_cls(encoding, os.path.join(root, var["file"]), var["size"],
+                                        var["digest"], None, var["mtime_ns"])
+        else:
+            vpath = object_path(objects, var["object"])
+            out[encoding] = variant_cls(encoding, vpath, var["size"], var["object"], None,
+                                        mtimes.get(vpath, OBJECT_MTIME_NS))
+    return out
+
+
+def _object_mtimes(files: dict, objects: str) -> dict[str, int]:
+    """Real mtimes of the objects check_tree found with the right size (an
+    object is named by its content, so a copy that reset mtimes is fine)."""
+    out = {}
+    for rec in files.values():
+        paths = []
+        served = rec.get("served")
+        if served is not None:
+            paths.append(object_path(objects, served["object"]))
+        for var in rec.get("variants", {}).values():
+            if "object" in var:
+                paths.append(object_path(objects, var["object"]))
+        for p in paths:
+            with contextlib.suppress(OSError):
+                out[p] = os.stat(p).st_mtime_ns
+    return out
+
+
+def _old_versions(assets: Assets, data: dict, current: dict, objects: str,
+                  asset_cls, variant_cls) -> list:
+    """Assets for the versions of earlier generations, served from their
+    stored bytes under their own (old) URLs. Only versions that differ from
+    the current one; each object is stat'ed (few: only changed files)."""
+    out = []
+    seen: set[tuple[str, str]] = set()
+    build = assets.style.build
+    for gen in data["previous"]:
+        for path, rec in gen["files"].items():
+            version = rec["version"]
+            now = current.get(path)
+            if (now is not None and now.version == version) or (path, version) in seen:
+                continue
+            if assets.extensions is not None and not path.lower().endswith(assets.extensions):
+                continue
+            seen.add((path, version))
+            obj = object_path(objects, rec["digest"])
+            try:
+                st = os.stat(obj)
+            except OSError:
+                log.warning("bustware: the stored bytes of %r version %s are gone (%s); "
+                            "that old URL gets the outdated= policy", path, version, obj)
+                continue
+            if st.st_size != rec["size"]:
+                log.warning("bustware: the stored bytes of %r version %s have the wrong "
+                            "size; that old URL gets the outdated= policy", path, version)
+                continue
+            url_path, query = build(path, version)
+            url = (getattr(assets, "base_url", "") + assets.prefix + _quote(url_path)
+                   + (f"?{query}" if query else ""))
+            variants = {}
+            for encoding, var in rec.get("variants", {}).items():
+                vpath = object_path(objects, var["object"])
+                try:
+                    vst = os.stat(vpath)
+                except OSError:
+                    continue
+                if vst.st_size == var["size"]:
+                    variants[encoding] = variant_cls(encoding, vpath, var["size"], var["object"],
+                                                     None, vst.st_mtime_ns)
+            out.append(asset_cls(
+                path=path, abs_path=obj, size=st.st_size, mtime=rec["mtime_ns"] // 10**9,
+                mtime_ns=st.st_mtime_ns, digest=rec["digest"], version=version, url=url,
+                content_type=content_type(path, assets.charset), variants=variants))
+    return out
+
+
+def settings_of(assets: Assets) -> dict[str, Any]:
+    """The options of an index that its URLs, and so a manifest, depend on."""
+    return {"prefix": assets.prefix, "style": assets.style.name,
+            "query_param": getattr(assets.style, "param", "v"),
+            "base_url": getattr(assets, "base_url", ""),
+            "rewrite_references": getattr(assets, "rewrite_references", False),
+            "roots": len(assets.roots)}
+
+
+def _check_settings(assets: Assets, settings: dict, name: str) -> None:
+    # Rewritten files hold URLs built with these settings, and the versions
+    # were computed for them; serving with others would mix two URL schemes.
+    for key, value in settings_of(assets).items():
+        if settings.get(key) != value:
+            raise ManifestError(
+                f"bustware: the manifest {name!r} was built with {key}={settings.get(key)!r} "
+                f"but this index has {key}={value!r}; pass the same {key}, or rebuild the "
+                "manifest with it (`bustware build ROOT --prefix ... --style ... "
+                "--base-url ...`)"
+            )

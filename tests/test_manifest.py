@@ -1,0 +1,280 @@
+"""The manifest: schema, atomic writes, strict loading, staleness checks,
+and an index started from it without reading any file."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from bustware import Assets, Bustware
+from bustware import manifest as mf
+from bustware.build import build
+from conftest import via_werkzeug
+
+CSS = b"body { color: red; }\n" * 50
+JS = b"console.log('hello');\n"
+
+
+@pytest.fixture
+def built(tree):
+    root = tree({"css/app.css": CSS, "js/app.js": JS, "img/logo.svg": "<svg/>"})
+    build(root, compress=["gzip"])
+    return root
+
+
+def manifest_of(root) -> str:
+    return str(root / ".bustware" / "manifest.json")
+
+
+def test_records_digest_integrity_size_and_mtime_of_each_file(built):
+    data = json.loads(Path(manifest_of(built)).read_bytes())
+    assert data["schema"] == mf.SCHEMA and data["schema_version"] == mf.SCHEMA_VERSION
+    rec = data["files"]["css/app.css"]
+    st = os.stat(built / "css/app.css")
+    assert rec["digest"] == hashlib.sha256(CSS).hexdigest()
+    assert rec["integrity"] == "sha384-" + base64.b64encode(hashlib.sha384(CSS).digest()).decode()
+    assert rec["version"] == rec["digest"][:12]
+    assert (rec["size"], rec["mtime_ns"]) == (st.st_size, st.st_mtime_ns)
+    assert set(data["files"]) == {"css/app.css", "js/app.js", "img/logo.svg"}
+
+
+def test_index_from_manifest_matches_a_live_index(built):
+    live = Assets(built)
+    fast = Assets(built, manifest=manifest_of(built))
+    assert {a.path: a.url for a in fast} == {a.path: a.url for a in live}
+    assert {a.path: a.digest for a in fast} == {a.path: a.digest for a in live}
+    assert fast.url("css/app.css") == live.url("css/app.css")
+
+
+def test_starting_from_a_manifest_reads_no_file(built, monkeypatch):
+    def no_reads(self, abs_path):
+        raise AssertionError(f"read {abs_path}")
+
+    monkeypatch.setattr(Assets, "_read", no_reads)
+    assets = Assets(built, manifest=manifest_of(built))
+    assert all(a.body is None for a in assets)
+    assert len(assets) == 3
+
+
+def test_middleware_streams_files_of_a_manifest_index(built):
+    app = Bustware(None, built, manifest=manifest_of(built))
+    url = app.url("css/app.css")
+    r = via_werkzeug(app, url)
+    assert r.status == 200 and r.body == CSS
+    assert r.header("Cache-Control") == "max-age=31536000, immutable"
+    assert r.header("ETag") == f'"{hashlib.sha256(CSS).hexdigest()[:24]}"'
+    gz = via_werkzeug(app, url, headers={"Accept-Encoding": "gzip"})
+    assert gz.header("Content-Encoding") == "gzip"
+    import gzip
+
+    assert gzip.decompress(gz.body) == CSS
+    plain = via_werkzeug(app, "/static/js/app.js")
+    assert plain.body == JS and plain.header("Cache-Control") == "no-cache"
+
+
+def test_options_of_the_index_apply_to_a_manifest(built):
+    assets = Assets(built, manifest=manifest_of(built), extensions=[".css"])
+    assert assets.url("js/app.js") == "/static/js/app.js"
+    assert assets.url("css/app.css").endswith(f".{hashlib.sha256(CSS).hexdigest()[:12]}.css")
+    released = Assets(built, manifest=manifest_of(built), release="r42")
+    assert released.url("js/app.js") == "/static/js/app.r42.js"
+
+
+# -- atomic writes -------------------------------------------------------------
+
+
+def test_a_crash_before_the_rename_leaves_the_old_manifest(built, monkeypatch):
+    path = manifest_of(built)
+    before = Path(path).read_bytes()
+    (built / "css/app.css").write_bytes(b"body{}")
+
+    def crash(src, dst):
+        raise OSError("power cut")
+
+    monkeypatch.setattr(mf.os, "replace", crash)
+    with pytest.raises(OSError, match="power cut"):
+        build(built)
+    assert Path(path).read_bytes() == before
+    assert [n for n in os.listdir(os.path.dirname(path)) if n.endswith(".tmp")] == []
+
+
+def test_a_crash_in_the_middle_of_writing_leaves_the_old_manifest(built, monkeypatch):
+    path = manifest_of(built)
+    before = Path(path).read_bytes()
+    (built / "css/app.css").write_bytes(b"body{}")
+    real_fsync = os.fsync
+
+    def half_written(fd):
+        os.ftruncate(fd, 10)  # the process dies with ten bytes on disk
+        raise OSError("killed")
+
+    monkeypatch.setattr(mf.os, "fsync", half_written)
+    with pytest.raises(OSError, match="killed"):
+        build(built)
+    monkeypatch.setattr(mf.os, "fsync", real_fsync)
+    assert Path(path).read_bytes() == before
+    assert mf.read(path)["generation"] == 1  # still a whole manifest
+
+
+# -- strict loading ------------------------------------------------------------
+
+
+def test_corrupt_manifest_is_a_clear_error(built):
+    path = manifest_of(built)
+    with open(path, "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(mf.ManifestError) as err:
+        Assets(built, manifest=path)
+    assert path in str(err.value) and "bustware build" in str(err.value)
+    assert "not valid JSON" in str(err.value)
+
+
+def test_foreign_json_is_refused(tree, tmp_path):
+    root = tree({"main.js": JS})
+    other = tmp_path / "manifest.json"
+    other.write_text(json.dumps({"main.js": "main.1234abcd.js"}))
+    with pytest.raises(mf.ManifestError, match="is not a bustware manifest") as err:
+        Assets(root, manifest=other)
+    assert str(other) in str(err.value)
+
+
+def test_unknown_schema_version_is_refused(built):
+    path = manifest_of(built)
+    data = json.loads(Path(path).read_text())
+    data["schema_version"] = 99
+    Path(path).write_text(json.dumps(data))
+    with pytest.raises(mf.ManifestError, match="schema_version 99") as err:
+        Assets(built, manifest=path)
+    assert "rebuild it with `bustware build" in str(err.value)
+
+
+def test_missing_manifest_says_how_to_make_one(tree, tmp_path):
+    root = tree({"a.css": "a"})
+    with pytest.raises(mf.ManifestError, match="bustware build"):
+        Assets(root, manifest=tmp_path / "nope.json")
+
+
+@pytest.mark.parametrize("bad_path", ["../../etc/passwd", "/etc/passwd", "a/../../b", "a//b",
+                                      "a\\..\\b", "./a"])
+def test_paths_leaving_the_root_are_refused(built, bad_path):
+    path = manifest_of(built)
+    data = json.loads(Path(path).read_text())
+    data["files"][bad_path] = data["files"]["js/app.js"]
+    Path(path).write_text(json.dumps(data))
+    with pytest.raises(mf.ManifestError, match="damaged"):
+        Assets(built, manifest=path)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("digest", "abc\r\nSet-Cookie: x"), ("version", "a.b"), ("size", "12"),
+    ("mtime_ns", -1), ("root", 3), ("integrity", "md5-xyz"),
+])
+def test_mistyped_fields_are_refused(built, field, value):
+    path = manifest_of(built)
+    data = json.loads(Path(path).read_text())
+    data["files"]["js/app.js"][field] = value
+    Path(path).write_text(json.dumps(data))
+    with pytest.raises(mf.ManifestError, match=field):
+        Assets(built, manifest=path)
+
+
+def test_manifest_built_with_other_settings_is_refused(built):
+    with pytest.raises(mf.ManifestError, match="prefix='/static/'.*prefix='/assets/'"):
+        Assets(built, "/assets/", manifest=manifest_of(built))
+    with pytest.raises(mf.ManifestError, match="style"):
+        Assets(built, manifest=manifest_of(built), style="segment")
+
+
+def test_manifest_and_autorefresh_conflict(built):
+    with pytest.raises(ValueError, match="autorefresh"):
+        Assets(built, manifest=manifest_of(built), autorefresh=True)
+
+
+def test_unknown_check_mode_is_refused(built):
+    with pytest.raises(ValueError, match="manifest_check='sometimes'"):
+        Assets(built, manifest=manifest_of(built), manifest_check="sometimes")
+
+
+# -- staleness -----------------------------------------------------------------
+
+
+def test_stale_manifest_names_the_files(built):
+    (built / "css/app.css").write_bytes(CSS + b"/* more */")
+    os.remove(built / "js/app.js")
+    with pytest.raises(mf.ManifestError) as err:
+        Assets(built, manifest=manifest_of(built))
+    message = str(err.value)
+    assert "css/app.css: changed (size" in message
+    assert "js/app.js: missing" in message
+    assert "img/logo.svg" not in message
+    assert "bustware build" in message
+
+
+def test_touched_file_is_stale(built):
+    st = os.stat(built / "js/app.js")
+    os.utime(built / "js/app.js", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    with pytest.raises(mf.ManifestError, match="js/app.js: changed"):
+        Assets(built, manifest=manifest_of(built))
+
+
+def test_stale_manifest_with_warn_logs_and_drops_missing_files(built, caplog):
+    os.remove(built / "js/app.js")
+    with caplog.at_level(logging.WARNING, logger="bustware"):
+        assets = Assets(built, manifest=manifest_of(built), manifest_check="warn")
+    assert "js/app.js: missing" in caplog.text
+    assert "js/app.js" not in assets and "css/app.css" in assets
+
+
+def test_check_off_stats_nothing(built, monkeypatch):
+    calls = []
+    real = os.stat
+    def counting(path, *args, **kwargs):
+        if str(path) != str(built):  # the root itself is checked to exist
+            calls.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting)
+    Assets(built, manifest=manifest_of(built), manifest_check="off")
+    assert calls == []
+    Assets(built, manifest=manifest_of(built))
+    assert len(calls) >= 3
+
+
+def test_changed_file_with_check_off_is_served_uncached(built):
+    app = Bustware(None, built, manifest=manifest_of(built), manifest_check="off")
+    url = app.url("js/app.js")
+    (built / "js/app.js").write_bytes(b"console.log('changed!');\n")
+    r = via_werkzeug(app, url)
+    assert r.status == 200 and r.body == b"console.log('changed!');\n"
+    assert r.header("Cache-Control") == "no-store"
+
+
+def test_deleted_variant_object_is_reported(built):
+    data = json.loads(Path(manifest_of(built)).read_text())
+    obj = data["files"]["css/app.css"]["variants"]["gzip"]["object"]
+    os.remove(built / ".bustware" / "objects" / obj[:2] / obj)
+    with pytest.raises(mf.ManifestError, match="css/app.css: its gzip variant is missing"):
+        Assets(built, manifest=manifest_of(built))
+
+
+def test_copied_objects_with_new_mtimes_still_serve(built):
+    data = json.loads(Path(manifest_of(built)).read_text())
+    obj = data["files"]["css/app.css"]["variants"]["gzip"]["object"]
+    os.utime(built / ".bustware" / "objects" / obj[:2] / obj, ns=(10**18, 10**18))
+    app = Bustware(None, built, manifest=manifest_of(built))
+    r = via_werkzeug(app, app.url("css/app.css"), headers={"Accept-Encoding": "gzip"})
+    assert r.header("Content-Encoding") == "gzip"
+    assert r.header("Cache-Control") == "max-age=31536000, immutable"
+
+
+def test_manifest_is_readable_json_one_file_per_line(built):
+    text = Path(manifest_of(built)).read_text()
+    lines = [ln for ln in text.splitlines() if ln.startswith('"css/app.css"')]
+    assert len(lines) == 1
+    json.loads(text)
