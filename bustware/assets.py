@@ -18,10 +18,12 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Union
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from . import bundlers
+from . import references as _refs
 from .contenttypes import content_type
+from .integrity import asset_integrity
 from .styles import Style, make_style
 from .versions import VersionSource, make_version_source
 
@@ -73,6 +75,22 @@ class Asset:
     content_type: str
     body: bytes | None = None
     variants: dict[str, Variant] = field(default_factory=dict)
+    #: References into the prefix (bustware.references): the logical path
+    #: of each file this one references -> the URL written in ``body``, or
+    #: None where there is no such file (the reference is left as written).
+    #: A file with links is always held in memory, ``body`` being what is
+    #: served; ``size``/``digest`` are then those of ``body``, ``mtime`` (for
+    #: Last-Modified) the newest of its own and its references', and
+    #: ``mtime_ns`` stays the file's (to notice it changed).
+    links: dict[str, str | None] = field(default_factory=dict)
+    #: Size and SHA-256 of the file on disk, for a file with links.
+    source_size: int | None = None
+    source_digest: str | None = None
+    #: Subresource integrity of the served bytes ("sha384-..."): filled on
+    #: first use by Assets.integrity(), or by whoever builds the Asset.
+    integrity: str | None = None
+    #: What references.restore() needs to get the file's bytes from body.
+    splices: tuple = field(default=(), repr=False)
 
     @property
     def busted(self) -> bool:
@@ -104,6 +122,8 @@ class Assets:
         memory_budget: int = 64 * 1024 * 1024,
         autorefresh: bool = False,
         refresh_interval: float = 1.0,
+        rewrite_references: bool = True,
+        base_url: str | None = None,
         manifest: PathLike | None = None,
         manifest_check: str = "error",
         bundler_manifest: PathLike | Sequence[PathLike] | None = None,
@@ -116,6 +136,14 @@ class Assets:
         self.strict = strict
         self.include_dotfiles = include_dotfiles
         self.charset = charset
+        #: Rewrite references between files (CSS url(), @import, image-set,
+        #: source map comments) to versioned URLs; see _link().
+        self.rewrite_references = rewrite_references
+        #: "https://cdn.example.com" or "//cdn.example.com" in front of every
+        #: URL, so that a CDN can pull from this process; "" for none.
+        self.base_url = _check_base_url(base_url)
+        self._fresh: dict[str, _refs.Links] = {}
+        self._ref_warned: set[tuple] = set()
         if memory_threshold < 0 or memory_budget < 0:
             raise ValueError(
                 f"bustware: memory_threshold={memory_threshold!r} and "
@@ -223,7 +251,55 @@ class Assets:
         return asset, parsed[1]
 
     def plain_url(self, path: str) -> str:
-        return self.prefix + quote(path, safe="/")
+        return self.base_url + self.prefix + quote(path, safe="/")
+
+    def url_for_version(self, path: str, version: str | None) -> str:
+        """The URL of ``path`` at ``version`` (``None``: the plain URL), with
+        this index's base URL, prefix and style."""
+        if version is None:
+            return self.plain_url(path)
+        url_path, query = self.style.build(path, version)
+        return (self.base_url + self.prefix + quote(url_path, safe="/")
+                + (f"?{query}" if query else ""))
+
+    def integrity(self, path: str) -> str:
+        """The subresource integrity value (``"sha384-<base64>"``) of the
+        bytes served for ``path``: the rewritten ones for a stylesheet whose
+        references were rewritten. Computed on first use and kept with the
+        file's index entry. Raises :class:`AssetNotFound` for an unknown
+        path (there are no bytes to vouch for), whatever ``strict`` says."""
+        if self.autorefresh:
+            self.check()
+        asset = self._assets.get(path)
+        if asset is None:
+            raise AssetNotFound(
+                f"bustware: no file {path!r} under {[str(r) for r in self.roots]!r}, so no "
+                "integrity value. Paths are relative to the root, with '/' separators."
+            )
+        value = asset.integrity
+        if value is None:
+            try:
+                value, fresh = asset_integrity(asset)
+            except OSError as exc:
+                raise AssetNotFound(
+                    f"bustware: cannot read {asset.abs_path!r} for its integrity value: {exc}"
+                ) from exc
+            if fresh:  # setting it twice from two threads stores the same value
+                asset.integrity = value
+        return value
+
+    def broken_references(self) -> list[tuple[str, int, str, str]]:
+        """``(path, line, url as written, logical path named)`` for every
+        reference to a file that is not in the index, sorted."""
+        out = []
+        for asset in list(self._assets.values()):
+            if None not in asset.links.values():
+                continue
+            raw = _refs.restore(asset.body or b"", asset.splices)
+            for link in _refs.find_links(raw, asset.path, self.prefix).links:
+                if asset.links.get(link.target, "") is None:
+                    out.append((asset.path, link.reference.line, link.reference.url, link.target))
+        return sorted(out)
 
     def refresh(self) -> None:
         """Rebuild the index from disk now. Files whose size and mtime did
@@ -239,6 +315,7 @@ class Assets:
 
     def _scan(self) -> None:
         previous = self._assets
+        self._fresh = {}  # filled by _index_file, used by _link
         # First decide what can be kept as it is, so that the memory budget
         # counts the bytes that stay held before new files claim any.
         found: list[tuple[str, str, os.stat_result, dict, Asset | None]] = []
@@ -259,8 +336,14 @@ class Assets:
                     self.memory_used += _held(old) + sum(map(_held, old.variants.values()))
                 found.append((path, abs_path, st, variant_paths, old))
         assets: dict[str, Asset] = {}
-        for path, abs_path, st, variant_paths, old in found:
-            asset = old if old is not None else self._index_file(path, abs_path, st)
+        for path, abs_path, st, _variant_paths, old in found:
+            assets[path] = old if old is not None else self._index_file(path, abs_path, st)
+        if self.rewrite_references:
+            self._link(assets, {path: v for path, _a, _s, v, _o in found})
+        for path, _abs_path, _st, variant_paths, old in found:
+            asset = assets[path]
+            if asset.links:
+                continue  # variants made from its served bytes by _link()
             variants = self._index_variants(variant_paths, old)
             if variants != asset.variants:  # Variant compares by identity
                 if asset is old:  # never mutate an Asset a request may hold
@@ -284,13 +367,11 @@ class Assets:
         # so a file replaced between the scan and the read is never recorded
         # with another file's validators.
         body, digest, st = self._read(abs_path)
+        if self.rewrite_references and _refs.kind_of(path) is not None:
+            body, digest, st = self._read_links(path, abs_path, body, digest, st)
         busted = self.extensions is None or path.lower().endswith(self.extensions)
         version = self._source(path, abs_path, digest, st.st_mtime) if busted else None
-        if version is None:
-            url = self.plain_url(path)
-        else:
-            url_path, query = self.style.build(path, version)
-            url = self.prefix + quote(url_path, safe="/") + (f"?{query}" if query else "")
+        url = self.url_for_version(path, version)
         return Asset(
             path=path,
             abs_path=abs_path,
@@ -343,6 +424,167 @@ class Assets:
                 digest.update(chunk)
             return None, digest.hexdigest(), st
 
+    # -- references between files (see bustware.references) ----------------
+
+    def _read_links(self, path: str, abs_path: str, body: bytes | None, digest: str,
+                    st: os.stat_result) -> tuple[bytes | None, str, os.stat_result]:
+        """Find the references into the prefix of a stylesheet or script that
+        _read() just digested. A file with any is held in memory whatever
+        its size, as its served bytes are computed (_link); one without
+        follows the memory policy."""
+        counted = body is not None
+        if body is None:
+            if _refs.kind_of(path) == "js" and not self._tail_may_link(path, abs_path, st):
+                return None, digest, st  # a big script: only its end can name a map
+            with open(abs_path, "rb") as f:
+                st = os.fstat(f.fileno())
+                body = f.read()
+            digest = hashlib.sha256(body).hexdigest()
+        links = _refs.find_links(body, path, self.prefix)
+        for line, message in links.problems:
+            log.warning("bustware: %s line %d: %s", path, line, message)
+        if not links.links:
+            return (body if counted else None), digest, st
+        self._fresh[path] = links
+        if not counted:
+            self.memory_used += len(body)
+        return body, digest, st
+
+    def _tail_may_link(self, path: str, abs_path: str, st: os.stat_result) -> bool:
+        # Reading a large bundle whole just to look at its last lines would
+        # double the startup reads; the last 64 KiB hold any source map
+        # comment but an inline data: one, which is no link anyway.
+        try:
+            with open(abs_path, "rb") as f:
+                f.seek(max(0, st.st_size - 65536))
+                tail = f.read()
+        except OSError:
+            return True
+        return bool(_refs.find_links(tail, path, self.prefix).links)
+
+    def _link(self, assets: dict[str, Asset], variant_paths: dict[str, dict[str, str]]) -> None:
+        """Rewrite references to the referenced files' URLs, so that the
+        version of a file covers the versions of the files it references,
+        transitively: a new font gives its stylesheet new bytes, so a new
+        version, so the stylesheet that imports that one new bytes too.
+
+        Files are taken one strongly connected component of the reference
+        graph at a time, each after every component it references, so one
+        pass settles any depth. A file on no cycle is rewritten with the
+        final URLs of what it references, and versioned from its rewritten
+        bytes like any file. The files of a cycle (a.css imports b.css
+        imports a.css) cannot each contain the other's final URL and also be
+        named by a digest of their own bytes, so they share one version,
+        digested from each member's path and own bytes, the URLs of what
+        the cycle references outside itself, and the URL scheme; each
+        member names the others with that version. The same files give the
+        same version anywhere, and a change to a member or to anything the
+        cycle references gives a new one. The ETag is still the digest of
+        each file's served bytes.
+
+        An asset whose file and whose references' URLs did not change since
+        the last scan is kept as it is (autorefresh stays cheap).
+        """
+        fresh, self._fresh = self._fresh, {}
+
+        def targets(path: str) -> Iterable[str]:
+            found = fresh.get(path)
+            return found.targets if found is not None else assets[path].links
+
+        nodes = {path for path in assets if targets(path)}
+        for members in _refs.components(nodes, lambda p: [t for t in targets(p) if t in nodes]):
+            inside = set(members)
+            cyclic = len(members) > 1 or members[0] in targets(members[0])
+            # Last-Modified, and the mtime version: the newest in the closure.
+            mtime = max(assets[m].mtime_ns // 1_000_000_000 for m in members)
+            for m in members:
+                for t in targets(m):
+                    if t not in inside and t in assets:
+                        mtime = max(mtime, assets[t].mtime)
+            urls: dict[str, str] = {}
+            versions: dict[str, str | None] = {}
+            if cyclic:
+                h = hashlib.sha256(f"bustware cycle\0{self.plain_url('')}\0"
+                                   f"{self.style.name}\0".encode())
+                for m in members:
+                    a = assets[m]
+                    h.update(f"{m}\0{a.source_digest or a.digest}\0".encode())
+                    for t in sorted(targets(m)):
+                        named = "" if t in inside else assets[t].url if t in assets else "-"
+                        h.update(f"{t}\0{named}\0".encode())
+                cycle_digest = h.hexdigest()
+                for m in members:
+                    a = assets[m]
+                    versions[m] = None if a.version is None else \
+                        self._source(m, a.abs_path, cycle_digest, mtime)
+                    urls[m] = self.url_for_version(m, versions[m])
+            for m in members:
+                old = assets[m]
+                links = {t: urls[t] if t in inside else assets[t].url if t in assets else None
+                         for t in targets(m)}
+                if m not in fresh and old.links == links and (not cyclic or old.url == urls[m]):
+                    continue
+                if m in fresh:
+                    raw, found = old.body or b"", fresh[m]
+                    source_digest = old.digest
+                else:
+                    raw = _refs.restore(old.body or b"", old.splices)
+                    found = _refs.find_links(raw, m, self.prefix)
+                    source_digest = old.source_digest or old.digest
+                body, splices = _refs.rewrite(raw, _refs.replacements(found, links))
+                self._warn_missing(m, source_digest, found, links)
+                digest = hashlib.sha256(body).hexdigest()
+                if cyclic:
+                    version = versions[m]
+                else:
+                    version = None if old.version is None else \
+                        self._source(m, old.abs_path, digest, mtime)
+                new = replace(
+                    old, body=body, size=len(body), digest=digest, version=version,
+                    url=urls[m] if cyclic else self.url_for_version(m, version), mtime=mtime,
+                    links=links, source_size=len(raw), source_digest=source_digest,
+                    integrity=None, splices=splices,
+                    variants=self._compressed(body, old, variant_paths.get(m, {})),
+                )
+                self.memory_used += (_held(new) + sum(map(_held, new.variants.values()))
+                                     - _held(old) - sum(map(_held, old.variants.values())))
+                assets[m] = new
+
+    def _warn_missing(self, path: str, source_digest: str, found: _refs.Links,
+                      links: dict[str, str | None]) -> None:
+        for link in found.links:
+            if links.get(link.target) is not None:
+                continue
+            ref = link.reference
+            key = (path, source_digest, ref.line, ref.url)
+            if key not in self._ref_warned:  # once per file content, not per scan
+                self._ref_warned.add(key)
+                log.warning("bustware: %s line %d: %r names %r, which is not in the index; "
+                            "left as written", path, ref.line, ref.url, link.target)
+
+    def _compressed(self, body: bytes, asset: Asset, paths: dict[str, str]) -> dict[str, Variant]:
+        """Precompressed files beside a file whose served bytes were
+        rewritten hold the old bytes: serve these codings compressed from
+        the rewritten bytes instead (in memory), or not at all."""
+        if not paths:
+            return {}
+        try:
+            from .compress import compress_bytes
+        except ImportError:  # pragma: no cover - compress ships with bustware
+            return {}
+        variants = {}
+        for encoding, abs_path in paths.items():
+            try:
+                data = compress_bytes(body, encoding)
+            except Exception as exc:  # a codec whose extra is missing
+                log.info("bustware: not serving %s for %s: %s", encoding, asset.path, exc)
+                continue
+            if len(data) < len(body):
+                variants[encoding] = Variant(encoding, abs_path, len(data),
+                                             hashlib.sha256(data).hexdigest(), data,
+                                             asset.mtime_ns)
+        return variants
+
     def _missing_url(self, path: str) -> str:
         if self.strict:
             raise AssetNotFound(
@@ -357,7 +599,8 @@ class Assets:
 
 
 def _unchanged(asset: Asset, st: os.stat_result) -> bool:
-    return asset.size == st.st_size and asset.mtime_ns == st.st_mtime_ns
+    size = asset.source_size if asset.source_size is not None else asset.size
+    return size == st.st_size and asset.mtime_ns == st.st_mtime_ns
 
 
 def _held(item: Asset | Variant) -> int:
@@ -457,6 +700,38 @@ def _check_roots(root) -> list[str]:
             )
         checked.append(path)
     return checked
+
+
+def _check_base_url(base_url: object) -> str:
+    """``""`` for none; else ``scheme://host[:port]`` without a trailing slash."""
+    if base_url is None or base_url == "":
+        return ""
+    how = ("pass the scheme and host of the CDN only, e.g. 'https://cdn.example.com' "
+           "or '//cdn.example.com' (the prefix gives the path)")
+    if not isinstance(base_url, str):
+        raise TypeError(f"bustware: base_url={base_url!r} is not a string; {how}")
+    if not base_url.isascii() or any(c <= " " or c == "\x7f" or c in "\\\"'<>`{}|^"
+                                      for c in base_url):
+        raise ValueError(f"bustware: base_url={base_url!r} has characters a URL may not "
+                         f"hold (write a non-ASCII host in its xn-- form); {how}")
+    trimmed = base_url[:-1] if base_url.endswith("/") else base_url
+    try:
+        parts = urlsplit(trimmed)
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError as exc:
+        raise ValueError(f"bustware: base_url={base_url!r} is not a valid URL ({exc}); "
+                         f"{how}") from None
+    if parts.scheme not in ("http", "https", "") or not parts.hostname or \
+            (parts.scheme == "" and not trimmed.startswith("//")):
+        raise ValueError(f"bustware: base_url={base_url!r} needs the scheme http or https, "
+                         f"or '//' for the page's own scheme; {how}")
+    if parts.path or parts.query or parts.fragment or "?" in trimmed or "#" in trimmed:
+        raise ValueError(f"bustware: base_url={base_url!r} may not have a path, query or "
+                         f"fragment; {how}")
+    if "@" in parts.netloc:
+        raise ValueError(f"bustware: base_url={base_url!r} may not hold a user name or "
+                         f"password; {how}")
+    return trimmed
 
 
 def _check_prefix(prefix: object) -> str:

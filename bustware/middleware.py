@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from werkzeug.http import http_date
 
@@ -313,7 +313,7 @@ class Bustware:
                 entry, kind = old, CURRENT
         if kind == OUTDATED and self.outdated == "redirect":
             return _status(environ, start_response, "307 Temporary Redirect",
-                           [("Location", entry.asset.url)])
+                           [("Location", _origin_relative(entry.asset.url))])
         if kind == OUTDATED and self.outdated == "404":
             return _status(environ, start_response, "404 Not Found")
         if self._rewrite:
@@ -518,8 +518,22 @@ def _not_found(environ: dict, start_response: Callable) -> Iterable[bytes]:
 
 def _wsgi_path(url: str) -> str:
     """The PATH_INFO a WSGI server hands us for ``url``: percent-decoded
-    bytes, as latin-1 (PEP 3333)."""
+    bytes, as latin-1 (PEP 3333). With a base_url (a CDN), the URL starts
+    with a scheme and host that routing ignores."""
+    if not url.startswith("/") or url.startswith("//"):
+        url = urlsplit(url).path
     return unquote_to_bytes(url.partition("?")[0]).decode("latin-1")
+
+
+def _origin_relative(url: str) -> str:
+    """``url`` without the base_url's scheme and host. A redirect points at
+    the path: the client resolves it against the URL it asked for, so a
+    request that came through the CDN goes back through the CDN, and one
+    made to this origin directly stays here."""
+    if url.startswith("/") and not url.startswith("//"):
+        return url
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def _check_header_value(name: str, value: str | None) -> None:

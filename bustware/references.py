@@ -1,0 +1,728 @@
+"""References between assets: finding them, resolving them, rewriting them.
+
+A stylesheet names other files: ``url(../img/logo.png)``, ``@import
+"base.css"``, ``image-set("a.png" 1x, "a@2x.png" 2x)`` and a trailing
+``/*# sourceMappingURL=app.css.map */``; a script names its source map in a
+trailing ``//# sourceMappingURL=app.js.map``. When those files get versioned
+URLs, the references must point at the versioned URLs too, or the browser
+keeps fetching (and caching) the old image under its plain name.
+
+Finding references uses a tokenizer that follows CSS Syntax Level 3 (section
+4, "Tokenization"), not a regular expression over the raw text, so that
+``url(`` inside a comment (``/* url(old.png) */``, Django ticket 21080,
+WhiteNoise issues 58 and 167) or inside a string that is not a reference
+(``content: "url(x.png)"``) is left alone. Only what a browser would fetch is
+a reference:
+
+- a ``url(...)`` token, quoted or not, wherever it appears;
+- the string argument of ``url("...")`` and ``src("...")``;
+- the string after ``@import``;
+- strings directly inside ``image-set()`` / ``-webkit-image-set()``;
+- in CSS, a ``/*# sourceMappingURL=... */`` comment after which only comments
+  and whitespace follow; in JavaScript, ``//# sourceMappingURL=...`` on the
+  last line that is not blank (comment-only lines may follow it), as in the
+  "without parsing" method of the source map specification (ECMA-426).
+
+Positions are byte offsets into the file, and rewriting splices bytes: every
+byte outside a replaced URL stays exactly as it was, quoting style included.
+
+Decoding. A stylesheet is decoded as UTF-8 unless it starts with a BOM or an
+``@charset "...";`` rule naming another ASCII-compatible encoding (CSS
+Syntax section 3.2). Undecodable bytes are carried through unchanged
+(``surrogateescape``), so a file in any ASCII-compatible encoding round-trips
+byte for byte; a reference that contains such bytes simply does not resolve.
+UTF-16 and UTF-32 files (BOM) are not rewritten, with a warning. Replacement
+URLs are always ASCII (non-ASCII is percent-encoded), so they are valid in
+every encoding we rewrite.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Callable
+from urllib.parse import quote, unquote
+
+__all__ = [
+    "Link",
+    "Links",
+    "Reference",
+    "components",
+    "find_links",
+    "find_references",
+    "kind_of",
+    "merge_url",
+    "resolve",
+    "restore",
+    "rewrite",
+]
+
+#: Suffix -> what is searched: stylesheets are tokenized, scripts only get
+#: their trailing source map comment looked at.
+KINDS = {".css": "css", ".js": "js", ".mjs": "js", ".cjs": "js"}
+
+#: A splice recorded by :func:`rewrite`: ``body[start:end]`` replaced
+#: ``original``; :func:`restore` undoes it.
+Splice = tuple[int, int, bytes]
+
+
+def kind_of(path: str) -> str | None:
+    """``"css"``, ``"js"`` or ``None`` (not searched) for a logical path."""
+    dot = path.rfind(".")
+    return KINDS.get(path[dot:].lower()) if dot >= 0 else None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One place where a file names another."""
+
+    #: Byte offsets of the URL text in the file: the content of the string,
+    #: the inside of an unquoted ``url()`` without surrounding whitespace, or
+    #: the URL of a source map comment.
+    start: int
+    end: int
+    #: The URL as the browser reads it (CSS escapes decoded).
+    url: str
+    #: 1-based line of ``start``.
+    line: int
+    #: ``"url"``, ``"import"``, ``"image-set"`` or ``"sourcemap"``.
+    kind: str
+    #: How the URL text is delimited, for escaping a replacement: ``'"'`` or
+    #: ``"'"`` (a string), ``"("`` (an unquoted ``url(``), ``""`` (a comment).
+    context: str
+
+
+# -- decoding ----------------------------------------------------------------
+
+_UNICODE_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE,
+                 codecs.BOM_UTF16_BE)
+
+
+class _Undecodable(Exception):
+    pass
+
+
+def _decode(data: bytes, kind: str) -> tuple[str, str]:
+    """Text and the (ASCII-compatible) codec it was decoded with."""
+    if data.startswith(_UNICODE_BOMS):
+        raise _Undecodable("a UTF-16/UTF-32 file (byte order mark) is not rewritten; "
+                           "save it as UTF-8")
+    encoding = "utf-8"
+    if kind == "css" and not data.startswith(codecs.BOM_UTF8) and data.startswith(b'@charset "'):
+        end = data.find(b'";', 10, 80)
+        if end > 0:
+            label = data[10:end].decode("ascii", "replace").strip().lower()
+            try:
+                name = codecs.lookup(label).name
+            except LookupError:
+                name = "utf-8"
+            # CSS Syntax 3.2: a UTF-16 label in @charset means UTF-8.
+            if not name.startswith(("utf-16", "utf-32", "utf_16", "utf_32")):
+                encoding = name
+    if encoding != "utf-8":
+        try:
+            text = data.decode(encoding, "surrogateescape")
+            if text.encode(encoding, "surrogateescape") == data and "@charset".encode(
+                    encoding) == b"@charset":
+                return text, encoding
+        except (UnicodeError, LookupError):
+            pass
+        encoding = "utf-8"  # fall back: UTF-8 with surrogateescape always round-trips
+    return data.decode("utf-8", "surrogateescape"), encoding
+
+
+# -- the CSS tokenizer (CSS Syntax Level 3, section 4) -----------------------
+#
+# Only the distinctions that decide what is a reference are kept: comments,
+# strings (with escapes), url tokens, function tokens, at-keywords, numbers
+# (so that "2url(" is a dimension, not a function) and the brackets that
+# nest functions. Runs of ordinary characters are consumed with small
+# regular expressions for speed (a character loop in Python is ~10x slower
+# on a 200 KB stylesheet); every decision is the tokenizer's, per the spec.
+
+COMMENT, STRING, BAD_STRING, URL, BAD_URL, FUNCTION, AT, IDENT, OPEN, CLOSE, OTHER = range(11)
+
+_WS = " \t\n\r\f"
+_NEWLINES = "\n\r\f"
+_HEX = frozenset("0123456789abcdefABCDEF")
+_NAME_RUN = re.compile(r"[A-Za-z0-9_\-\u0080-\U0010ffff]+")
+_WS_RUN = re.compile(r"[ \t\n\r\f]*")
+_STRING_RUN = {'"': re.compile(r'[^"\\\n\r\f]+'), "'": re.compile(r"[^'\\\n\r\f]+")}
+_URL_RUN = re.compile(r"[^)\t\n\r\f \"'(\\\x00-\x08\x0b\x0e-\x1f\x7f]+")
+_NON_PRINTABLE = frozenset("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0e\x0f\x10\x11\x12\x13"
+                           "\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f\x7f")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# A run of tokens that can neither be nor start a reference, nor change how
+# what follows is read: whitespace, plain delimiters, and idents, numbers
+# and dimensions (name characters) that are not followed by "(" or an
+# escape. Skipping such runs in one match is what makes the tokenizer fast
+# (most of a stylesheet is selectors and declarations); everything else,
+# including any name that does precede "(", goes through the rules below.
+_NAME_CLASS = r"A-Za-z0-9_\-\u0080-\U0010ffff"
+_BORING = re.compile(
+    rf"(?:[ \t\n\r\f;:,.!%*+>~=|^$&?<]|/(?!\*)|[{_NAME_CLASS}]+(?![{_NAME_CLASS}(\\])"
+    rf"|#[{_NAME_CLASS}]+(?![{_NAME_CLASS}\\]))+"
+)
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+#: (type, start, end, value, value_start, value_end)
+Token = tuple[int, int, int, str, int, int]
+
+
+def _name_start(c: str) -> bool:
+    return c == "_" or ("a" <= c <= "z") or ("A" <= c <= "Z") or c >= "\x80"
+
+
+def _valid_escape(s: str, i: int) -> bool:
+    """Is ``s[i:]`` a backslash that starts an escape (not a line continuation)?"""
+    return i < len(s) and s[i] == "\\" and (i + 1 >= len(s) or s[i + 1] not in _NEWLINES)
+
+
+def _starts_ident(s: str, i: int) -> bool:
+    if i >= len(s):
+        return False
+    c = s[i]
+    if c == "-":
+        return i + 1 < len(s) and (_name_start(s[i + 1]) or s[i + 1] == "-"
+                                   or _valid_escape(s, i + 1))
+    return _name_start(c) or _valid_escape(s, i)
+
+
+def _consume_escape(s: str, i: int) -> tuple[str, int]:
+    """``i`` is just after the backslash."""
+    n = len(s)
+    if i >= n:
+        return "\ufffd", i
+    if s[i] in _HEX:
+        j = i
+        while j < n and j - i < 6 and s[j] in _HEX:
+            j += 1
+        cp = int(s[i:j], 16)
+        if j < n and s[j] in _WS:
+            j += 2 if s.startswith("\r\n", j) else 1
+        if cp == 0 or 0xD800 <= cp <= 0xDFFF or cp > 0x10FFFF:
+            return "\ufffd", j
+        return chr(cp), j
+    return s[i], i + 1
+
+
+def _consume_name(s: str, i: int) -> tuple[str, int]:
+    parts = []
+    while i < len(s):
+        m = _NAME_RUN.match(s, i)
+        if m:
+            parts.append(m.group())
+            i = m.end()
+        elif _valid_escape(s, i):
+            ch, i = _consume_escape(s, i + 1)
+            parts.append(ch)
+        else:
+            break
+    return "".join(parts), i
+
+
+def _consume_string(s: str, i: int) -> Token:
+    quote_char = s[i]
+    run = _STRING_RUN[quote_char]
+    n = len(s)
+    start, i = i, i + 1
+    vstart = i
+    parts = []
+    while True:
+        if i >= n:  # unclosed at EOF: still a string (a parse error)
+            return STRING, start, n, "".join(parts), vstart, n
+        c = s[i]
+        if c == quote_char:
+            return STRING, start, i + 1, "".join(parts), vstart, i
+        if c in _NEWLINES:
+            return BAD_STRING, start, i, "", vstart, i
+        if c == "\\":
+            if i + 1 >= n:
+                i += 1
+            elif s[i + 1] in _NEWLINES:  # an escaped newline continues the line
+                i += 3 if s.startswith("\r\n", i + 1) else 2
+            else:
+                ch, i = _consume_escape(s, i + 1)
+                parts.append(ch)
+            continue
+        m = run.match(s, i)
+        parts.append(m.group())  # type: ignore[union-attr]
+        i = m.end()  # type: ignore[union-attr]
+
+
+def _consume_url(s: str, start: int, i: int) -> Token:
+    """The body of an unquoted ``url(`` (spec 4.3.6); ``i`` is after ``(``."""
+    n = len(s)
+    i = _WS_RUN.match(s, i).end()  # type: ignore[union-attr]
+    vstart = i
+    parts = []
+    while True:
+        if i >= n:
+            return URL, start, n, "".join(parts), vstart, n
+        c = s[i]
+        if c == ")":
+            return URL, start, i + 1, "".join(parts), vstart, i
+        if c in _WS:
+            vend = i
+            i = _WS_RUN.match(s, i).end()  # type: ignore[union-attr]
+            if i >= n:
+                return URL, start, n, "".join(parts), vstart, vend
+            if s[i] == ")":
+                return URL, start, i + 1, "".join(parts), vstart, vend
+            break
+        if c in "\"'(" or c in _NON_PRINTABLE:
+            break
+        if c == "\\":
+            if not _valid_escape(s, i):
+                break
+            ch, i = _consume_escape(s, i + 1)
+            parts.append(ch)
+            continue
+        m = _URL_RUN.match(s, i)
+        parts.append(m.group())  # type: ignore[union-attr]
+        i = m.end()  # type: ignore[union-attr]
+    # The remnants of a bad url (4.3.14): up to the next ")" or EOF.
+    while i < n:
+        if s[i] == ")":
+            i += 1
+            break
+        if _valid_escape(s, i):
+            _, i = _consume_escape(s, i + 1)
+        else:
+            i += 1
+    return BAD_URL, start, i, "", vstart, vstart
+
+
+def tokenize(s: str) -> Iterator[Token]:
+    """The tokens of a stylesheet that matter for references (whitespace,
+    delimiters, idents and numbers are folded into ``OTHER`` or dropped)."""
+    n = len(s)
+    i = 0
+    while i < n:
+        c = s[i]
+        if c == "/" and s.startswith("*", i + 1):
+            j = s.find("*/", i + 2)
+            end = n if j < 0 else j + 2
+            yield COMMENT, i, end, "", i + 2, (n if j < 0 else j)
+            i = end
+        elif c in _WS:
+            i = _WS_RUN.match(s, i).end()  # type: ignore[union-attr]
+        elif (m := _BORING.match(s, i)) is not None:
+            yield OTHER, i, m.end(), "", i, m.end()
+            i = m.end()
+        elif c == '"' or c == "'":
+            tok = _consume_string(s, i)
+            yield tok
+            i = tok[2]
+        elif c in "([{":
+            yield OPEN, i, i + 1, c, i, i
+            i += 1
+        elif c in ")]}":
+            yield CLOSE, i, i + 1, c, i, i
+            i += 1
+        elif c == "@":
+            if _starts_ident(s, i + 1):
+                name, j = _consume_name(s, i + 1)
+                yield AT, i, j, name.translate(_ASCII_LOWER), i, j
+                i = j
+            else:
+                yield OTHER, i, i + 1, c, i, i
+                i += 1
+        elif c == "<" and s.startswith("!--", i + 1):  # CDO
+            i += 4
+        elif (m := _NUMBER.match(s, i)) is not None:
+            j = m.end()
+            if _starts_ident(s, j):  # a dimension: "2url(" is no function
+                _, j = _consume_name(s, j)
+            yield OTHER, i, j, "", i, j
+            i = j
+        elif c == "-" and s.startswith("->", i + 1):  # CDC
+            i += 3
+        elif _starts_ident(s, i):
+            name, j = _consume_name(s, i)
+            if j < n and s[j] == "(":
+                lname = name.translate(_ASCII_LOWER)
+                if lname == "url":
+                    k = j + 1
+                    while k + 1 < n and s[k] in _WS and s[k + 1] in _WS:
+                        k += 1
+                    if k < n and (s[k] in "\"'" or (s[k] in _WS and k + 1 < n
+                                                    and s[k + 1] in "\"'")):
+                        yield FUNCTION, i, j + 1, "url", i, j
+                        i = j + 1
+                    else:
+                        tok = _consume_url(s, i, j + 1)
+                        yield tok
+                        i = tok[2]
+                else:
+                    yield FUNCTION, i, j + 1, lname, i, j
+                    i = j + 1
+            else:
+                yield IDENT, i, j, name, i, j
+                i = j
+        elif c == "#" and i + 1 < n and (_NAME_RUN.match(s, i + 1) or _valid_escape(s, i + 1)):
+            _, j = _consume_name(s, i + 1)  # a hash token: "#url(" is no function
+            yield OTHER, i, j, "", i, j
+            i = j
+        else:  # a delimiter
+            yield OTHER, i, i + 1, c, i, i
+            i += 1
+
+
+_IMAGE_SET = frozenset({"image-set", "-webkit-image-set"})
+_SOURCEMAP = re.compile(r"[#@]\s*sourceMappingURL=(\S+?)\s*\Z")
+
+# (kind, context, url, start, end) with str offsets
+_Found = tuple[str, str, str, int, int]
+
+
+def _css_references(s: str) -> list[_Found]:
+    found: list[_Found] = []
+    stack: list[str] = []  # open functions (their names) and brackets
+    expect: str | None = None  # "url" after url(/src(, "import" after @import
+    sourcemap: _Found | None = None
+    for t, start, _end, value, vstart, vend in tokenize(s):
+        if t == COMMENT:
+            m = _SOURCEMAP.match(s, vstart, vend)
+            if m:
+                sourcemap = ("sourcemap", "", m.group(1), m.start(1), m.end(1))
+            continue
+        sourcemap = None  # only a trailing source map comment counts
+        if expect is not None:
+            kind, expect = expect, None
+            if t == STRING:
+                found.append((kind, s[start], value, vstart, vend))
+                continue
+        if t == URL:
+            found.append(("url", "(", value, vstart, vend))
+        elif t == FUNCTION:
+            stack.append(value)
+            if value == "url" or value == "src":
+                expect = "url"
+        elif t == AT:
+            if value == "import":
+                expect = "import"
+        elif t == STRING:
+            if stack and stack[-1] in _IMAGE_SET:
+                found.append(("image-set", s[start], value, vstart, vend))
+        elif t == OPEN:
+            stack.append(value)
+        elif t == CLOSE:
+            if value == ")":
+                if stack and stack[-1] not in ("[", "{"):
+                    stack.pop()
+            elif value == "]":
+                if stack and stack[-1] == "[":
+                    stack.pop()
+            elif "{" in stack:  # "}" closes whatever is still open inside it
+                while stack.pop() != "{":
+                    pass
+    if sourcemap is not None:
+        found.append(sourcemap)
+    return found
+
+
+_JS_LINE_BREAKS = "\n\r\u2028\u2029"
+_JS_SPACE = " \t\v\f\ufeff\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007" \
+            "\u2008\u2009\u200a\u202f\u205f\u3000"
+
+
+def _js_lines_backwards(s: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of each line, last first, without splitting the whole
+    file: only its last lines are ever looked at."""
+    end = len(s)
+    while True:
+        start = max(s.rfind(c, 0, end) for c in _JS_LINE_BREAKS) + 1
+        yield start, end
+        if start == 0:
+            return
+        end = start - 1
+        if s[end] == "\n" and end > 0 and s[end - 1] == "\r":
+            end -= 1
+
+
+def _js_references(s: str) -> list[_Found]:
+    """The source map comment among the comment-only lines at the end."""
+    for line_start, line_end in _js_lines_backwards(s):
+        line = s[line_start:line_end]
+        lstripped = line.lstrip(_JS_SPACE)
+        body_start = line_start + len(line) - len(lstripped)
+        text = lstripped.rstrip(_JS_SPACE)
+        if not text:
+            continue
+        if text.startswith("//"):
+            m = _SOURCEMAP.match(s, body_start + 2, line_end)
+        elif text.startswith("/*") and text.endswith("*/") and "*/" not in text[2:-2]:
+            m = _SOURCEMAP.match(s, body_start + 2, body_start + len(text) - 2)
+        else:
+            return []  # code: no trailing source map comment
+        if m:
+            return [("sourcemap", "", m.group(1), m.start(1), m.end(1))]
+    return []
+
+
+def _count_breaks(s: str, start: int, end: int) -> int:
+    """Line breaks in ``s[start:end]``: LF, CR, CRLF (one), FF, LS, PS."""
+    return (s.count("\n", start, end) + s.count("\r", start, end) - s.count("\r\n", start, end)
+            + s.count("\f", start, end) + s.count("\u2028", start, end)
+            + s.count("\u2029", start, end))
+
+
+def find_references(data: bytes, kind: str) -> tuple[list[Reference], list[tuple[int, str]]]:
+    """Every reference in ``data`` (a ``"css"`` or ``"js"`` file) and the
+    problems met (line, message). Never raises on any input."""
+    try:
+        text, encoding = _decode(data, kind)
+    except _Undecodable as exc:
+        return [], [(1, str(exc))]
+    found = _css_references(text) if kind == "css" else _js_references(text)
+    if not found:
+        return [], []
+    found.sort(key=lambda f: f[3])
+    # One character per byte (ASCII, or any single-byte charset): offsets
+    # into the text are offsets into the bytes.
+    same = len(text) == len(data)
+    refs = []
+    pos = bpos = 0
+    line = 1
+    for ref_kind, context, url, start, end in found:
+        line += _count_breaks(text, pos, start)  # never splits a CRLF: start is no break
+        if same:
+            bstart, bend = start, end
+        else:
+            bstart = bpos + len(text[pos:start].encode(encoding, "surrogateescape"))
+            bend = bstart + len(text[start:end].encode(encoding, "surrogateescape"))
+        refs.append(Reference(bstart, bend, url, line, ref_kind, context))
+        line += _count_breaks(text, start, end)
+        pos, bpos = end, bend
+    if not same and bpos + len(text[pos:].encode(encoding, "surrogateescape")) != len(data):
+        # A stateful codec: offsets computed piecewise do not add up.
+        return [], [(1, f"cannot locate references in a {encoding} file; save it as UTF-8")]
+    return refs, []
+
+
+# -- resolving ---------------------------------------------------------------
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+_C0_SPACE = "".join(map(chr, range(0x21)))
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4 on an absolute path; ``%2e`` counts as a dot, as in the
+    WHATWG URL standard."""
+    out: list[str] = []
+    segments = path.split("/")[1:]
+    for k, seg in enumerate(segments):
+        low = seg.lower()
+        last = k == len(segments) - 1
+        if low in (".", "%2e"):
+            if last:
+                out.append("")
+        elif low in ("..", ".%2e", "%2e.", "%2e%2e"):
+            if out:
+                out.pop()
+            if last:
+                out.append("")
+        else:
+            out.append(seg)
+    return "/" + "/".join(out)
+
+
+def resolve(url: str, referrer: str, prefix: str) -> tuple[str, str] | None:
+    """The logical path a reference in ``referrer`` names, and the query and
+    fragment to keep after it: ``("img/a.png", "?v=1#x")``.
+
+    ``None`` for what is not ours to rewrite: empty and fragment-only URLs,
+    any URL with a scheme (``data:``, ``http:``, ...), protocol-relative URLs,
+    and paths outside ``prefix``. Relative paths resolve against the
+    referrer's directory, root-absolute ones must start with ``prefix``.
+    Raises ``ValueError`` for a reference into the prefix that cannot be
+    decoded (percent-encoding that is not UTF-8)."""
+    url = url.strip(_C0_SPACE)
+    if not url or url[0] in "#?" or _SCHEME.match(url):
+        return None
+    # Browsers read "\" as "/" in http(s) URLs.
+    cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
+    path, suffix = url[:cut].replace("\\", "/"), url[cut:]
+    if path.startswith("//"):
+        return None
+    if not path.startswith("/"):
+        # The referrer's URL is the prefix (already URL text) and its
+        # percent-encoded logical path; resolve in URL space, decode last.
+        base = prefix + quote(referrer, safe="/")
+        path = base[:base.rfind("/") + 1] + path
+    path = _remove_dot_segments(path)
+    if not path.startswith(prefix):
+        return None
+    target = unquote(path[len(prefix):], errors="strict")
+    if not target:
+        return None
+    return target, suffix
+
+
+def merge_url(url: str, suffix: str) -> str:
+    """``url`` (a versioned URL, maybe with its own query) followed by the
+    query and fragment written after the original reference."""
+    if not suffix:
+        return url
+    query, _, fragment = suffix.partition("#")
+    fragment = f"#{fragment}" if "#" in suffix else ""
+    if "?" not in url:
+        return url + query + fragment
+    query = query[1:]  # the "?"; the versioned URL already has one
+    return url + (f"&{query}" if query else "") + fragment
+
+
+# -- rewriting ---------------------------------------------------------------
+
+_URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
+def _escape(url: str, context: str) -> str:
+    """``url`` as text that reads back as ``url`` in ``context``."""
+    url = quote(url, safe=_URL_SAFE)  # ASCII only from here on
+    if context in ('"', "'"):
+        return url.replace("\\", "\\\\").replace(context, "\\" + context)
+    if context == "(":
+        return "".join("\\" + c if c in "\"'()\\" else c for c in url)
+    return url  # a comment: no whitespace (quoted away above), no "*/" in a URL
+
+
+@dataclass(frozen=True)
+class Link:
+    """A reference into the prefix: ``reference`` names ``target`` (a logical
+    path) and carries ``suffix`` (its query and fragment) along."""
+
+    reference: Reference
+    target: str
+    suffix: str
+
+
+@dataclass
+class Links:
+    """What one file references inside the prefix."""
+
+    links: list[Link] = field(default_factory=list)
+    #: (line, message) for references that could not be read.
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def targets(self) -> dict[str, None]:
+        """The logical paths referenced, in order, each once."""
+        return dict.fromkeys(link.target for link in self.links)
+
+
+def find_links(data: bytes, path: str, prefix: str) -> Links:
+    """The references of the file at logical ``path`` that point into
+    ``prefix``. Empty for a file whose kind is not searched."""
+    kind = kind_of(path)
+    if kind is None:
+        return Links()
+    refs, problems = find_references(data, kind)
+    result = Links(problems=list(problems))
+    seen: dict[str, tuple[str, str] | None] = {}  # a stylesheet repeats its URLs
+    for ref in refs:
+        try:
+            resolved = seen[ref.url] if ref.url in seen else resolve(ref.url, path, prefix)
+        except ValueError:
+            result.problems.append((ref.line, f"{ref.url!r} is not valid UTF-8 "
+                                              "percent-encoding; left as written"))
+            continue
+        seen[ref.url] = resolved
+        if resolved is not None:
+            result.links.append(Link(ref, *resolved))
+    return result
+
+
+def rewrite(data: bytes, replacements: Iterable[tuple[Reference, str]]
+            ) -> tuple[bytes, tuple[Splice, ...]]:
+    """Replace the URL text of each reference with a new URL (escaped for
+    where it stands). Returns the new bytes and the splices that
+    :func:`restore` needs to get ``data`` back."""
+    pieces: list[bytes] = []
+    splices: list[Splice] = []
+    pos = out = 0
+    for ref, url in sorted(replacements, key=lambda r: r[0].start):
+        new = _escape(url, ref.context).encode("ascii")
+        original = data[ref.start:ref.end]
+        pieces.append(data[pos:ref.start])
+        out += ref.start - pos
+        pieces.append(new)
+        if new != original:
+            splices.append((out, out + len(new), original))
+        out += len(new)
+        pos = ref.end
+    pieces.append(data[pos:])
+    return b"".join(pieces), tuple(splices)
+
+
+def restore(body: bytes, splices: Sequence[Splice]) -> bytes:
+    """The bytes :func:`rewrite` was given, from what it returned."""
+    pieces = []
+    pos = 0
+    for start, end, original in splices:
+        pieces.append(body[pos:start])
+        pieces.append(original)
+        pos = end
+    pieces.append(body[pos:])
+    return b"".join(pieces)
+
+
+# -- the reference graph -----------------------------------------------------
+
+def components(nodes: Iterable[str], successors: Callable[[str], Iterable[str]]
+               ) -> list[list[str]]:
+    """Strongly connected components (Tarjan's algorithm, iterative so that
+    no recursion limit applies), each sorted, listed so that a component
+    comes after every component it references: versions can be computed in
+    this order in one pass, whatever the depth of the graph."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    result: list[list[str]] = []
+    for root in sorted(nodes):
+        if root in index:
+            continue
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        work = [(root, iter(sorted(successors(root))))]
+        while work:
+            node, it = work[-1]
+            for succ in it:
+                if succ not in index:
+                    index[succ] = low[succ] = len(index)
+                    stack.append(succ)
+                    on_stack.add(succ)
+                    work.append((succ, iter(sorted(successors(succ)))))
+                    break
+                if succ in on_stack:
+                    low[node] = min(low[node], index[succ])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    result.append(sorted(component))
+    return result
+
+
+def replacements(links: Links, urls: Mapping[str, str | None]) -> list[tuple[Reference, str]]:
+    """The (reference, new URL) pairs for the links whose target has a URL."""
+    out = []
+    for link in links.links:
+        url = urls.get(link.target)
+        if url is not None:
+            out.append((link.reference, merge_url(url, link.suffix)))
+    return out

@@ -1,0 +1,361 @@
+"""Finding, resolving and rewriting references inside CSS and JS files."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bustware.references import (
+    components,
+    find_links,
+    find_references,
+    kind_of,
+    merge_url,
+    resolve,
+    restore,
+    rewrite,
+)
+
+
+def urls(data: bytes | str, kind: str = "css") -> list[str]:
+    if isinstance(data, str):
+        data = data.encode()
+    refs, problems = find_references(data, kind)
+    assert problems == []
+    for ref in refs:  # the positions name exactly the URL text
+        assert data[ref.start:ref.end].decode() in (ref.url, ref.url.replace("\\", "")) \
+            or "\\" in data[ref.start:ref.end].decode()
+    return [r.url for r in refs]
+
+
+def swap_all(data: bytes, path: str = "css/app.css", prefix: str = "/static/") -> bytes:
+    """Every link replaced with NEW(<target>)<suffix>."""
+    found = find_links(data, path, prefix)
+    out, splices = rewrite(data, [(link.reference, f"/NEW/{link.target}{link.suffix}")
+                                  for link in found.links])
+    assert restore(out, splices) == data
+    return out
+
+
+# -- what is a reference -----------------------------------------------------
+
+def test_url_forms():
+    css = """a { background: url(a.png); }
+b { background: url( "b.png" ); }
+c { background: url('c.png') }
+d { background: URL(d.png) }
+e { background: url(  e.png  ) }
+"""
+    assert urls(css) == ["a.png", "b.png", "c.png", "d.png", "e.png"]
+
+
+def test_import_forms():
+    css = """@import "a.css";
+@import 'b.css' screen;
+@import url(c.css);
+@import url("d.css") print;
+@IMPORT "e.css";
+@import"f.css";
+"""
+    assert urls(css) == ["a.css", "b.css", "c.css", "d.css", "e.css", "f.css"]
+
+
+def test_image_set_strings_and_urls():
+    css = ('a { background-image: image-set("a.png" 1x, url(b.png) 2x, "c.avif" '
+           'type("image/avif")); }\n'
+           'b { background-image: -webkit-image-set("d.png" 1x, "e.png" 2x); }')
+    assert urls(css) == ["a.png", "b.png", "c.avif", "d.png", "e.png"]
+
+
+def test_strings_that_are_not_references_are_left_alone():
+    css = """a::before { content: "url(x.png)"; }
+b::after { content: 'image-set("y.png")'; font-family: "url(z.png)"; }
+c { grid-template-areas: "a.png"; }
+@font-face { src: local("Font Name"), url(f.woff2) format("woff2"); }
+"""
+    assert urls(css) == ["f.woff2"]
+
+
+def test_django_21080_urls_in_comments_are_ignored():
+    # Django ticket 21080: url() inside a comment was treated as a reference.
+    css = """/* background: url(img/old.png); */
+a { color: red; } /* url("also/old.png") */
+/*
+   @import "commented.css";
+   @import url(commented2.css);
+*/
+b { background: url(img/new.png); }
+"""
+    assert urls(css) == ["img/new.png"]
+
+
+def test_whitenoise_58_commented_url_with_quotes():
+    # WhiteNoise issue 58: a commented-out declaration on its own line.
+    css = "/*url('../images/jumbotron-styled/bgbl.svg') bottom left no-repeat,*/\n"
+    assert urls(css) == []
+    found = find_links(css.encode(), "css/usr/main.css", "/static/")
+    assert found.links == [] and found.problems == []
+
+
+def test_whitenoise_167_references_in_comments():
+    # WhiteNoise issue 167 (re-com.css): paths of .less sources and @import
+    # lines inside comments are no references.
+    css = """/* Generated from ../bootstrap/less/variables.less */
+/*
+ * @import "bootstrap/less/variables.less";
+ * url(bootstrap/less/mixins.less)
+ */
+.rc-div-table { display: table; }
+"""
+    assert urls(css) == []
+
+
+def test_jquery_ui_themeroller_comment():
+    # The comment that broke collectstatic for jQuery UI users (WhiteNoise 283).
+    css = ('/*! jQuery UI - v1.12.1\n * To view and modify this theme, visit '
+           'http://jqueryui.com/themeroller/?bgImgUrlHeader=url("images/ui-bg.png")'
+           '&iconsHover=url(%22images%2Fui-icons_555555_256x240.png%22)\n */\n'
+           '.ui-icon { background-image: url("images/ui-icons_444444_256x240.png"); }\n')
+    assert urls(css) == ["images/ui-icons_444444_256x240.png"]
+
+
+def test_tokenizer_corner_cases():
+    css = r"""a { b: \75 rl(escaped.png); }
+c { d: 2url(dimension.png); e: #url(hash.png); f: myurl(fn.png); g: -url(minus.png); }
+h { i: url(a\)b.png); j: url("q\"uote.png"); k: url('line\
+break.png'); }
+"""
+    assert urls(css) == ["escaped.png", "a)b.png", 'q"uote.png', "linebreak.png"]
+
+
+def test_bad_tokens_are_skipped_and_parsing_recovers():
+    css = """a { b: url(with space.png); c: url(quo"te.png); }
+d { e: "unclosed
+; f: url(after.png); }
+"""
+    assert urls(css) == ["after.png"]
+
+
+def test_unclosed_comment_and_string_at_eof():
+    assert urls("a { b: url(x.png) } /* url(y.png)") == ["x.png"]
+    assert urls('@import "x.css') == ["x.css"]
+    assert urls("a { b: url(x.png") == ["x.png"]
+
+
+def test_css_sourcemap_only_when_trailing():
+    css = "a{}\n/*# sourceMappingURL=app.css.map */\n"
+    assert urls(css) == ["app.css.map"]
+    assert urls("a{}\n/*# sourceMappingURL=app.css.map */\r\n\r\n/* end */\n") == ["app.css.map"]
+    # Followed by more rules: a comment like any other.
+    assert urls("/*# sourceMappingURL=old.map */\na{}\n") == []
+    # In a string: not a comment at all.
+    assert urls('a{content:"/*# sourceMappingURL=x.map */"}') == []
+    assert urls("a{}\n/*@ sourceMappingURL=legacy.map */") == ["legacy.map"]
+
+
+def test_js_sourcemap_last_comment_lines():
+    assert urls("f();\n//# sourceMappingURL=app.js.map\n", "js") == ["app.js.map"]
+    assert urls("f();\n//# sourceMappingURL=app.js.map", "js") == ["app.js.map"]
+    assert urls("f();\r\n//# sourceMappingURL=app.js.map \r\n\r\n", "js") == ["app.js.map"]
+    assert urls("f();\n//@ sourceMappingURL=old.js.map\n", "js") == ["old.js.map"]
+    assert urls("f();\n//# sourceMappingURL=a.map\n// trailing licence\n", "js") == ["a.map"]
+    assert urls("f();\n/*# sourceMappingURL=b.map */\n", "js") == ["b.map"]
+
+
+def test_js_sourcemap_in_code_is_ignored():
+    # Django ticket 33237 and friends: only the end of the file counts.
+    js = ('var s = "//# sourceMappingURL=not-this.map";\n'
+          '//# sourceMappingURL=nor-this.map\n'
+          'f();\n')
+    assert urls(js, "js") == []
+    assert urls("x = 1; //# sourceMappingURL=same-line.map\n", "js") == []
+    assert urls("", "js") == [] and urls("\n\n", "js") == []
+
+
+def test_js_files_are_only_searched_for_source_maps():
+    assert urls('import "./a.js"; var u = "url(b.png)";\n', "js") == []
+
+
+def test_line_numbers():
+    css = "a{}\r\nb{}\rc{}\fd{background:url(x.png)}\n/* url(no.png) */\n@import 'y.css';"
+    refs, _ = find_references(css.encode(), "css")
+    assert [(r.url, r.line) for r in refs] == [("x.png", 4), ("y.css", 6)]
+
+
+def test_kind_of():
+    assert kind_of("a/b.css") == "css" and kind_of("B.CSS") == "css"
+    assert kind_of("a.js") == kind_of("a.mjs") == kind_of("a.cjs") == "js"
+    assert kind_of("a.css.map") is None and kind_of("LICENSE") is None
+
+
+# -- resolving -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("a.png", ("css/a.png", "")),
+    ("./a.png", ("css/a.png", "")),
+    ("../img/a.png", ("img/a.png", "")),
+    ("sub/../../img/a.png", ("img/a.png", "")),
+    ("/static/img/a.png", ("img/a.png", "")),
+    ("/static/css/../img/a.png", ("img/a.png", "")),
+    ("icons.svg#home", ("css/icons.svg", "#home")),
+    ("font.woff?v=1", ("css/font.woff", "?v=1")),
+    ("font.eot?#iefix", ("css/font.eot", "?#iefix")),
+    ("a%20b.png", ("css/a b.png", "")),
+    ("%C3%A9t%C3%A9.png", ("css/été.png", "")),
+    ("été.png", ("css/été.png", "")),
+    ("%2e%2e/img/a.png", ("img/a.png", "")),
+    ("  spaced.png  ", ("css/spaced.png", "")),
+    ("data:image/png;base64,AAAA", None),
+    ("DATA:image/png,x", None),
+    ("http://example.com/a.png", None),
+    ("https://example.com/a.png", None),
+    ("//cdn.example.com/a.png", None),
+    ("/other/a.png", None),
+    ("/staticx/a.png", None),
+    ("../../outside.png", None),
+    ("#filter", None),
+    ("?x", None),
+    ("", None),
+    ("about:blank", None),
+])
+def test_resolve(url, expected):
+    assert resolve(url, "css/app.css", "/static/") == expected
+
+
+def test_resolve_from_a_directory_whose_name_needs_encoding():
+    assert resolve("a.png", "100%/x y/app.css", "/static/") == ("100%/x y/a.png", "")
+
+
+def test_resolve_rejects_percent_encoding_that_is_not_utf8():
+    with pytest.raises(ValueError):
+        resolve("%ff.png", "app.css", "/static/")
+    found = find_links(b"a{b:url(%ff.png)}", "app.css", "/static/")
+    assert found.links == [] and found.problems[0][0] == 1 and "%ff.png" in found.problems[0][1]
+
+
+def test_merge_url():
+    assert merge_url("/s/a.1.png", "") == "/s/a.1.png"
+    assert merge_url("/s/a.1.woff", "?v=1") == "/s/a.1.woff?v=1"
+    assert merge_url("/s/a.1.eot", "?#iefix") == "/s/a.1.eot?#iefix"
+    assert merge_url("/s/a.1.svg", "#x") == "/s/a.1.svg#x"
+    assert merge_url("/s/a.svg?v=1", "#x") == "/s/a.svg?v=1#x"
+    assert merge_url("/s/a.woff?v=1", "?x=2#y") == "/s/a.woff?v=1&x=2#y"
+    assert merge_url("/s/a.eot?v=1", "?#iefix") == "/s/a.eot?v=1#iefix"
+
+
+# -- rewriting -------------------------------------------------------------------
+
+def test_rewrite_replaces_exactly_the_reference_text():
+    css = (b'@import "base.css";\n'
+           b"@import url(theme.css) screen;\n"
+           b"/* url(old.png) */\n"
+           b"a { background: url( '../img/a.png' ) no-repeat; }\n"
+           b'b { src: url(font.woff?v=1) format("woff"), url("font.eot?#iefix"); }\n'
+           b'c { background: image-set("x.png" 1x, "x@2x.png" 2x); }\n'
+           b"d { background: url(data:image/png;base64,AAAA), url(http://e.com/a.png); }\n"
+           b"e { mask: url(icons.svg#home); content: \"url(x.png)\"; }\n"
+           b"/*# sourceMappingURL=app.css.map */\n")
+    expected = (b'@import "/NEW/css/base.css";\n'
+                b"@import url(/NEW/css/theme.css) screen;\n"
+                b"/* url(old.png) */\n"
+                b"a { background: url( '/NEW/img/a.png' ) no-repeat; }\n"
+                b'b { src: url(/NEW/css/font.woff?v=1) format("woff"), '
+                b'url("/NEW/css/font.eot?#iefix"); }\n'
+                b'c { background: image-set("/NEW/css/x.png" 1x, "/NEW/css/x@2x.png" 2x); }\n'
+                b"d { background: url(data:image/png;base64,AAAA), url(http://e.com/a.png); }\n"
+                b'e { mask: url(/NEW/css/icons.svg#home); content: "url(x.png)"; }\n'
+                b"/*# sourceMappingURL=/NEW/css/app.css.map */\n")
+    assert swap_all(css) == expected
+
+
+def test_rewrite_escapes_for_the_context():
+    css = b"a{b:url(x.png)} c{d:url('y.png')} e{f:url(\"z.png\")}"
+    found = find_links(css, "app.css", "/static/")
+    weird = "/s/it's (a) \"test\"\\.png"
+    out, splices = rewrite(css, [(link.reference, weird) for link in found.links])
+    assert out == (b"a{b:url(/s/it\\'s%20\\(a\\)%20\\\"test\\\"\\\\.png)} "
+                   b"c{d:url('/s/it\\'s%20(a)%20\"test\"\\\\.png')} "
+                   b"e{f:url(\"/s/it's%20(a)%20\\\"test\\\"\\\\.png\")}")
+    assert restore(out, splices) == css
+    # And the tokenizer reads each back as the URL it was given.
+    assert {r.url for r in find_references(out, "css")[0]} == {
+        "/s/it's%20(a)%20\"test\"\\.png"}
+
+
+def test_rewrite_keeps_non_utf8_bytes_and_crlf():
+    css = b"/* caf\xe9 */\r\na{b:url(a.png)}\r\n\xff\xfe{}"
+    assert swap_all(css, "app.css") == b"/* caf\xe9 */\r\na{b:url(/NEW/a.png)}\r\n\xff\xfe{}"
+
+
+def test_utf8_bom_and_non_ascii_paths():
+    css = "\ufeffa{b:url(images/été.png)}".encode()
+    # Replacements are ASCII: valid in any ASCII-compatible encoding.
+    assert swap_all(css, "app.css") == "\ufeffa{b:url(/NEW/images/%C3%A9t%C3%A9.png)}".encode()
+
+
+def test_charset_rule_is_honoured():
+    # Shift_JIS: the second byte of "表" is 0x5C, a backslash in ASCII. Read
+    # as UTF-8 it would escape the closing quote and swallow the reference.
+    css = '@charset "shift_jis";\na::before{content:"表"}\nb{c:url(x.png)}\n'.encode("shift_jis")
+    assert b"\x5c\x22" in css
+    assert swap_all(css, "app.css") == css.replace(b"url(x.png)", b"url(/NEW/x.png)")
+    latin = '@charset "iso-8859-1";\n/* café */ a{b:url("ça.png")}'.encode("latin-1")
+    found = find_links(latin, "app.css", "/static/")
+    assert [link.target for link in found.links] == ["ça.png"]
+
+
+def test_utf16_files_are_not_rewritten():
+    css = "a{b:url(x.png)}".encode("utf-16")
+    found = find_links(css, "app.css", "/static/")
+    assert found.links == [] and "UTF-16" in found.problems[0][1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_never_crash_and_round_trip(data):
+    for path in ("a/b.css", "a/b.js"):
+        assert swap_all(data, path).count(b"/NEW/") >= 0
+        found = find_links(data, path, "/static/")
+        out, splices = rewrite(data, [(link.reference, "x") for link in found.links])
+        assert restore(out, splices) == data
+
+
+css_pieces = st.sampled_from([
+    "url(", ")", "url('", "'", '"', "/*", "*/", "\\", "\n", " ", "@import ", "image-set(",
+    "a.png", "../b.css", "x", ";", "{", "}", "(", "#", "2", "-", "é", "\r\n",
+    "/*# sourceMappingURL=m.map */",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(css_pieces, max_size=40).map("".join))
+def test_css_like_text_rewrites_only_reference_text(text):
+    data = text.encode()
+    found = find_links(data, "app.css", "/static/")
+    out, splices = rewrite(data, [(link.reference, "/v") for link in found.links])
+    assert restore(out, splices) == data
+    # Outside the references, nothing moved.
+    pos = 0
+    for link in sorted(found.links, key=lambda x: x.reference.start):
+        assert data[pos:link.reference.start] in out
+        pos = link.reference.end
+
+
+# -- the graph ---------------------------------------------------------------------
+
+def test_components_order_and_cycles():
+    graph = {"a": ["b"], "b": ["c", "a"], "c": ["d"], "d": [], "e": ["e"], "f": ["a"]}
+    result = components(graph, lambda n: graph[n])
+    assert sorted(map(tuple, result)) == [("a", "b"), ("c",), ("d",), ("e",), ("f",)]
+    position = {n: i for i, comp in enumerate(result) for n in comp}
+    for node, succs in graph.items():
+        for s in succs:
+            assert position[s] <= position[node]  # dependencies first
+
+
+def test_components_deep_chain_has_no_recursion_limit():
+    n = 20000
+    graph = {str(i): [str(i + 1)] if i + 1 < n else [] for i in range(n)}
+    result = components(graph, lambda x: graph[x])
+    assert [c[0] for c in result] == [str(i) for i in reversed(range(n))]
