@@ -222,8 +222,32 @@ def validate(data: Any, name: str) -> None:
     if not isinstance(files, dict):
         bad("files", "missing or not an object")
     roots = settings["roots"]
+    hex64, version_re, integrity_re = _HEX64.match, _VERSION_RE.match, _INTEGRITY.match
     for path, rec in files.items():
-        _check_current(path, rec, roots, bad)
+        # The common case in one expression (a manifest holds thousands of
+        # files and is read at every start); anything unusual, or wrong,
+        # goes through the checks that say what is wrong.
+        try:
+            plain = (type(rec) is dict and type(rec["size"]) is int and rec["size"] >= 0
+                     and type(rec["mtime_ns"]) is int and rec["mtime_ns"] >= 0
+                     and type(rec["root"]) is int and 0 <= rec["root"] < roots
+                     and hex64(rec["digest"]) and version_re(rec["version"])
+                     and integrity_re(rec["integrity"]) and "served" not in rec
+                     and type(path) is str and path and path[0] != "/"
+                     and "./" not in path and "//" not in path and "\\" not in path
+                     and "\x00" not in path and path[-1] != "/" and path[-1] != ".")
+            variants = rec.get("variants") if plain else None
+            if variants is not None:
+                for encoding, var in variants.items():
+                    if not (encoding in _ENCODINGS and type(var) is dict
+                            and hex64(var["object"]) and type(var["size"]) is int
+                            and var["size"] >= 0 and "file" not in var):
+                        plain = False
+                        break
+        except (KeyError, TypeError, AttributeError):
+            plain = False
+        if not plain:
+            _check_current(path, rec, roots, bad)
     previous = data.get("previous")
     if not isinstance(previous, list):
         bad("previous", "missing or not a list")
@@ -529,10 +553,14 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
     charset = assets.charset
     types: dict[str, str] = {}
     result: dict[str, Asset] = {}
+    sep = os.sep
+    objects_sep = objects + sep
     for path, rec in files.items():
         if path in missing:
             continue
-        abs_path = os.path.join(roots[rec["root"]], path)
+        # Concatenation, not os.path.join: validated relative paths, and
+        # join costs more than the rest of a record together.
+        abs_path = roots[rec["root"]] + sep + path
         mtime_ns = rec["mtime_ns"]
         mtime = mtime_ns // 1_000_000_000
         if extensions is not None and not path.lower().endswith(extensions):
@@ -545,7 +573,8 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
             url = prefix + _quote(url_path) + (f"?{query}" if query else "")
         served = rec.get("served")
         if served is not None:
-            served_path = object_path(objects, served["object"])
+            obj = served["object"]
+            served_path = f"{objects_sep}{obj[:2]}{sep}{obj}"
             size = served["size"]
             served_mtime = mtimes.get(served_path, OBJECT_MTIME_NS)
             mtime = served.get("mtime", mtime)
@@ -561,7 +590,8 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
         asset.integrity = rec["integrity"]
         variants = rec.get("variants")
         if variants:
-            asset.variants = _variants(Variant, variants, roots[rec["root"]], objects, mtimes)
+            asset.variants = _variants(Variant, variants, roots[rec["root"]], objects_sep,
+                                       mtimes)
         result[path] = asset
     old = _old_versions(assets, data, result, objects, Asset, Variant) if data["previous"] \
         else []
@@ -586,14 +616,16 @@ def _quote(path: str) -> str:
 _PLAIN = re.compile(r"[A-Za-z0-9_.\-~/]*\Z")
 
 
-def _variants(variant_cls, variants: dict, root: str, objects: str, mtimes: dict) -> dict:
+def _variants(variant_cls, variants: dict, root: str, objects_sep: str, mtimes: dict) -> dict:
     out = {}
+    sep = os.sep
     for encoding, var in variants.items():
         if "file" in var:
-            out[encoding] = variant_cls(encoding, os.path.join(root, var["file"]), var["size"],
+            out[encoding] = variant_cls(encoding, root + sep + var["file"], var["size"],
                                         var["digest"], None, var["mtime_ns"])
         else:
-            vpath = object_path(objects, var["object"])
+            obj = var["object"]
+            vpath = f"{objects_sep}{obj[:2]}{sep}{obj}"
             out[encoding] = variant_cls(encoding, vpath, var["size"], var["object"], None,
                                         mtimes.get(vpath, OBJECT_MTIME_NS))
     return out
