@@ -135,6 +135,11 @@ class Assets:
         self.extensions = _check_extensions(extensions)
         self.strict = strict
         self.include_dotfiles = include_dotfiles
+        if charset is not None and (not isinstance(charset, str) or not all(
+                c.isascii() and (c.isalnum() or c in "-_.:+") for c in charset)):
+            # it goes into every text file's Content-Type header
+            raise ValueError(f"bustware: charset={charset!r} is not a charset name; pass "
+                             "one such as 'utf-8', or None for no charset parameter")
         self.charset = charset
         #: Rewrite references between files (CSS url(), @import, image-set,
         #: source map comments) to versioned URLs; see _link().
@@ -144,7 +149,8 @@ class Assets:
         self.base_url = _check_base_url(base_url)
         self._fresh: dict[str, _refs.Links] = {}
         self._ref_warned: set[tuple] = set()
-        if memory_threshold < 0 or memory_budget < 0:
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                   for n in (memory_threshold, memory_budget)):
             raise ValueError(
                 f"bustware: memory_threshold={memory_threshold!r} and "
                 f"memory_budget={memory_budget!r} must be byte counts >= 0"
@@ -158,7 +164,7 @@ class Assets:
         #: Goes up by one each time refresh() finds a change; the middleware
         #: rebuilds its routing table when it sees a new generation.
         self.generation = 0
-        if refresh_interval < 0:
+        if not isinstance(refresh_interval, (int, float)) or refresh_interval < 0:
             raise ValueError(
                 f"bustware: refresh_interval={refresh_interval!r} must be seconds >= 0"
             )
@@ -337,13 +343,16 @@ class Assets:
                 found.append((path, abs_path, st, variant_paths, old))
         assets: dict[str, Asset] = {}
         for path, abs_path, st, _variant_paths, old in found:
-            assets[path] = old if old is not None else self._index_file(path, abs_path, st)
+            try:
+                assets[path] = old if old is not None else self._index_file(path, abs_path, st)
+            except FileNotFoundError:
+                continue  # deleted since the walk listed it (an editor's temp file)
         if self.rewrite_references:
             self._link(assets, {path: v for path, _a, _s, v, _o in found})
         for path, _abs_path, _st, variant_paths, old in found:
-            asset = assets[path]
-            if asset.links:
-                continue  # variants made from its served bytes by _link()
+            asset = assets.get(path)
+            if asset is None or asset.links:
+                continue  # gone since the walk, or variants made from its served bytes
             variants = self._index_variants(variant_paths, old)
             if variants != asset.variants:  # Variant compares by identity
                 if asset is old:  # never mutate an Asset a request may hold
@@ -366,7 +375,13 @@ class Assets:
         # The size and mtime recorded are those of the file we read (fstat),
         # so a file replaced between the scan and the read is never recorded
         # with another file's validators.
-        body, digest, st = self._read(abs_path)
+        try:
+            body, digest, st = self._read(abs_path)
+        except PermissionError as exc:
+            raise PermissionError(
+                f"bustware: cannot read {abs_path!r} ({exc.strerror}); make it readable "
+                "by this process, or move it out of the static root"
+            ) from None
         if self.rewrite_references and _refs.kind_of(path) is not None:
             body, digest, st = self._read_links(path, abs_path, body, digest, st)
         busted = self.extensions is None or path.lower().endswith(self.extensions)
@@ -680,7 +695,15 @@ def _walk(root: str, include_dotfiles: bool):
 
 
 def _check_roots(root) -> list[str]:
-    roots = [root] if isinstance(root, (str, os.PathLike)) else list(root)
+    if isinstance(root, (str, os.PathLike)):
+        roots = [root]
+    elif isinstance(root, (list, tuple)):
+        roots = list(root)
+    else:  # bytes, None, an app passed in root's place, a set (no order), ...
+        raise TypeError(
+            f"bustware: root={root!r} is not a directory; pass the directory that holds "
+            "your static files as a str or pathlib.Path, or a list of them"
+        )
     if not roots:
         raise ValueError("bustware: root=[] names no directory; pass at least one")
     checked = []

@@ -89,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, AssetNotFound) as exc:
         print(exc, file=sys.stderr)  # the message already starts with "bustware:"
         return 2
+    except OSError as exc:  # an unreadable file, a port in use
+        message = str(exc)
+        print(message if message.startswith("bustware:") else f"bustware: {message}",
+              file=sys.stderr)
+        return 2
     return 0
 
 

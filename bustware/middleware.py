@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable
@@ -131,6 +132,10 @@ class Bustware:
                 f"bustware: unknown missing={missing!r}: use '404' or 'app' "
                 "(hand unknown paths under the prefix to the wrapped app)"
             )
+        if add_headers is not None and not callable(add_headers):
+            raise TypeError(
+                f"bustware: add_headers={add_headers!r} is not callable; pass a function "
+                "asset -> [(name, value), ...]")
         for name, value in (("cache_control", cache_control),
                             ("plain_cache_control", plain_cache_control),
                             ("allow_origin", allow_origin)):
@@ -251,7 +256,13 @@ class Bustware:
             cached.append(("Access-Control-Allow-Origin", self.allow_origin))
         extra = []
         if self.add_headers is not None:
-            for name, value in self.add_headers(asset):
+            for item in self.add_headers(asset):
+                if not (isinstance(item, (tuple, list)) and len(item) == 2
+                        and isinstance(item[0], str) and _TOKEN.fullmatch(item[0])):
+                    raise ValueError(
+                        f"bustware: add_headers({asset.path!r}) gave {item!r}; it must "
+                        "give (name, value) pairs, e.g. [('X-Frame-Options', 'DENY')]")
+                name, value = item
                 _check_header_value(f"add_headers({asset.path!r}) {name}", value)
                 extra.append((name, value))
         last_modified = ("Last-Modified", http_date(asset.mtime))
@@ -408,16 +419,14 @@ class Bustware:
         body = rep.body
         return [b"".join(p if isinstance(p, bytes) else body[p[0]:p[1]] for p in pieces)]
 
-    def _inside_roots(self, abs_path: str, opened: os.stat_result) -> bool:
-        """Whether the file opened from ``abs_path`` still lies inside a root:
-        its real path is inside one and names the very inode we opened."""
-        real = os.path.realpath(abs_path)
+    def _inside_roots(self, abs_path: str, fd: int) -> bool:
+        """Whether the file opened from ``abs_path`` lies inside a root."""
         try:
-            st = os.stat(real)
+            # Linux names the very file opened, whatever happened to the path
+            # since (resolving the path again would race with a writer).
+            real = os.readlink(f"/proc/self/fd/{fd}").removesuffix(" (deleted)")
         except OSError:
-            return False
-        if (st.st_dev, st.st_ino) != (opened.st_dev, opened.st_ino):
-            return False
+            real = os.path.realpath(abs_path)
         for root in self.assets.roots:
             real_root = os.path.realpath(root)
             if os.path.commonpath([real, real_root]) == real_root:
@@ -436,7 +445,7 @@ class Bustware:
         try:
             st = os.fstat(f.fileno())
             if st.st_size != rep.size or st.st_mtime_ns != rep.mtime_ns:
-                if not self._inside_roots(rep.abs_path, st):
+                if not self._inside_roots(rep.abs_path, f.fileno()):
                     # Swapped for a symlink that leaves the root since it was
                     # indexed: the index would never have taken it.
                     f.close()
@@ -463,6 +472,8 @@ class Bustware:
             raise
 
 
+#: A header field name (RFC 9110 5.1).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _STALE_HEADERS = frozenset({"ETag", "Last-Modified", "Cache-Control", "Content-Length"})
 _NEGOTIATED = ("Vary", "Access-Control-Allow-Origin")
 
@@ -537,8 +548,11 @@ def _origin_relative(url: str) -> str:
 
 
 def _check_header_value(name: str, value: str | None) -> None:
-    if value is not None and (not isinstance(value, str) or any(c in value for c in "\r\n\0")):
+    # WSGI servers encode header values as latin-1 and fail the request on
+    # anything else: refuse it here, when the mistake is made.
+    if value is not None and (not isinstance(value, str) or
+                              any(c in "\r\n\0" or c > "\xff" for c in value)):
         raise ValueError(
             f"bustware: {name}={value!r} is not a valid header value "
-            "(a string without CR, LF or NUL)"
+            "(a string of latin-1 characters without CR, LF or NUL)"
         )

@@ -47,7 +47,7 @@ VARIANTS = {
 ALLOWED = {200, 206, 304, 307, 404, 405, 412, 416}
 REASONS = {404: "Not Found", 405: "Method Not Allowed", 412: "Precondition Failed",
            416: "Range Not Satisfiable", 307: "Temporary Redirect"}
-SETTINGS = settings(max_examples=300, deadline=None,
+SETTINGS = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -285,7 +285,8 @@ def check(app, status, headers, body, method, request_headers):
     rep = representation(etag)
     if status == 304:
         assert body == b""
-    elif status == 200:
+        return  # a 304 need not repeat Content-Encoding (RFC 9110 15.4.5)
+    if status == 200:
         assert method == "HEAD" or body == rep
         if method == "HEAD":
             assert length == str(len(rep))
