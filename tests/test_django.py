@@ -179,3 +179,9 @@ def test_prefixed_staticfiles_dirs_entry_is_refused(tmp_path):
                            STATICFILES_DIRS=[("downloads", str(src))]), \
             pytest.raises(ImproperlyConfigured, match="downloads"):
         bustware.django.get_assets()
+
+
+def test_root_setting_overrides_the_directories(tmp_path):
+    other = make_tree(tmp_path / "other", {"css/app.css": b"other"})
+    with override_settings(DEBUG=False, STATIC_ROOT=None, BUSTWARE={"root": str(other)}):
+        assert bustware.django.url("css/app.css") == f"/static/css/app.{v(b'other')}.css"

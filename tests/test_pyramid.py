@@ -162,6 +162,10 @@ def test_asset_specification_and_route_prefix(tmp_path):
         assert urls[0] == f"/shop/static/css/app.{v(CSS)}.css"
         r = get(app, urls[0])
         assert (r.status_int, r.body, r.headers["Cache-Control"]) == (200, CSS, IMMUTABLE)
+        # The long form takes the asset specification too.
+        buster = BustwareCacheBuster("bwpyrapp:static")
+        assert buster.assets.roots == [str(tmp_path / "pkgs" / "bwpyrapp" / "static")]
+        assert buster(None, "js/app.js", {}) == (f"js/app.{v(JS)}.js", {})
     finally:
         sys.path.remove(str(tmp_path / "pkgs"))
         sys.modules.pop("bwpyrapp", None)
