@@ -146,7 +146,7 @@ def test_parallel_and_serial_builds_agree(tree, tmp_path):
     b.build(root, compress=["gzip"], workers=8, out=tmp_path / "eight/manifest.json")
     one = json.loads((tmp_path / "one/manifest.json").read_text())["files"]
     eight = json.loads((tmp_path / "eight/manifest.json").read_text())["files"]
-    strip = lambda files: {p: {k: v for k, v in r.items() if k != "variants"}  # noqa: E731
+    strip = lambda files: {p: {k: v for k, v in r.items() if k != "variants"}
                            for p, r in files.items()}
     assert strip(one) == strip(eight)
     assert {p: r["variants"]["gzip"]["object"] for p, r in one.items() if "variants" in r} == \

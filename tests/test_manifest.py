@@ -11,11 +11,11 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import via_werkzeug
 
 from bustware import Assets, Bustware
 from bustware import manifest as mf
 from bustware.build import build
-from conftest import via_werkzeug
 
 CSS = b"body { color: red; }\n" * 50
 JS = b"console.log('hello');\n"
@@ -185,7 +185,7 @@ def test_mistyped_fields_are_refused(built, field, value):
 
 
 def test_manifest_built_with_other_settings_is_refused(built):
-    with pytest.raises(mf.ManifestError, match="prefix='/static/'.*prefix='/assets/'"):
+    with pytest.raises(mf.ManifestError, match=r"prefix='/static/'.*prefix='/assets/'"):
         Assets(built, "/assets/", manifest=manifest_of(built))
     with pytest.raises(mf.ManifestError, match="style"):
         Assets(built, manifest=manifest_of(built), style="segment")
@@ -219,7 +219,7 @@ def test_stale_manifest_names_the_files(built):
 def test_touched_file_is_stale(built):
     st = os.stat(built / "js/app.js")
     os.utime(built / "js/app.js", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    with pytest.raises(mf.ManifestError, match="js/app.js: changed"):
+    with pytest.raises(mf.ManifestError, match=r"js/app\.js: changed"):
         Assets(built, manifest=manifest_of(built))
 
 
@@ -259,7 +259,7 @@ def test_deleted_variant_object_is_reported(built):
     data = json.loads(Path(manifest_of(built)).read_text())
     obj = data["files"]["css/app.css"]["variants"]["gzip"]["object"]
     os.remove(built / ".bustware" / "objects" / obj[:2] / obj)
-    with pytest.raises(mf.ManifestError, match="css/app.css: its gzip variant is missing"):
+    with pytest.raises(mf.ManifestError, match=r"css/app\.css: its gzip variant is missing"):
         Assets(built, manifest=manifest_of(built))
 
 
