@@ -36,6 +36,7 @@ from . import __version__
 from . import manifest as mf
 from .assets import VARIANT_SUFFIXES, Assets, PathLike, _check_roots, _walk
 from .compress import MIN_SAVING, check_encodings, compress_bytes, is_compressible
+from .references import kind_of as _linkable
 
 __all__ = ["BuildReport", "Progress", "PruneReport", "build", "parse_age", "prune", "verify"]
 
@@ -46,12 +47,6 @@ log = logging.getLogger("bustware")
 _WHOLE = 32 * 1024 * 1024
 _CHUNK = 1 << 20
 _SUFFIXES = {encoding: suffix for suffix, encoding in VARIANT_SUFFIXES.items()}
-
-try:
-    from .references import kind_of as _linkable
-except ImportError:  # pragma: no cover - until references between files land
-    def _linkable(path: str) -> str | None:
-        return None
 
 
 @dataclass
@@ -227,13 +222,9 @@ def build(
             bar.close()
 
     # 3. The index, from what was read: versions, references, rewritten bytes.
-    options: dict[str, Any] = {}  # only what differs from the defaults of Assets
-    if base_url is not None:
-        options["base_url"] = base_url
-    if not rewrite_references:
-        options["rewrite_references"] = False
     assets = _BuildAssets(infos, roots, prefix, style=style, query_param=query_param,
-                          include_dotfiles=include_dotfiles, **options)
+                          include_dotfiles=include_dotfiles, base_url=base_url,
+                          rewrite_references=rewrite_references)
     files: dict[str, Any] = {}
     for asset in assets:
         entry = jobs.get(asset.abs_path) if asset.abs_path in jobs else None
@@ -247,8 +238,8 @@ def build(
     # 4. The manifest: a new generation only when a URL changed.
     settings = mf.settings_of(assets)
     data = _next_generation(old, files, settings, keep)
-    broken = getattr(assets, "broken_references", list)()
-    data["broken_references"] = [list(b) for b in broken if b[0] in files]
+    data["broken_references"] = [list(b) for b in assets.broken_references()
+                                 if b[0] in files]
     for path, line, url, target in data["broken_references"]:
         report.warnings.append(f"{path} line {line}: {url!r} names {target!r}, which is "
                                "not in the index; left as written")

@@ -548,7 +548,7 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
     source = assets._source
     digest_versions = getattr(source, "name", "") == "digest"
     extensions = assets.extensions
-    prefix = getattr(assets, "base_url", "") + assets.prefix
+    prefix = assets.base_url + assets.prefix
     build = assets.style.build
     charset = assets.charset
     types: dict[str, str] = {}
@@ -678,7 +678,7 @@ def _old_versions(assets: Assets, data: dict, current: dict, objects: str,
                             "size; that old URL gets the outdated= policy", path, version)
                 continue
             url_path, query = build(path, version)
-            url = (getattr(assets, "base_url", "") + assets.prefix + _quote(url_path)
+            url = (assets.base_url + assets.prefix + _quote(url_path)
                    + (f"?{query}" if query else ""))
             variants = {}
             for encoding, var in rec.get("variants", {}).items():
@@ -701,8 +701,8 @@ def settings_of(assets: Assets) -> dict[str, Any]:
     """The options of an index that its URLs, and so a manifest, depend on."""
     return {"prefix": assets.prefix, "style": assets.style.name,
             "query_param": getattr(assets.style, "param", "v"),
-            "base_url": getattr(assets, "base_url", ""),
-            "rewrite_references": getattr(assets, "rewrite_references", False),
+            "base_url": assets.base_url,
+            "rewrite_references": assets.rewrite_references,
             "roots": len(assets.roots)}
 
 

@@ -224,7 +224,6 @@ def test_bad_keep_is_refused(tree):
 
 
 def test_rewritten_stylesheets_are_served_from_a_manifest_as_live(tree):
-    pytest.importorskip("bustware.references")
     from conftest import via_werkzeug
 
     from bustware import Bustware
@@ -250,7 +249,6 @@ def test_rewritten_stylesheets_are_served_from_a_manifest_as_live(tree):
 
 
 def test_broken_references_are_recorded_and_reported(tree):
-    pytest.importorskip("bustware.references")
     root = tree({"css/app.css": b"a { background: url(../img/gone.png); }\n"})
     report = b.build(root)
     assert report.warnings == [
