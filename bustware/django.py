@@ -67,7 +67,6 @@ _WATCHED = frozenset({"BUSTWARE", "DEBUG", "STATIC_ROOT", "STATIC_URL", "STATICF
 
 _lock = threading.Lock()
 _assets: Assets | None = None
-_origin = ""
 
 
 def options() -> dict[str, Any]:
@@ -94,7 +93,7 @@ def options() -> dict[str, Any]:
 
 def get_assets() -> Assets:
     """The process-wide index, built on first use from the settings."""
-    global _assets, _origin
+    global _assets
     assets = _assets
     if assets is not None:
         return assets
@@ -102,21 +101,21 @@ def get_assets() -> Assets:
         if _assets is None:
             opts = options()
             origin, prefix = _static_url()
-            if origin and opts.get("base_url"):
-                raise ImproperlyConfigured(
-                    f"bustware: STATIC_URL={settings.STATIC_URL!r} already names a host; "
-                    "drop BUSTWARE['base_url'] (or make STATIC_URL a path)"
-                )
-            _assets = Assets(_roots(opts), prefix,
-                             **{k: v for k, v in opts.items() if k in ASSETS_OPTIONS})
-            _origin = origin
+            assets_options = {k: v for k, v in opts.items() if k in ASSETS_OPTIONS}
+            if origin:
+                if opts.get("base_url"):
+                    raise ImproperlyConfigured(
+                        f"bustware: STATIC_URL={settings.STATIC_URL!r} already names a "
+                        "host; drop BUSTWARE['base_url'] (or make STATIC_URL a path)"
+                    )
+                assets_options["base_url"] = origin
+            _assets = Assets(_roots(opts), prefix, **assets_options)
         return _assets
 
 
 def url(path: str) -> str:
     """The versioned URL of ``path`` (relative to the static roots)."""
-    assets = get_assets()  # sets _origin
-    return _origin + assets.url(path)
+    return get_assets().url(path)
 
 
 def wrap(application: Callable, **overrides: Any) -> Bustware:
@@ -222,11 +221,10 @@ def _finder_roots() -> list[str]:
 
 
 def _reset(*, setting: str, **kwargs: Any) -> None:
-    global _assets, _origin
+    global _assets
     if setting in _WATCHED:
         with _lock:
             _assets = None
-            _origin = ""
 
 
 setting_changed.connect(_reset)

@@ -105,7 +105,13 @@ class Bustware:
 
 def static_url(filename: str, endpoint: str = "static", **values: Any) -> str:
     """Jinja global: ``{{ static_url('css/app.css') }}``, the same URL as
-    ``url_for('static', filename='css/app.css')``."""
+    ``url_for('static', filename='css/app.css')``; with ``BUSTWARE_BASE_URL``
+    (a CDN), the URL on the CDN, which ``url_for`` cannot give (Flask builds
+    its URLs on the app's own host)."""
+    if not values:
+        assets = _state(None).assets_for(endpoint)
+        if assets.base_url:
+            return assets.url(filename)
     return url_for(endpoint, filename=filename, **values)
 
 

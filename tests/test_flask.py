@@ -270,3 +270,15 @@ def test_non_static_urls_untouched(project):
     with app.test_request_context("/"):
         assert url_for("index") == "/"
         assert url_for("index", filename="x.css") == "/?filename=x.css"
+
+
+def test_base_url_static_url_is_on_the_cdn_url_for_stays_on_the_app(project):
+    app, _ = make_app(project, {"BUSTWARE_BASE_URL": "https://cdn.example.com"})
+    client = app.test_client()
+    css, _, js = urls_of(client.get("/").data)
+    assert css == f"/static/css/app.{v(CSS)}.css"  # url_for: this app's host
+    assert js == f"https://cdn.example.com/static/js/app.{v(JS)}.js"  # static_url: the CDN
+    # The CDN pulls the same path from the app.
+    r = client.get(js.removeprefix("https://cdn.example.com"))
+    assert (r.status_code, r.data, r.headers["Cache-Control"]) == (200, JS, IMMUTABLE)
+    r.close()
