@@ -161,10 +161,12 @@ _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?
 # (most of a stylesheet is selectors and declarations); everything else,
 # including any name that does precede "(", goes through the rules below.
 _NAME_CLASS = r"A-Za-z0-9_\-\u0080-\U0010ffff"
-_BORING = re.compile(
-    rf"(?:[ \t\n\r\f;:,.!%*+>~=|^$&?<]|/(?!\*)|[{_NAME_CLASS}]+(?![{_NAME_CLASS}(\\])"
-    rf"|#[{_NAME_CLASS}]+(?![{_NAME_CLASS}\\]))+"
-)
+_BORING_RUN = (rf"[{_NAME_CLASS}]+(?![{_NAME_CLASS}(\\])|#[{_NAME_CLASS}]+(?![{_NAME_CLASS}\\])"
+               r"|/(?!\*)")
+_BORING = re.compile(rf"(?:[ \t\n\r\f;:,.!%*+>~=|^$&?<]|{_BORING_RUN})+")
+# Outside any function, brackets and parentheses are boring too: what they
+# enclose can only hold a reference through a function or an @import.
+_BORING_TOP = re.compile(rf"(?:[ \t\n\r\f;:,.!%*+>~=|^$&?<{{}}()\[\]]|{_BORING_RUN})+")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 #: (type, start, end, value, value_start, value_end)
@@ -295,9 +297,11 @@ def _consume_url(s: str, start: int, i: int) -> Token:
     return BAD_URL, start, i, "", vstart, vstart
 
 
-def tokenize(s: str) -> Iterator[Token]:
+def tokenize(s: str, nesting: list | None = None) -> Iterator[Token]:
     """The tokens of a stylesheet that matter for references (whitespace,
-    delimiters, idents and numbers are folded into ``OTHER`` or dropped)."""
+    delimiters, idents and numbers are folded into ``OTHER`` or dropped).
+    ``nesting``, the caller's stack of open functions and blocks: while it
+    is empty, brackets and parentheses are folded into ``OTHER`` too."""
     n = len(s)
     i = 0
     while i < n:
@@ -309,7 +313,7 @@ def tokenize(s: str) -> Iterator[Token]:
             i = end
         elif c in _WS:
             i = _WS_RUN.match(s, i).end()  # type: ignore[union-attr]
-        elif (m := _BORING.match(s, i)) is not None:
+        elif (m := (_BORING if nesting else _BORING_TOP).match(s, i)) is not None:
             yield OTHER, i, m.end(), "", i, m.end()
             i = m.end()
         elif c == '"' or c == "'":
@@ -372,6 +376,8 @@ def tokenize(s: str) -> Iterator[Token]:
 
 
 _IMAGE_SET = frozenset({"image-set", "-webkit-image-set"})
+#: What closes each entry of the stack; a function name is closed by ")".
+_CLOSES = {"(": ")", "[": "]", "{": "}"}
 _SOURCEMAP = re.compile(r"[#@]\s*sourceMappingURL=(\S+?)\s*\Z")
 
 # (kind, context, url, start, end) with str offsets
@@ -380,10 +386,10 @@ _Found = tuple[str, str, str, int, int]
 
 def _css_references(s: str) -> list[_Found]:
     found: list[_Found] = []
-    stack: list[str] = []  # open functions (their names) and brackets
+    stack: list[str] = []  # open functions (their names) and blocks
     expect: str | None = None  # "url" after url(/src(, "import" after @import
     sourcemap: _Found | None = None
-    for t, start, _end, value, vstart, vend in tokenize(s):
+    for t, start, _end, value, vstart, vend in tokenize(s, stack):
         if t == COMMENT:
             m = _SOURCEMAP.match(s, vstart, vend)
             if m:
@@ -409,16 +415,10 @@ def _css_references(s: str) -> list[_Found]:
                 found.append(("image-set", s[start], value, vstart, vend))
         elif t == OPEN:
             stack.append(value)
-        elif t == CLOSE:
-            if value == ")":
-                if stack and stack[-1] not in ("[", "{"):
-                    stack.pop()
-            elif value == "]":
-                if stack and stack[-1] == "[":
-                    stack.pop()
-            elif "{" in stack:  # "}" closes whatever is still open inside it
-                while stack.pop() != "{":
-                    pass
+        elif t == CLOSE and stack and _CLOSES.get(stack[-1], ")") == value:
+            # A closer ends what it matches; any other is a plain token
+            # inside the function or block (CSS Syntax 5.4.7-5.4.9).
+            stack.pop()
     if sourcemap is not None:
         found.append(sourcemap)
     return found

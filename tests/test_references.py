@@ -129,6 +129,16 @@ break.png'); }
     assert urls(css) == ["escaped.png", "a)b.png", 'q"uote.png', "linebreak.png"]
 
 
+def test_nesting_follows_the_css_parser():
+    # Only strings directly inside image-set() are references; blocks nested
+    # in it are not; a closer that matches nothing open is a plain token.
+    css = ('a { b: image-set({"no1.png"} ["no2.png"] ("no3.png") "yes1.png" 1x); }\n'
+           '@media (min-width: 1px) { "no4.png" [x="no5.png"] c { d: url(yes2.png) } }\n'
+           'e { f: image-set("yes3.png" } "yes4.png") }\n'
+           'g { h: "no6.png" }\n')
+    assert urls(css) == ["yes1.png", "yes2.png", "yes3.png", "yes4.png"]
+
+
 def test_bad_tokens_are_skipped_and_parsing_recovers():
     css = """a { b: url(with space.png); c: url(quo"te.png); }
 d { e: "unclosed
