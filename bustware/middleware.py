@@ -327,8 +327,10 @@ class Bustware:
                            [("Location", _origin_relative(entry.asset.url))])
         if kind == OUTDATED and self.outdated == "404":
             return _status(environ, start_response, "404 Not Found")
-        if self._rewrite:
+        if self._rewrite and not entry.asset.links:
             return self._rewrite_call(environ, start_response, entry, kind)
+        # (A file whose references bustware rewrote: its version names the
+        # rewritten bytes, which only bustware has, so bustware sends them.)
         rep = entry.identity
         if entry.offers is not None:
             rep = entry.reps[self._negotiator.choose(

@@ -170,3 +170,23 @@ def test_other_styles(style, static_root):
     r = via_werkzeug(mw, path, query=query)
     assert r.status == 200 and r.body == CSS
     assert r.header("Cache-Control") == IMMUTABLE
+
+
+def test_a_file_whose_references_bustware_rewrote_is_sent_by_bustware(tree):
+    """A stylesheet's url() references are rewritten to versioned URLs, so
+    its version names the rewritten bytes, which the framework's static view
+    does not have: bustware sends those itself, in rewrite mode too."""
+    root = tree({"css/app.css": b"body{background:url(../img/a.svg)}\n",
+                 "img/a.svg": b"<svg/>"})
+    app = flask_app(root)
+    mw = Bustware(app, root, mode="rewrite")
+    url = mw.url("css/app.css")
+    r = via_werkzeug(mw, url)
+    assert r.status == 200
+    assert r.header("Cache-Control") == IMMUTABLE
+    assert r.body == f"body{{background:url({mw.url('img/a.svg')})}}\n".encode()
+    assert url == f"/static/css/app.{version_of(r.body)}.css"
+    # A file without references is still sent by Flask's view.
+    r = via_werkzeug(mw, mw.url("img/a.svg"))
+    assert (r.status, r.body, r.header("Cache-Control")) == (200, b"<svg/>", IMMUTABLE)
+    assert r.header("X-Content-Type-Options") is None
