@@ -171,7 +171,9 @@ def build(
         keep = old["keep"] if old is not None else 0
     objects = mf.objects_dir(manifest_path)
     store = _Store(objects)
-    own_dir = os.path.dirname(manifest_path) + os.sep
+    # The walk yields real paths (symlinks resolved): compare with the real
+    # directory of the manifest, which a dot-file walk would otherwise index.
+    own_dir = os.path.realpath(os.path.dirname(manifest_path)) + os.sep
 
     # 1. Which files: the same walk as the index, first root wins.
     jobs: dict[str, tuple[int, str, bool, tuple[str, ...]]] = {}  # abs -> (root, path, ...)
@@ -600,7 +602,7 @@ def verify(root: PathLike | Sequence[PathLike], manifest_path: PathLike, *,
             f"not {len(roots)}; pass the same roots as to `bustware build`")
     problems = mf.check_tree(data, roots, name)
     bad = {p.path for p in problems}
-    own_dir = os.path.dirname(name) + os.sep
+    own_dir = os.path.realpath(os.path.dirname(name)) + os.sep
     files = data["files"]
     seen: set[str] = set()
     for r in roots:

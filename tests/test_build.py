@@ -260,3 +260,12 @@ def test_broken_references_are_recorded_and_reported(tree):
     assert [str(p) for p in problems] == [
         "css/app.css: line 1: '../img/gone.png' names 'img/gone.png', which is no file "
         "of the index"]
+
+
+def test_dotfiles_build_never_indexes_its_own_store(tree, tmp_path):
+    real = tree({".well-known/security.txt": "contact", "app.css": TEXT})
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    b.build(link, compress=["gzip"], include_dotfiles=True)
+    b.build(link, compress=["gzip"], include_dotfiles=True)
+    assert sorted(load(real)["files"]) == [".well-known/security.txt", "app.css"]
