@@ -766,6 +766,12 @@ def _check_prefix(prefix: object) -> str:
         raise ValueError(
             f"bustware: prefix={prefix!r} may not contain '?', '#' or control characters"
         )
+    if prefix.startswith("//"):
+        # A browser reads "//static/x.css" as the host "static".
+        raise ValueError(
+            f"bustware: prefix={prefix!r} starts with '//', which a browser reads as a "
+            "host name; pass a path such as '/static/', and a CDN host as base_url="
+        )
     return prefix
 
 

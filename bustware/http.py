@@ -14,7 +14,6 @@ import threading
 from collections.abc import Iterable
 from typing import Union
 
-from webob.acceptparse import AcceptEncodingValidHeader, create_accept_encoding_header
 from werkzeug.http import parse_date, parse_etags, parse_range_header
 
 __all__ = [
@@ -182,6 +181,11 @@ class EncodingNegotiator:
 
 
 def _negotiate(header: str, offers: Iterable[str]) -> str:
+    # Imported on the first negotiation, not with bustware: importing webob
+    # pulls in the deprecated cgi module, which warns in every CLI command
+    # run under -X dev, and a process that only builds URLs never needs it.
+    from webob.acceptparse import AcceptEncodingValidHeader, create_accept_encoding_header
+
     accept = create_accept_encoding_header(header.strip())
     if not isinstance(accept, AcceptEncodingValidHeader):
         # webob treats a malformed header as "anything goes"; a client whose

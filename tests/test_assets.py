@@ -163,6 +163,7 @@ def test_memory_threshold_and_budget(tree):
     [
         ({"prefix": "static/"}, "prefix='static/' must start and end with '/'"),
         ({"prefix": "/static"}, "prefix='/static' must start and end with '/'"),
+        ({"prefix": "//cdn/"}, "prefix='//cdn/' starts with '//'"),
         ({"style": "hash"}, "unknown style='hash'"),
         ({"version": "sha1"}, "unknown version='sha1'"),
         ({"version": "mtime", "release": "r1"}, "release='r1' and version='mtime' conflict"),
