@@ -8,6 +8,7 @@ check, a look for conditional headers and a list copy (see ``__call__``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -148,6 +149,10 @@ class Bustware:
         self._routes_lock = threading.Lock()
         self.prefix = self.assets.prefix
         self.cache_control = cache_control
+        # The Cache-Control header of each kind of URL, by CURRENT, PLAIN, OUTDATED.
+        self._policies = (("Cache-Control", cache_control),
+                          ("Cache-Control", plain_cache_control),
+                          ("Cache-Control", "no-store"))
         self.plain_cache_control = plain_cache_control
         self.outdated = outdated
         self.missing = missing
@@ -248,7 +253,9 @@ class Bustware:
 
     def _fill_headers(self, entry: _Entry) -> None:
         asset = entry.asset
-        shared = [("X-Content-Type-Options", "nosniff")]
+        # Accept-Ranges tells media players and download resumers they may ask
+        # for parts, as nginx does.
+        shared = [("Accept-Ranges", "bytes"), ("X-Content-Type-Options", "nosniff")]
         cached = []  # what a 304 repeats (RFC 9110 15.4.5)
         if entry.offers is not None:
             cached.append(("Vary", "Accept-Encoding"))
@@ -265,15 +272,20 @@ class Bustware:
                 name, value = item
                 _check_header_value(f"add_headers({asset.path!r}) {name}", value)
                 extra.append((name, value))
-        last_modified = ("Last-Modified", http_date(asset.mtime))
-        policies = (self.cache_control, self.plain_cache_control, "no-store")
+        last_modified = ("Last-Modified", _http_date(asset.mtime))
+        tail = shared + cached + extra
+        policies = self._policies
         for rep in entry.reps.values():
             etag = ("ETag", f'"{rep.etag}"')
-            coding = [("Content-Encoding", rep.encoding)] if rep.encoding != "identity" else []
             full = [("Content-Type", asset.content_type), ("Content-Length", str(rep.size)),
-                    etag, last_modified, *coding, *shared, *cached, *extra]
-            rep.headers = tuple([*full, ("Cache-Control", cc)] for cc in policies)
-            rep.headers_304 = tuple([etag, *cached, ("Cache-Control", cc)] for cc in policies)
+                    etag, last_modified]
+            if rep.encoding != "identity":
+                full.append(("Content-Encoding", rep.encoding))
+            full += tail
+            rep.headers = ([*full, policies[0]], [*full, policies[1]], [*full, policies[2]])
+            short = [etag, *cached]
+            rep.headers_304 = ([*short, policies[0]], [*short, policies[1]],
+                               [*short, policies[2]])
 
     def _query_kind(self, entry: _Entry, query: str) -> int:
         if query == entry.query:
@@ -529,10 +541,19 @@ def _not_found(environ: dict, start_response: Callable) -> Iterable[bytes]:
     return _status(environ, start_response, "404 Not Found")
 
 
+@functools.lru_cache(maxsize=1024)
+def _http_date(mtime: int) -> str:
+    # Files of one deploy share a handful of mtimes; formatting each date
+    # once keeps the startup of a large tree short.
+    return http_date(mtime)
+
+
 def _wsgi_path(url: str) -> str:
     """The PATH_INFO a WSGI server hands us for ``url``: percent-decoded
     bytes, as latin-1 (PEP 3333). With a base_url (a CDN), the URL starts
     with a scheme and host that routing ignores."""
+    if "%" not in url and url[:1] == "/" and url[:2] != "//":
+        return url.partition("?")[0]  # nothing to decode: most URLs, at startup
     if not url.startswith("/") or url.startswith("//"):
         url = urlsplit(url).path
     return unquote_to_bytes(url.partition("?")[0]).decode("latin-1")

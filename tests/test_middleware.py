@@ -52,6 +52,7 @@ def test_current_url_is_immutable_with_exact_bytes(root, style, fetch):
     assert r.header("Last-Modified") == http_date(mtime)
     assert r.header("Cache-Control") == IMMUTABLE
     assert r.header("X-Content-Type-Options") == "nosniff"
+    assert r.header("Accept-Ranges") == "bytes"
 
 
 def test_plain_url_revalidates(root, style, fetch):
