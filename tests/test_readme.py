@@ -23,7 +23,7 @@ import bustware.gunicorn_conf
 
 IMMUTABLE = "max-age=31536000, immutable"
 CSS, JS = readme.STATIC["static/css/app.css"], readme.STATIC["static/js/app.js"]
-FRAMEWORKS = {"flask", "django", "pyramid", "jinja", "bottle", "falcon", "gunicorn"}
+FRAMEWORKS = {"wsgi", "flask", "django", "pyramid", "jinja", "bottle", "falcon", "gunicorn"}
 
 
 def v(data: bytes) -> str:
@@ -64,6 +64,20 @@ def test_every_framework_has_a_section_with_snippets():
     options = text.index("\n## Options\n")
     for name in FRAMEWORKS:
         assert text.index(f"<!-- snippet: {name} ") < options, name
+
+
+def test_plain_wsgi(workdir, loaded):
+    readme.write("wsgi", workdir)
+    app = loaded(workdir / "app.py").application
+    r = via_werkzeug(app, "/")
+    assert urls_in(r.body.decode()) == EXPECTED
+    for url, body in zip(EXPECTED, (CSS, JS)):
+        r = via_werkzeug(app, url)
+        assert (r.status, r.body, r.header("Cache-Control")) == (200, body, IMMUTABLE)
+    other = via_werkzeug(app, "/anything/else")  # outside the prefix: the page app
+    assert other.status == 200 and EXPECTED[0].encode() in other.body
+    render = loaded(workdir / "render.py")
+    assert render.html == f'<script src="{EXPECTED[1]}"></script>'
 
 
 def test_flask(workdir, loaded):
