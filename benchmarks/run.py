@@ -101,7 +101,7 @@ def machine() -> dict:
         "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
         "cpu": first("/proc/cpuinfo", "model name"),
-        "memory": first("/proc/meminfo", "MemTotal"),
+        "memory": _gib(first("/proc/meminfo", "MemTotal")),
         "load_average_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),
@@ -110,6 +110,13 @@ def machine() -> dict:
         "wrk": tool(["wrk", "-v"]),
         "commit": commit,
     }
+
+
+def _gib(meminfo: str) -> str:
+    try:
+        return f"{int(meminfo.split()[0]) / 1024 ** 2:.1f} GiB"
+    except (ValueError, IndexError):
+        return meminfo
 
 
 # -- report ------------------------------------------------------------------
@@ -189,6 +196,10 @@ def markdown(results: dict) -> str:
           "each; xN is the ratio to the bare app in the same round set. A note in "
           "parentheses says what the implementation answered when it is not what the row "
           "is about.\n")
+        floors = [inp["bare"][case]["us"] for case, _, _ in inprocess.CASES]
+        w(f"Noise gauge: the bare app does the same work in every row; its medians span "
+          f"{min(floors):.2f} to {max(floors):.2f} µs ({max(floors) / min(floors) - 1:.0%} "
+          "apart). Much more than 10% means a busy machine: compare ratios, not µs.\n")
         w("| request | " + " | ".join(names) + " |")
         w("|---" * (len(names) + 1) + "|")
         for case, label, _ in inprocess.CASES:
@@ -278,8 +289,9 @@ def markdown(results: dict) -> str:
             w(f"- {s}")
         w("")
     w("### Machine\n")
-    w(f"- {m['nproc']} CPUs ({m['cpu']}), {m['memory']} memory, load average at start "
-      f"{m['load_average_at_start']}")
+    w(f"- {m['nproc']} CPUs ({m['cpu']}), {m['memory']} memory; load average "
+      f"{m['load_average_at_start']} at start, {m.get('load_average_at_end', '?')} at end "
+      f"({cfg.get('seconds', '?')} s)")
     w(f"- {m['python']} on {m['platform']}")
     w("- " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()))
     w(f"- {m['nginx']}; {m['wrk']}")
@@ -388,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda s: skip(skipped, s), lambda s: log(f"end to end: {s}"),
             load=cfg["mode"] != "tiny")
     cfg["seconds"] = round(time.monotonic() - started, 1)
+    results["machine"]["load_average_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.profile:
         print(inprocess.profile(site))
         print("### Step breakdown of a 2 KiB hit (µs)\n")
