@@ -262,4 +262,5 @@ def throughput(site: tree.Site, work: Path, impls: list[str], rounds: int, secon
     result: dict = {}
     for server in servers:
         result.setdefault(server.label, {})[server.impl] = statistics.median(server.rps)
+    result["spread"] = statistics.median(max(s.rps) / min(s.rps) - 1 for s in servers)
     return result

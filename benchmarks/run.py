@@ -3,8 +3,8 @@
 
     pip install -e '.[bench]'            # the competitors and servers
     apt-get install -y wrk nginx-light   # optional: end-to-end rows
-    python3 benchmarks/run.py            # full run, about 8 minutes on 2 cores
-    python3 benchmarks/run.py --quick    # fewer rounds, about 2 minutes
+    python3 benchmarks/run.py            # full run, about 6 minutes on 2 cores
+    python3 benchmarks/run.py --quick    # fewer rounds, about 3 minutes
     python3 benchmarks/run.py --write-readme   # also refresh benchmarks/README.md
 
 What is missing (a competitor, Flask, gunicorn, granian, nginx, wrk, manifest
@@ -42,7 +42,7 @@ SECTIONS = ("inprocess", "url", "startup", "e2e")
 #: Per mode: in-process rounds and batch seconds, startup tree, startup
 #: rounds, e2e rounds, e2e seconds per wrk run, filler files in the site.
 MODES = {
-    "full": dict(rounds=15, batch=0.04, files=10_000, megabytes=100, startup_rounds=3,
+    "full": dict(rounds=21, batch=0.04, files=10_000, megabytes=100, startup_rounds=3,
                  e2e_rounds=3, e2e_seconds=5, fillers=200),
     "quick": dict(rounds=7, batch=0.02, files=10_000, megabytes=100, startup_rounds=1,
                   e2e_rounds=1, e2e_seconds=2, fillers=200),
@@ -252,8 +252,14 @@ def markdown(results: dict) -> str:
         w("### End to end: requests per second (wrk)\n")
         w(f"`wrk -t1 -c{cfg['connections']} -d{cfg['e2e_seconds']}s`, median of "
           f"{cfg['e2e_rounds']} rounds, one server worker process; the bare app is requested "
-          "at `/`, the others at the CSS file's URL.\n")
+          "at `/`, the others at the CSS file's URL.")
+        spread = ee.get("spread")
+        if spread is not None:
+            w(f"Noise gauge: a server's fastest round beat its slowest by {spread:.0%} "
+              "(median over servers).")
+        w("")
         labels = [s for s in ("gunicorn", "granian") if s in ee]
+        ee = {k: v for k, v in ee.items() if isinstance(v, dict)}
         head = "| implementation |"
         for s in labels:
             head += f" {s} req/s | ÷ bare | ÷ nginx |"
@@ -365,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
             site, names, cfg["rounds"], cfg["batch"], lambda s: log(f"in-process: {s}"))
     if "url" in sections:
         log("URL helpers")
-        results["url"] = inprocess.url_helpers(site, cfg["rounds"], cfg["batch"] / 4,
+        results["url"] = inprocess.url_helpers(site, cfg["rounds"], cfg["batch"] / 2,
                                                lambda s: skip(skipped, s))
     if "startup" in sections:
         log(f"startup tree: {cfg['files']} files, {cfg['megabytes']:g} MB (made once)")
