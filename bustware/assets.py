@@ -9,6 +9,8 @@ each file. Nothing here runs per request.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import logging
 import os
@@ -310,7 +312,7 @@ class Assets:
     def refresh(self) -> None:
         """Rebuild the index from disk now. Files whose size and mtime did
         not change keep their digest without being read again."""
-        with self._refresh_lock:
+        with self._refresh_lock, gc_paused():
             if self.manifest_path is not None:
                 from .manifest import load_into
 
@@ -611,6 +613,25 @@ class Assets:
             self._warned.add(path)
             log.warning("bustware: no file %r in the index; using its plain URL", path)
         return self.plain_url(path.lstrip("/"))
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while an index is built.
+
+    Building creates tens of thousands of small objects and no cycles; the
+    collector, triggered by the allocations, walks them all again and again
+    (half the startup time from a 10,000-file manifest). Reference counting
+    still frees everything as usual meanwhile.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _unchanged(asset: Asset, st: os.stat_result) -> bool:

@@ -20,7 +20,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 from werkzeug.http import http_date
 
 from . import http
-from .assets import Asset, Assets, PathLike, Variant
+from .assets import Asset, Assets, PathLike, Variant, gc_paused
 
 __all__ = ["Bustware"]
 
@@ -163,7 +163,8 @@ class Bustware:
         self._routes: dict[str, tuple[_Entry, int]] = {}
         self._entries: dict[str, _Entry] = {}
         self._generation = -1
-        self._build_routes()
+        with gc_paused():
+            self._build_routes()
 
     def url(self, path: str) -> str:
         """The versioned URL of ``path``; see :meth:`Assets.url`."""
@@ -370,7 +371,7 @@ class Bustware:
         """Development mode: pick up edited, new and deleted files."""
         self.assets.check()
         if self.assets.generation != self._generation:
-            with self._routes_lock:
+            with self._routes_lock, gc_paused():
                 if self.assets.generation != self._generation:
                     self._build_routes()
 
