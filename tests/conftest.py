@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from wsgiref.util import FileWrapper
 
 import pytest
 import webob
@@ -83,41 +85,83 @@ def fetch(request):
     return via_werkzeug if request.param == "werkzeug" else via_webob
 
 
+def server_environ(path: str, *, method: str = "GET", query: str = "",
+                   file_wrapper: bool = False, **extra: object) -> dict:
+    """A complete environ as a WSGI server builds it, with PATH_INFO exactly
+    as given (HTTP clients normalise paths, which can hide bugs)."""
+    environ = {
+        "REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": path,
+        "QUERY_STRING": query, "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.version": (1, 0), "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(), "wsgi.errors": io.StringIO(),
+        "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False,
+    }
+    if file_wrapper:
+        environ["wsgi.file_wrapper"] = FileWrapper
+    environ.update(extra)
+    return environ
+
+
+def run_wsgi(app, environ: dict) -> tuple[int, list[tuple[str, str]], bytes]:
+    """What a server does with an app: call it, iterate, close."""
+    seen: dict = {}
+
+    def write(data: bytes) -> None:
+        raise AssertionError("bustware never uses the write() callable")
+
+    def start_response(status, headers, exc_info=None):
+        seen["status"], seen["headers"] = status, headers
+        return write
+
+    iterable = app(environ, start_response)
+    try:
+        body = b"".join(iterable)
+    finally:
+        if hasattr(iterable, "close"):
+            iterable.close()
+    return int(seen["status"][:3]), seen["headers"], body
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@contextlib.contextmanager
-def gunicorn(app: str, cwd: Path, *args: str, timeout: float = 20.0) -> Iterator[str]:
-    """Run ``gunicorn app`` from ``cwd`` on 127.0.0.1; yield its base URL.
+class Server:
+    """A server process a test started: its base URL, and what it printed
+    (filled in when it has stopped)."""
 
-    The process is always stopped, and a start that takes longer than
-    ``timeout`` seconds fails the test.
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.output = ""
+
+
+@contextlib.contextmanager
+def serving(argv: list[str], port: int, *, cwd: Path | None = None, env=None,
+            timeout: float = 20.0) -> Iterator[Server]:
+    """Run ``argv`` until it listens on 127.0.0.1:``port``; yield it; stop it.
+
+    The process is always stopped (terminate, then kill), and a start that
+    takes longer than ``timeout`` seconds fails the test.
     """
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), *sys.path])}
-    env.pop("PYTHONDEVMODE", None)  # gunicorn's own sockets are not under test
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-         "--chdir", str(cwd), "--graceful-timeout", "2", *args, app],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
                 out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                pytest.fail(f"gunicorn exited with {proc.returncode}:\n{out}")
+                pytest.fail(f"{argv[:3]} exited with {proc.returncode}:\n{out}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"gunicorn did not listen on port {port} in {timeout}s")
+                    pytest.fail(f"{argv[:3]} did not listen on port {port} in {timeout}s")
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+        yield server
     finally:
         proc.terminate()
         try:
@@ -126,4 +170,17 @@ def gunicorn(app: str, cwd: Path, *args: str, timeout: float = 20.0) -> Iterator
             proc.kill()
             proc.wait()
         if proc.stdout:
+            server.output = proc.stdout.read().decode(errors="replace")
             proc.stdout.close()
+
+
+@contextlib.contextmanager
+def gunicorn(app: str, cwd: Path, *args: str, timeout: float = 20.0) -> Iterator[str]:
+    """Run ``gunicorn app`` from ``cwd`` on 127.0.0.1; yield its base URL."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), *sys.path])}
+    env.pop("PYTHONDEVMODE", None)  # gunicorn's own sockets are not under test
+    argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+            "--chdir", str(cwd), "--graceful-timeout", "2", *args, app]
+    with serving(argv, port, cwd=cwd, env=env, timeout=timeout) as server:
+        yield server.url

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import os
 import re
 import socket
@@ -32,7 +31,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote_to_bytes
 
 import pytest
-from conftest import gunicorn
+from conftest import gunicorn, run_wsgi, server_environ
 
 from bustware import Assets, Bustware
 
@@ -144,31 +143,13 @@ class Result:
 def call(app, path: str, query: str = "", method: str = "GET", headers=None,
          validate: bool = True) -> Result:
     """Call ``app`` as a server would; ``path`` is PATH_INFO as given."""
-    environ = {
-        "REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": path,
-        "QUERY_STRING": query, "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.version": (1, 0), "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(), "wsgi.errors": io.StringIO(),
-        "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False,
-    }
-    for name, value in (headers or {}).items():
-        environ["HTTP_" + name.upper().replace("-", "_")] = value
-    seen = {}
-
-    def start_response(status, headers, exc_info=None):
-        seen["status"], seen["headers"] = status, headers
-        return lambda data: pytest.fail("write() is not used")
-
+    environ = server_environ(path, method=method, query=query, **{
+        "HTTP_" + name.upper().replace("-", "_"): value for name, value in (headers or {}).items()
+    })
     # wsgiref's validator checks the WSGI contract on every response: header
     # types, no control characters in values, Content-Type where required.
     wrapped = wsgiref.validate.validator(app) if validate else app
-    iterable = wrapped(environ, start_response)
-    try:
-        body = b"".join(iterable)
-    finally:
-        if hasattr(iterable, "close"):
-            iterable.close()
-    result = Result(int(seen["status"][:3]), seen["headers"], body)
+    result = Result(*run_wsgi(wrapped, environ))
     check_invariants(result, method)
     return result
 

@@ -7,12 +7,10 @@ import http.client
 import re
 import subprocess
 import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import free_port, gunicorn
+from conftest import free_port, gunicorn, serving
 
 from bustware import Assets
 from bustware.cli import main
@@ -53,39 +51,16 @@ def test_url_command_errors_are_messages_not_tracebacks(tmp_path):
         assert proc.stderr.startswith("bustware: ")
 
 
-@contextmanager
-def running(args: list[str], port: int, timeout: float = 20.0):
-    proc = subprocess.Popen([sys.executable, "-m", "bustware", *args, "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                get(f"http://127.0.0.1:{port}", "/", "HEAD")
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    out = proc.stdout.read() if proc.stdout else ""
-                    pytest.fail(f"server did not start: {out}")
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        output = proc.stdout.read() if proc.stdout else ""
-        if proc.stdout:
-            proc.stdout.close()
-        running.output = output  # type: ignore[attr-defined]
+def running(args: list[str], port: int):
+    """``python -m bustware ARGS --port PORT``, until the test is done."""
+    return serving([sys.executable, "-m", "bustware", *args, "--port", str(port)], port)
 
 
 @pytest.mark.server
 def test_demo_serves_a_page_whose_assets_are_immutable():
     port = free_port()
-    with running(["demo"], port) as base:
+    with running(["demo"], port) as server:
+        base = server.url
         status, headers, page = get(base, "/")
         assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
         urls = re.findall(r'(?:href|src)="(/static/[^"]+)"', page.decode())
@@ -96,14 +71,15 @@ def test_demo_serves_a_page_whose_assets_are_immutable():
             assert headers["cache-control"] == "max-age=31536000, immutable"
             logical = re.sub(r"\.[0-9a-f]{12}\.", ".", url[len("/static/"):])
             assert body == (DEMO_STATIC / logical).read_bytes()
-    assert f"http://127.0.0.1:{port}/" in running.output  # type: ignore[attr-defined]
+    assert f"http://127.0.0.1:{port}/" in server.output
 
 
 @pytest.mark.server
 def test_serve_command_lists_and_serves_a_directory(tree):
     root = tree({"css/app.css": b"body{}", "index.txt": b"hello"})
     assets = Assets(root)
-    with running(["serve", str(root)], free_port()) as base:
+    with running(["serve", str(root)], free_port()) as server:
+        base = server.url
         status, _, page = get(base, "/")
         assert status == 200
         assert assets.url("css/app.css").encode() in page

@@ -14,7 +14,6 @@ import gc
 import hashlib
 import http.client
 import inspect
-import io
 import os
 import random
 import re
@@ -25,6 +24,7 @@ from pathlib import Path
 from wsgiref.util import FileWrapper
 
 import pytest
+from conftest import run_wsgi, server_environ
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from bustware import Assets, Bustware
@@ -93,24 +93,9 @@ def site(tmp_path):
 
 def call(app, path: str, headers: dict, method: str = "GET", wrapper: bool = False):
     """What a WSGI server does: call, iterate, close."""
-    environ = {"REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": path,
-               "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
-               "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
-               "wsgi.input": io.BytesIO(), "wsgi.errors": io.StringIO(), **headers}
-    if wrapper:
-        environ["wsgi.file_wrapper"] = FileWrapper
-    seen = {}
-
-    def start_response(status, response_headers, exc_info=None):
-        seen["status"], seen["headers"] = status, response_headers
-
-    iterable = app(environ, start_response)
-    try:
-        body = b"".join(iterable)
-    finally:
-        if hasattr(iterable, "close"):
-            iterable.close()
-    return int(seen["status"][:3]), dict(seen["headers"]), body
+    environ = server_environ(path, method=method, file_wrapper=wrapper, **headers)
+    status, response_headers, body = run_wsgi(app, environ)
+    return status, dict(response_headers), body
 
 
 def check_response(registry: Registry, name: str, method: str, status: int,
@@ -439,12 +424,7 @@ def test_huge_file_is_streamed_not_loaded(tmp_path, size):
 
 
 def _stream(app, path: str, headers: dict, wrapper: bool):
-    environ = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": path,
-               "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
-               "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(),
-               "wsgi.errors": io.StringIO(), **headers}
-    if wrapper:
-        environ["wsgi.file_wrapper"] = FileWrapper
+    environ = server_environ(path, file_wrapper=wrapper, **headers)
     seen = {}
 
     def start_response(status, response_headers, exc_info=None):

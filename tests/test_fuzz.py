@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import os
 import re
 import tempfile
 from pathlib import Path
 from urllib.parse import quote, unquote_to_bytes
-from wsgiref.util import FileWrapper
 
 import brotli
 import pytest
+from conftest import run_wsgi, server_environ
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from werkzeug.http import http_date
@@ -212,24 +211,8 @@ def good_requests(draw, app):
 
 
 def call(app, path, query, headers, method, wrapper):
-    environ = {"REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": path,
-               "QUERY_STRING": query, "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
-               "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
-               "wsgi.input": io.BytesIO(), "wsgi.errors": io.StringIO(), **headers}
-    if wrapper:
-        environ["wsgi.file_wrapper"] = FileWrapper
-    seen = {}
-
-    def start_response(status, response_headers, exc_info=None):
-        seen["status"], seen["headers"] = status, response_headers
-
-    iterable = app(environ, start_response)
-    try:
-        body = b"".join(iterable)
-    finally:
-        if hasattr(iterable, "close"):
-            iterable.close()
-    return int(seen["status"][:3]), seen["headers"], body
+    return run_wsgi(app, server_environ(path, method=method, query=query,
+                                        file_wrapper=wrapper, **headers))
 
 
 def one(headers, name):
