@@ -171,16 +171,14 @@ def build(
         keep = old["keep"] if old is not None else 0
     objects = mf.objects_dir(manifest_path)
     store = _Store(objects)
-    # The walk yields real paths (symlinks resolved): compare with the real
-    # directory of the manifest, which a dot-file walk would otherwise index.
-    own_dir = os.path.realpath(os.path.dirname(manifest_path)) + os.sep
+    is_own = _own_files(manifest_path)
 
     # 1. Which files: the same walk as the index, first root wins.
     jobs: dict[str, tuple[int, str, bool, tuple[str, ...]]] = {}  # abs -> (root, path, ...)
     seen: set[str] = set()
     for i, r in enumerate(roots):
         for path, abs_path, _st, variant_paths in _walk(r, include_dotfiles):
-            if path in seen or abs_path.startswith(own_dir):
+            if path in seen or is_own(abs_path):
                 continue
             seen.add(path)
             wanted = tuple(e for e in encodings if e not in variant_paths) \
@@ -274,6 +272,16 @@ def _read_existing(manifest_path: str) -> dict | None:
             f"{exc}\nbustware build will not overwrite it: move it away (or pass another "
             "--out) and build again"
         ) from None
+
+
+def _own_files(manifest_path: str):
+    """A test for what the build itself wrote: the manifest and its object
+    store. Only those: a manifest may sit in the root or above it, and the
+    user's files beside it are still to be built. The walk yields real paths
+    (symlinks resolved), so compare real paths."""
+    manifest = os.path.realpath(manifest_path)
+    objects = os.path.realpath(mf.objects_dir(manifest_path)) + os.sep
+    return lambda abs_path: abs_path == manifest or abs_path.startswith(objects)
 
 
 def _digest_file(abs_path: str, encodings: tuple[str, ...], store: _Store,
@@ -602,12 +610,12 @@ def verify(root: PathLike | Sequence[PathLike], manifest_path: PathLike, *,
             f"not {len(roots)}; pass the same roots as to `bustware build`")
     problems = mf.check_tree(data, roots, name)
     bad = {p.path for p in problems}
-    own_dir = os.path.realpath(os.path.dirname(name)) + os.sep
+    is_own = _own_files(name)
     files = data["files"]
     seen: set[str] = set()
     for r in roots:
         for path, abs_path, _st, _variants in _walk(r, False):
-            if path in seen or abs_path.startswith(own_dir):
+            if path in seen or is_own(abs_path):
                 continue
             seen.add(path)
             if path not in files:

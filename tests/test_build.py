@@ -164,6 +164,20 @@ def test_out_elsewhere_keeps_the_tree_clean(tree, tmp_path):
     assert assets["app.css"].variants["gzip"].abs_path.startswith(str(tmp_path / "build"))
 
 
+@pytest.mark.parametrize("where", ["parent", "root"])
+def test_a_manifest_beside_or_above_the_files_still_lists_them_all(tree, tmp_path, where):
+    # The manifest's own directory used to be skipped whole: with --out in
+    # the root's parent (or in the root) the build listed no file at all.
+    root = tree({"app.css": TEXT, "js/app.js": b"let a = 1;\n"})
+    out = (tmp_path if where == "parent" else root) / "manifest.json"
+    b.build(root, out=out)
+    listed = json.loads(out.read_text())["files"]
+    assert sorted(listed) == ["app.css", "js/app.js"]
+    assert b.build(root, out=out).new_generation is False  # not its own manifest or store
+    assets = Assets(root, manifest=out)
+    assert sorted(a.path for a in assets) == ["app.css", "js/app.js"]
+
+
 def test_refuses_to_overwrite_a_file_that_is_not_a_bustware_manifest(tree, tmp_path):
     root = tree({"app.css": TEXT})
     foreign = tmp_path / "manifest.json"
