@@ -14,9 +14,12 @@ import gc
 import hashlib
 import logging
 import os
+import shutil
 import stat
+import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Union
@@ -80,8 +83,8 @@ class Asset:
     #: References into the prefix (bustware.references): the logical path
     #: of each file this one references -> the URL written in ``body``, or
     #: None where there is no such file (the reference is left as written).
-    #: A file with links is always held in memory, ``body`` being what is
-    #: served; ``size``/``digest`` are then those of ``body``, ``mtime`` (for
+    #: For a file with links, ``body`` (or the file at ``served_path``) is
+    #: what is served; ``size``/``digest`` are then of those bytes, ``mtime`` (for
     #: Last-Modified) the newest of its own and its references', and
     #: ``mtime_ns`` stays the file's (to notice it changed).
     links: dict[str, str | None] = field(default_factory=dict)
@@ -93,10 +96,21 @@ class Asset:
     integrity: str | None = None
     #: What references.restore() needs to get the file's bytes from body.
     splices: tuple = field(default=(), repr=False)
+    #: Where the served bytes are when they are neither held in ``body`` nor
+    #: the file at ``abs_path``: a rewritten stylesheet too large for the
+    #: memory budget is written to a private file (Assets._spill).
+    served_path: str | None = None
 
     @property
     def busted(self) -> bool:
         return self.version is not None
+
+    def served_bytes(self) -> bytes:
+        """The bytes served for this file, wherever they are kept."""
+        if self.body is not None:
+            return self.body
+        with open(self.served_path or self.abs_path, "rb") as f:
+            return f.read()
 
 
 class Assets:
@@ -150,6 +164,7 @@ class Assets:
         #: URL, so that a CDN can pull from this process; "" for none.
         self.base_url = _check_base_url(base_url)
         self._fresh: dict[str, _refs.Links] = {}
+        self._spill_dir: str | None = None
         self._ref_warned: set[tuple] = set()
         if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
                    for n in (memory_threshold, memory_budget)):
@@ -303,7 +318,7 @@ class Assets:
         for asset in list(self._assets.values()):
             if None not in asset.links.values():
                 continue
-            raw = _refs.restore(asset.body or b"", asset.splices)
+            raw = _refs.restore(asset.served_bytes(), asset.splices)
             for link in _refs.find_links(raw, asset.path, self.prefix).links:
                 if asset.links.get(link.target, "") is None:
                     out.append((asset.path, link.reference.line, link.reference.url, link.target))
@@ -446,9 +461,9 @@ class Assets:
     def _read_links(self, path: str, abs_path: str, body: bytes | None, digest: str,
                     st: os.stat_result) -> tuple[bytes | None, str, os.stat_result]:
         """Find the references into the prefix of a stylesheet or script that
-        _read() just digested. A file with any is held in memory whatever
-        its size, as its served bytes are computed (_link); one without
-        follows the memory policy."""
+        _read() just digested. A file with any is read whole, as its served
+        bytes are computed from it (_link, which then holds or spills them);
+        one without follows the memory policy."""
         counted = body is not None
         if body is None:
             if _refs.kind_of(path) == "js" and not self._tail_may_link(path, abs_path, st):
@@ -545,7 +560,7 @@ class Assets:
                     raw, found = old.body or b"", fresh[m]
                     source_digest = old.digest
                 else:
-                    raw = _refs.restore(old.body or b"", old.splices)
+                    raw = _refs.restore(old.served_bytes(), old.splices)
                     found = _refs.find_links(raw, m, self.prefix)
                     source_digest = old.source_digest or old.digest
                 body, splices = _refs.rewrite(raw, _refs.replacements(found, links))
@@ -556,16 +571,15 @@ class Assets:
                 else:
                     version = None if old.version is None else \
                         self._source(m, old.abs_path, digest, mtime)
-                new = replace(
-                    old, body=body, size=len(body), digest=digest, version=version,
+                self.memory_used -= _held(old) + sum(map(_held, old.variants.values()))
+                held, served_path = self._hold_or_spill(body, digest)
+                assets[m] = replace(
+                    old, body=held, size=len(body), digest=digest, version=version,
                     url=urls[m] if cyclic else self.url_for_version(m, version), mtime=mtime,
                     links=links, source_size=len(raw), source_digest=source_digest,
-                    integrity=None, splices=splices,
+                    integrity=None, splices=splices, served_path=served_path,
                     variants=self._compressed(body, old, variant_paths.get(m, {})),
                 )
-                self.memory_used += (_held(new) + sum(map(_held, new.variants.values()))
-                                     - _held(old) - sum(map(_held, old.variants.values())))
-                assets[m] = new
 
     def _warn_missing(self, path: str, source_digest: str, found: _refs.Links,
                       links: dict[str, str | None]) -> None:
@@ -597,10 +611,42 @@ class Assets:
                 log.info("bustware: not serving %s for %s: %s", encoding, asset.path, exc)
                 continue
             if len(data) < len(body):
-                variants[encoding] = Variant(encoding, abs_path, len(data),
-                                             hashlib.sha256(data).hexdigest(), data,
-                                             asset.mtime_ns)
+                digest = hashlib.sha256(data).hexdigest()
+                held, spilled = self._hold_or_spill(data, digest)
+                if spilled is None:
+                    variants[encoding] = Variant(encoding, abs_path, len(data), digest, held,
+                                                 asset.mtime_ns)
+                else:  # streamed from the private copy, which is its abs_path
+                    variants[encoding] = Variant(encoding, spilled, len(data), digest, None,
+                                                 os.stat(spilled).st_mtime_ns)
         return variants
+
+    def _hold_or_spill(self, data: bytes, digest: str) -> tuple[bytes | None, str | None]:
+        """Keep computed bytes (rewritten, or compressed from rewritten) in
+        memory if the memory policy allows, else in a private file: they
+        exist nowhere else, and the budget is a promise. Returns
+        ``(data, None)`` or ``(None, path)``."""
+        size = len(data)
+        if size <= self.memory_threshold and self.memory_used + size <= self.memory_budget:
+            self.memory_used += size
+            return data, None
+        return None, self._spill(data, digest)
+
+    def _spill(self, data: bytes, digest: str) -> str:
+        """Write ``data`` to this index's private directory, named by its
+        digest, atomically; the directory goes when the index does, and only
+        in the process that made it (gunicorn workers forked from a
+        preloading master share it and must not remove it)."""
+        if self._spill_dir is None:
+            self._spill_dir = tempfile.mkdtemp(prefix="bustware-")
+            weakref.finalize(self, _remove_spill_dir, self._spill_dir, os.getpid())
+        path = os.path.join(self._spill_dir, digest)
+        if not os.path.exists(path):
+            fd, tmp = tempfile.mkstemp(dir=self._spill_dir)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        return path
 
     def _missing_url(self, path: str) -> str:
         if self.strict:
@@ -632,6 +678,11 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def _remove_spill_dir(path: str, owner_pid: int) -> None:
+    if os.getpid() == owner_pid:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _unchanged(asset: Asset, st: os.stat_result) -> bool:

@@ -477,7 +477,7 @@ def _record(asset, root_index: int, source: _Info, encodings: Sequence[str], sto
     else:
         # Served bytes differ from the file (references rewritten): they
         # live in the store, and so do their variants, made from them.
-        body = asset.body
+        body = asset.served_bytes() if asset.served_path is not None else asset.body
         if body is None:
             raise mf.ManifestError(
                 f"bustware: {asset.abs_path!r} changed while the build read it; "
@@ -489,8 +489,13 @@ def _record(asset, root_index: int, source: _Info, encodings: Sequence[str], sto
         # beside the file; the build adds those it was asked for.
         built = {}
         for encoding, variant in asset.variants.items():
-            if variant.body is not None:
-                built[encoding] = (_put(store, variant.body), len(variant.body))
+            # Made from the rewritten bytes: held, or in the index's private
+            # file (its abs_path), never the stale file beside the source.
+            data = variant.body
+            if data is None:
+                with open(variant.abs_path, "rb") as f:
+                    data = f.read()
+            built[encoding] = (_put(store, data), len(data))
         wanted = [e for e in encodings if e not in built and is_compressible(asset.path)]
         built.update(_compress(body, wanted, store))
     for encoding, (digest, size) in built.items():

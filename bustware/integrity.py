@@ -62,11 +62,13 @@ def asset_integrity(asset: Asset) -> tuple[str, bool]:
     if asset.body is not None:
         return sri(asset.body), True
     h = hashlib.sha384()
-    with open(asset.abs_path, "rb") as f:
+    with open(asset.served_path or asset.abs_path, "rb") as f:
         st = os.fstat(f.fileno())
         while chunk := f.read(_CHUNK):
             h.update(chunk)
-    fresh = (st.st_size, st.st_mtime_ns) == (asset.size, asset.mtime_ns)
+    # A private copy of rewritten bytes never changes; a file of the tree may.
+    fresh = asset.served_path is not None or \
+        (st.st_size, st.st_mtime_ns) == (asset.size, asset.mtime_ns)
     return sri_from_digest(h.digest()), fresh
 
 

@@ -73,7 +73,12 @@ class _Entry:
         self.asset = asset
         # The query string of the current URL, in the query style.
         self.query = query
-        self.identity = _Rep("identity", asset, asset, asset.mtime_ns)
+        if asset.served_path is None:
+            self.identity = _Rep("identity", asset, asset, asset.mtime_ns)
+        else:  # rewritten bytes kept in a private file: stream that one
+            self.identity = _Rep("identity", asset, asset,
+                                 os.stat(asset.served_path).st_mtime_ns)
+            self.identity.abs_path = asset.served_path
         self.reps = {"identity": self.identity}
         for variant in asset.variants.values():
             self.reps[variant.encoding] = _Rep(variant.encoding, variant, asset, variant.mtime_ns)

@@ -214,7 +214,7 @@ def test_autorefresh_edit_of_the_stylesheet_itself(tree):
     assert assets["app.css"].links == {"y.png": assets.url("y.png")}
 
 
-def test_rewritten_files_are_held_in_memory_whatever_the_threshold(tree, fetch):
+def test_rewritten_files_over_the_threshold_are_kept_in_a_private_file(tree, fetch):
     big_png = b"\x89PNG" + b"\0" * 5000
     css = b"a{background:url(big.png)}" + b" " * 5000
     root = tree({"app.css": css, "big.png": big_png, "plain.css": b"p{}" + b" " * 5000})
@@ -222,10 +222,13 @@ def test_rewritten_files_are_held_in_memory_whatever_the_threshold(tree, fetch):
     assert app.assets["big.png"].body is None  # streamed, as the policy says
     assert app.assets["plain.css"].body is None  # no references: same policy
     served = css.replace(b"big.png", f"/static/big.{v(big_png)}.png".encode())
-    assert app.assets["app.css"].body == served
+    rewritten = app.assets["app.css"]
+    assert rewritten.body is None and rewritten.served_path is not None  # the same policy
+    assert rewritten.served_bytes() == served
+    assert (root / "app.css").read_bytes() == css  # the user's file is untouched
     r = fetch(app, app.url("app.css"))
     assert r.body == served and r.header("Content-Length") == str(len(served))
-    assert app.assets.memory_used >= len(served)
+    assert app.assets.memory_used == 0
 
 
 def test_large_script_source_map(tree, fetch):
@@ -235,7 +238,7 @@ def test_large_script_source_map(tree, fetch):
     root = tree({"js/app.js": js, "js/app.js.map": cssmap, "js/nomap.js": code})
     app = Bustware(None, root, memory_threshold=1024)
     served = code + f"//# sourceMappingURL=/static/js/app.js.{v(cssmap)}.map\n".encode()
-    assert app.assets["js/app.js"].body == served
+    assert app.assets["js/app.js"].served_bytes() == served
     assert app.url("js/app.js") == f"/static/js/app.{v(served)}.js"
     assert app.assets["js/nomap.js"].body is None
     r = fetch(app, app.url("js/app.js"))
