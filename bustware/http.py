@@ -108,17 +108,23 @@ def resolve_ranges(header: str, length: int) -> RangeResult:
     """
     if len(header) > MAX_RANGE_HEADER:
         return None
+    # The suffix range "-0" asks for the last zero bytes: unsatisfiable on
+    # its own (RFC 9110 14.1.1). werkzeug reads it as "0-" (3.1.8) or
+    # refuses the whole header (3.1.9), so drop such items before parsing.
+    unit, _, spec = header.partition("=")
+    items = [item.strip() for item in spec.split(",")]
+    kept = [i for i in items if not (i[:1] == "-" and i[1:].isdigit() and not i[1:].strip("0"))]
+    if len(kept) < len(items) and unit.strip().lower() == "bytes":
+        if not kept:
+            return []
+        header = f"{unit}={', '.join(kept)}"
     parsed = parse_range_header(header)
     if parsed is None or parsed.units != "bytes":
         return None
-    # werkzeug reads the suffix range "-0" as (0, None), the same as "0-";
-    # it is "the last zero bytes" (RFC 9110 14.1.1), so unsatisfiable. The
-    # items are in the order werkzeug returned them, so zip pairs them up.
-    items = header.partition("=")[2].split(",")
     ranges: Ranges = []
-    for (start, stop), item in zip(parsed.ranges, items):
-        if start < 0 or (stop is None and item.lstrip().startswith("-")):  # suffix "-N"
-            if start == 0 or length == 0:
+    for start, stop in parsed.ranges:
+        if start < 0:  # suffix "-N"
+            if length == 0:
                 continue
             ranges.append((max(0, length + start), length))
         elif start < length:

@@ -767,3 +767,12 @@ def test_single_range_matches_the_rfc(first, last, length):
         assert got == []  # unsatisfiable: 416
     else:
         assert got == [(first, min(last + 1, length))]
+
+
+def test_zero_length_suffix_items_are_unsatisfiable_whatever_the_werkzeug_version():
+    # werkzeug 3.1.8 reads "-0" as "0-", 3.1.9 refuses the whole header.
+    assert resolve_ranges("bytes=-0", 100) == []
+    assert resolve_ranges("bytes=-0, -000", 100) == []
+    assert resolve_ranges("bytes=0-0,-0", 100) == [(0, 1)]
+    assert resolve_ranges("bytes=-0, 5-9", 100) == [(5, 10)]
+    assert resolve_ranges("items=-0", 100) is None
