@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import os
 
-from ..middleware import Bustware
+from ..middleware import Bustware, _not_found
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
@@ -40,10 +40,7 @@ def make_app(**options) -> Bustware:
 
     def page(environ, start_response):
         if environ.get("PATH_INFO", "/") != "/":
-            body = b"Not Found\n"
-            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
-                                             ("Content-Length", str(len(body)))])
-            return [body]
+            return _not_found(environ, start_response)
         url = app.url
         body = PAGE.format(css=html.escape(url("css/site.css")),
                            js=html.escape(url("js/app.js")),
