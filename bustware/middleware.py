@@ -67,23 +67,52 @@ class _Rep:
 
 
 class _Entry:
-    __slots__ = ("asset", "identity", "offers", "query", "reps")
+    """A file as the middleware serves it: its representations (identity and
+    precompressed variants) with every header list built ahead.
 
-    def __init__(self, asset: Asset, query: str | None) -> None:
+    The representations are built on the file's first request (``build``),
+    not when the routing table is: a large tree starts in half the time, and
+    files nobody asks for cost nothing. Until then ``identity`` is None,
+    which the request path tests (a plain slot and an ``is None``: a
+    ``__getattr__`` hook instead would slow every attribute read of the class).
+    """
+
+    __slots__ = ("asset", "identity", "offers", "owner", "query", "reps")
+
+    def __init__(self, asset: Asset, query: str | None, owner: Bustware) -> None:
         self.asset = asset
         # The query string of the current URL, in the query style.
         self.query = query
-        if asset.served_path is None:
-            self.identity = _Rep("identity", asset, asset, asset.mtime_ns)
-        else:  # rewritten bytes kept in a private file: stream that one
-            self.identity = _Rep("identity", asset, asset,
-                                 os.stat(asset.served_path).st_mtime_ns)
-            self.identity.abs_path = asset.served_path
-        self.reps = {"identity": self.identity}
-        for variant in asset.variants.values():
-            self.reps[variant.encoding] = _Rep(variant.encoding, variant, asset, variant.mtime_ns)
-        # None when there is nothing to negotiate: the hot path tests it first.
-        self.offers = tuple(e for e in http.ENCODING_PREFERENCE if e in self.reps) or None
+        self.owner = owner
+        self.identity: _Rep | None = None
+        #: The codings to negotiate among; None when there are none.
+        self.offers: tuple[str, ...] | None = None
+        self.reps: dict[str, _Rep] = {}
+
+    def build(self) -> _Rep:
+        """Build the representations and their headers; return identity."""
+        with self.owner._entries_lock:
+            if self.identity is not None:  # another thread was first
+                return self.identity
+            asset = self.asset
+            if asset.served_path is None:
+                identity = _Rep("identity", asset, asset, asset.mtime_ns)
+            else:  # rewritten bytes kept in a private file: stream that one
+                identity = _Rep("identity", asset, asset,
+                                os.stat(asset.served_path).st_mtime_ns)
+                identity.abs_path = asset.served_path
+            reps = {"identity": identity}
+            for variant in asset.variants.values():
+                reps[variant.encoding] = _Rep(variant.encoding, variant, asset,
+                                              variant.mtime_ns)
+            offers = tuple(e for e in http.ENCODING_PREFERENCE if e in reps) or None
+            self.owner._fill_headers(asset, reps, offers)
+            # Published complete, identity last: a thread that finds it set
+            # finds the rest set too.
+            self.reps = reps
+            self.offers = offers
+            self.identity = identity
+        return identity
 
 
 class Bustware:
@@ -153,6 +182,7 @@ class Bustware:
         self._rewrite = mode == "rewrite"
         self._autorefresh = self.assets.autorefresh
         self._routes_lock = threading.Lock()
+        self._entries_lock = threading.Lock()
         self.prefix = self.assets.prefix
         self.cache_control = cache_control
         # The Cache-Control header of each kind of URL, by CURRENT, PLAIN, OUTDATED.
@@ -197,6 +227,8 @@ class Bustware:
         if kind == OUTDATED or self._rewrite or (method != "GET" and method != "HEAD"):
             return self._serve(environ, start_response, entry, kind)
         rep = entry.identity
+        if rep is None:  # the file's first request
+            rep = entry.build()
         if entry.offers is not None:
             rep = entry.reps[self._negotiator.choose(
                 environ.get("HTTP_ACCEPT_ENCODING"), entry.offers)]
@@ -229,8 +261,7 @@ class Bustware:
         for asset in self.assets:
             entry = self._entries.get(asset.path)
             if entry is None or entry.asset is not asset:
-                entry = _Entry(asset, asset.url.partition("?")[2] or None)
-                self._fill_headers(entry)
+                entry = self._entry(asset)
             entries[asset.path] = entry
             # A URL with no query in the query style: a file a bundler named
             # with its hash, current at its own name.
@@ -254,8 +285,7 @@ class Bustware:
         # view only has the current bytes.
         old_entries: dict[tuple[str, str | None], _Entry] = {}
         for asset in () if self._rewrite else self.assets.old_versions:
-            entry = _Entry(asset, asset.url.partition("?")[2] or None)
-            self._fill_headers(entry)
+            entry = self._entry(asset)
             old_entries[(asset.path, asset.version)] = entry
             if not self._query:
                 routes.setdefault(_wsgi_path(asset.url), (entry, CURRENT))
@@ -264,13 +294,21 @@ class Bustware:
         self._routes = routes
         self._generation = generation
 
-    def _fill_headers(self, entry: _Entry) -> None:
-        asset = entry.asset
+    def _entry(self, asset: Asset) -> _Entry:
+        entry = _Entry(asset, asset.url.partition("?")[2] or None, self)
+        if self.add_headers is not None:
+            # The user's hook runs now, so that its mistakes are found when
+            # the middleware is made, not on some file's first request.
+            entry.build()
+        return entry
+
+    def _fill_headers(self, asset: Asset, reps: dict[str, _Rep],
+                      offers: tuple[str, ...] | None) -> None:
         # Accept-Ranges tells media players and download resumers they may ask
         # for parts, as nginx does.
         shared = [("Accept-Ranges", "bytes"), ("X-Content-Type-Options", "nosniff")]
         cached = []  # what a 304 repeats (RFC 9110 15.4.5)
-        if entry.offers is not None:
+        if offers is not None:
             cached.append(("Vary", "Accept-Encoding"))
         if self.allow_origin is not None:
             cached.append(("Access-Control-Allow-Origin", self.allow_origin))
@@ -288,7 +326,7 @@ class Bustware:
         last_modified = ("Last-Modified", _http_date(asset.mtime))
         tail = shared + cached + extra
         policies = self._policies
-        for rep in entry.reps.values():
+        for rep in reps.values():
             etag = ("ETag", rep.quoted_etag)
             full = [("Content-Type", asset.content_type), ("Content-Length", str(rep.size)),
                     etag, last_modified]
@@ -357,6 +395,8 @@ class Bustware:
         # (A file whose references bustware rewrote: its version names the
         # rewritten bytes, which only bustware has, so bustware sends them.)
         rep = entry.identity
+        if rep is None:  # the file's first request
+            rep = entry.build()
         if entry.offers is not None:
             rep = entry.reps[self._negotiator.choose(
                 environ.get("HTTP_ACCEPT_ENCODING"), entry.offers)]

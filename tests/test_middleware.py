@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 
 import pytest
-from conftest import fallback_app
+from conftest import fallback_app, via_werkzeug
 from werkzeug.http import http_date
 
 from bustware import Assets, Bustware
@@ -259,3 +260,38 @@ def test_development_mode_serves_the_edit_at_its_new_url(root, fetch):
     assert (r.body, r.header("Cache-Control")) == (b"body { color: red }", IMMUTABLE)
     r = fetch(app, old)
     assert (r.body, r.header("Cache-Control")) == (b"body { color: red }", "no-store")
+
+
+def test_header_lists_are_built_on_a_files_first_request_once(root, monkeypatch):
+    calls = []
+    real = Bustware._fill_headers
+
+    def counting(self, asset, reps, offers):
+        calls.append(asset.path)
+        return real(self, asset, reps, offers)
+
+    monkeypatch.setattr(Bustware, "_fill_headers", counting)
+    app = Bustware(fallback_app, root)
+    assert calls == []  # nothing built at startup: a large tree starts fast
+    barrier = threading.Barrier(8)
+    results = []
+
+    def first_request():
+        barrier.wait()
+        results.append(via_werkzeug(app, app.url("css/app.css")))
+
+    threads = [threading.Thread(target=first_request) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert calls == ["css/app.css"]  # once, whichever thread came first
+    assert len(results) == 8
+    for r in results:
+        assert (r.status, r.body, r.header("Cache-Control")) == (200, CSS, IMMUTABLE)
+        assert r.header("ETag") == etag_of(CSS)
+
+
+def test_add_headers_mistakes_are_found_at_startup(root):
+    with pytest.raises(ValueError, match="add_headers"):
+        Bustware(fallback_app, root, add_headers=lambda asset: [("Bad Name", "x")])
