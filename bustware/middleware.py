@@ -1,9 +1,10 @@
 """The WSGI middleware: strips the version from a static URL and serves the
 file with the cache policy that URL earns.
 
-Every response header list is built once per file when the routing table is
-built; a request for a current URL costs one dictionary lookup, a method
-check, a look for conditional headers and a list copy (see ``__call__``).
+Every response header list is built once per file, on its first request
+(``_Entry.build``); after that a request for a current URL costs one
+dictionary lookup, a method check, a look for conditional headers and a list
+copy (see ``__call__``).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class _Rep:
 
 class _Entry:
     """A file as the middleware serves it: its representations (identity and
-    precompressed variants) with every header list built ahead.
+    precompressed variants) with their header lists, one per kind of URL.
 
     The representations are built on the file's first request (``build``),
     not when the routing table is: a large tree starts in half the time, and
@@ -251,7 +252,8 @@ class Bustware:
     # -- everything else ----------------------------------------------------
 
     def _build_routes(self) -> None:
-        """Build every header list and the URL -> (entry, kind) table."""
+        """Build the URL -> (entry, kind) table; header lists come later,
+        per file, on its first request."""
         # Read before the files: a scan in another thread that lands while
         # we build must leave the generation unmatched, so that the next
         # request builds again (a scan stores its files, then counts up).
