@@ -209,8 +209,9 @@ def _missing_message(path: str) -> str:
 
 def _under_test_runner() -> bool:
     """Whether Django's setup_test_environment() is in effect (manage.py
-    test, pytest-django); sys.modules, so that production never imports
-    django.test for this."""
+    test, pytest-django). Django keeps what it will restore on the private
+    _TestState, and offers no public way to ask; sys.modules, as this is
+    asked without importing django.test."""
     utils = sys.modules.get("django.test.utils")
     return utils is not None and hasattr(getattr(utils, "_TestState", None), "saved_data")
 
