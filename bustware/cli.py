@@ -74,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "url":
             assets = Assets(args.root, args.prefix, style=args.style)
+            assets.option_advice = lambda name, value: None  # no such option here
             print(assets.url(args.path))
         elif args.command == "serve":
             bust = Bustware(None, args.root, args.prefix, style=args.style)
@@ -147,7 +148,7 @@ def _count(text: str) -> int:
 def _build_command(args) -> int:
     from . import build as b
     from .compress import CodecUnavailable
-    from .manifest import default_path
+    from .manifest import build_command, default_path, read
 
     try:
         if args.command == "build":
@@ -160,7 +161,9 @@ def _build_command(args) -> int:
                              compress=codings, keep=args.keep,
                              progress=progress)
             for warning in report.warnings:
-                print(f"bustware: warning: {warning}", file=sys.stderr)
+                # --quiet prints only errors: a file left out of the manifest.
+                if not args.quiet or warning.startswith("cannot read"):
+                    print(f"bustware: warning: {warning}", file=sys.stderr)
             if not args.quiet:
                 print(report.summary())
             return 0
@@ -172,7 +175,12 @@ def _build_command(args) -> int:
                       f"({len(problems)} problem{'s' if len(problems) != 1 else ''}):")
                 for problem in problems:
                     print(f"  {problem}")
-                print(f"Rebuild it: bustware build {' '.join(args.roots)}")
+                command = build_command(read(manifest), manifest, args.roots)
+                if any(p.broken_reference for p in problems):
+                    print("Fix each reference to a missing file (correct it, or add the file "
+                          f"it names; a rebuild alone does not), then rebuild: {command}")
+                else:
+                    print(f"Rebuild it: {command}")
                 return 1
             print(f"bustware: {manifest} matches the files under {' '.join(args.roots)}")
             return 0

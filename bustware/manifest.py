@@ -22,6 +22,7 @@ A JSON object; unknown keys are ignored, missing or mistyped ones refused::
                    "base_url": "", "rewrite_references": true,
                    "roots": 1},             # what the URLs were built with
       "keep": 2,                            # earlier generations kept (--keep)
+      "compress": ["br", "gzip"],           # codings made (--compress); optional
       "generation": 7,                      # goes up when a version changes
       "built_at": "2026-01-02T03:04:05Z",   # UTC; SOURCE_DATE_EPOCH if set
       "stored": true,                       # objects/ holds this generation's bytes
@@ -78,9 +79,10 @@ import json
 import logging
 import os
 import re
+import shlex
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import quote
@@ -137,6 +139,8 @@ class Problem:
 
     path: str  # logical path, or the object's file name
     reason: str
+    #: A reference to a file that does not exist: no rebuild fixes it.
+    broken_reference: bool = False
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -498,15 +502,39 @@ def _compare(abs_path: str, size: int, mtime_ns: int | None) -> str | None:
     return None
 
 
-def describe(problems: list[Problem], manifest_path: str, roots: list[str]) -> str:
+def build_command(data: dict[str, Any], manifest_path: PathLike, roots: Sequence[str]) -> str:
+    """The ``bustware build`` command line that remakes this manifest where it
+    is, with the options it was built with: advice that leaves out ``--out``
+    or ``--prefix`` would make a manifest nobody loads, or one refused."""
+    path = os.path.abspath(os.fspath(manifest_path))
+    args = ["bustware", "build", *roots]
+    if path != default_path(roots[0]):
+        args += ["--out", path]
+    settings = data.get("settings", {})
+    compress = data.get("compress")
+    if compress:
+        args += ["--compress", ",".join(compress)]
+    for key, flag, default in (("prefix", "--prefix", "/static/"),
+                               ("style", "--style", "filename"),
+                               ("query_param", "--query-param", "v"),
+                               ("base_url", "--base-url", "")):
+        value = settings.get(key)
+        if isinstance(value, str) and value != default:
+            args += [flag, value]
+    return shlex.join(args)
+
+
+def describe(problems: list[Problem], manifest_path: str, roots: list[str],
+             data: dict[str, Any] | None = None) -> str:
     shown = "\n".join(f"  {p}" for p in problems[:_SHOWN])
     more = len(problems) - _SHOWN
     if more > 0:
         shown += f"\n  ... and {more} more"
     root_args = " ".join(roots)
+    command = build_command(data or {}, manifest_path, roots)
     return (f"bustware: the manifest {manifest_path!r} does not match the files under "
             f"{root_args} ({len(problems)} problem{'s' if len(problems) != 1 else ''}):\n"
-            f"{shown}\nRebuild it with `bustware build {root_args}` after the files change.")
+            f"{shown}\nRebuild it with `{command}` after the files change.")
 
 
 # -- loading into an index -------------------------------------------------
@@ -536,7 +564,7 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
     if check != "off":
         problems = check_tree(data, roots, name)
         if problems:
-            message = describe(problems, name, roots)
+            message = describe(problems, name, roots, data)
             if check == "error":
                 raise ManifestError(
                     message + " Or pass manifest_check='warn' to start anyway."
@@ -714,6 +742,7 @@ def _check_settings(assets: Assets, settings: dict, name: str) -> None:
             raise ManifestError(
                 f"bustware: the manifest {name!r} was built with {key}={settings.get(key)!r} "
                 f"but this index has {key}={value!r}; pass the same {key}, or rebuild the "
-                "manifest with it (`bustware build ROOT --prefix ... --style ... "
-                "--base-url ...`)"
+                "manifest with it: `"
+                + build_command({"settings": settings_of(assets)}, name, assets.roots)
+                + "`"
             )
