@@ -42,10 +42,33 @@ def _add_index_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(app, host: str, port: int) -> None:
-    from werkzeug.serving import run_simple
+    import socket
 
-    print(f"bustware: serving on http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
-    run_simple(host, port, app, threaded=True)
+    from werkzeug.serving import make_server
+
+    # Bind here, before saying where we serve: a port in use is then an error
+    # naming --port, where werkzeug would print its own and exit. The bound
+    # socket is handed to werkzeug, so no other program can take the port
+    # in between.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        server = make_server(host, port, app, threaded=True, fd=sock.fileno())
+    except OSError as exc:
+        raise OSError(
+            f"bustware: cannot listen on {host}:{port} ({exc.strerror or exc}); another "
+            f"program may be using that port: choose another with --port, e.g. "
+            f"--port {port + 1 if port < 65535 else 8080}"
+        ) from None
+    finally:
+        sock.close()  # werkzeug holds its own copy of the socket
+    print(f"bustware: serving on http://{host}:{port}/ (Ctrl+C to stop)\n"
+          "bustware: this quick-look server (werkzeug's development server) is not for "
+          "production; bustware's middleware is: run your app under gunicorn or another "
+          "WSGI server (see the README).", flush=True)
+    server.serve_forever()  # returns on Ctrl+C, the socket closed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,6 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     demo = sub.add_parser("demo", help="run the bundled demo site on 127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--dir", metavar="DIR",
+                      help="serve the demo's files from DIR, copying them there first "
+                           "(files already in DIR are kept), so that you can edit them")
+    demo.add_argument("--autorefresh", action="store_true",
+                      help="development mode: an edited file gets a new URL on the next "
+                           "page load, without a restart")
 
     _add_build_commands(sub)
 
@@ -81,9 +110,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             bust.app = _index_app(bust)
             _run(bust, "127.0.0.1", args.port)
         elif args.command == "demo":
-            from .demo.app import make_app
+            from .demo.app import STATIC, copy_files, make_app
 
-            _run(make_app(), "127.0.0.1", args.port)
+            root = STATIC
+            if args.dir is not None:
+                root = copy_files(args.dir)
+            if args.autorefresh:
+                print(f"bustware: development mode: edit the files under {root} and reload "
+                      "the page", flush=True)
+                if args.dir is None:
+                    print("bustware: (these are bustware's own files; `bustware demo --dir "
+                          "mydemo --autorefresh` serves a copy to edit)", flush=True)
+            # A scan per request costs nothing for the demo's few files, and
+            # an edit then shows on the very next reload.
+            options = {"autorefresh": True, "refresh_interval": 0} if args.autorefresh else {}
+            _run(make_app(root, **options), "127.0.0.1", args.port)
     except (ValueError, TypeError, AssetNotFound) as exc:
         print(exc, file=sys.stderr)  # the message already starts with "bustware:"
         return 2

@@ -99,3 +99,50 @@ def test_verify_says_to_fix_a_broken_reference(tree):
     assert lines[-1].startswith("Fix each reference to a missing file (correct it, or add "
                                 "the file it names; a rebuild alone does not), then rebuild:")
     assert "Rebuild it:" not in r.stdout
+
+
+def test_demo_on_a_taken_port_names_port_and_says_nothing_else(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        r = run("demo", "--port", str(port))
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert r.stderr.startswith(f"bustware: cannot listen on 127.0.0.1:{port} (")
+    assert f"choose another with --port, e.g. --port {port + 1}" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.server
+def test_demo_dir_autorefresh_serves_an_edited_copy(tmp_path):
+    import hashlib
+    import re
+
+    from conftest import free_port, serving
+    from test_cli import DEMO_STATIC, get
+
+    mine = tmp_path / "mydemo"
+    (mine / "js").mkdir(parents=True)
+    (mine / "js" / "app.js").write_bytes(b"// mine\n")  # kept, not overwritten
+    port = free_port()
+    argv = [sys.executable, "-m", "bustware", "demo", "--dir", str(mine), "--autorefresh",
+            "--port", str(port)]
+    with serving(argv, port) as server:
+        status, _, page = get(server.url, "/")
+        css_url, js_url = re.findall(r'(?:href|src)="(/static/[^"]+\.(?:css|js))"',
+                                     page.decode())
+        assert get(server.url, css_url)[2] == (DEMO_STATIC / "css/site.css").read_bytes()
+        assert get(server.url, js_url)[2] == b"// mine\n"
+        edited = b"body { background: #ffd; }\n"
+        (mine / "css" / "site.css").write_bytes(edited)
+        new_url = f"/static/css/site.{hashlib.sha256(edited).hexdigest()[:12]}.css"
+        assert new_url.encode() in get(server.url, "/")[2]
+        status, headers, body = get(server.url, new_url)
+        assert (status, body) == (200, edited)
+        assert headers["cache-control"] == "max-age=31536000, immutable"
+    assert "development mode: edit the files under " + str(mine) in server.output
+    assert "not for production; bustware's middleware is" in server.output
+    assert (mine / "img" / "logo.svg").read_bytes() == (DEMO_STATIC / "img/logo.svg").read_bytes()
