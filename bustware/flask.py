@@ -78,6 +78,12 @@ MIDDLEWARE_OPTIONS = _keyword_options(_Middleware)
 OPTIONS = ASSETS_OPTIONS + MIDDLEWARE_OPTIONS
 
 
+class _FlaskAssets(Assets):
+    # A class attribute, not set after construction: messages raised while
+    # loading a manifest name the config key too.
+    option_advice = staticmethod(_advice)
+
+
 class Bustware:
     """The Flask extension. ``Bustware(app, **options)`` or
     ``ext = Bustware(**options); ext.init_app(app)``."""
@@ -241,9 +247,7 @@ class _State:
                 manifest = found
         if manifest is not None:
             options["manifest"] = manifest
-        assets = Assets(folder, prefix, **options)
-        assets.option_advice = _advice  # type: ignore[method-assign]
-        return assets
+        return _FlaskAssets(folder, prefix, **options)
 
     def _build_chain(self) -> None:
         chain = self.base

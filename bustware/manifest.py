@@ -566,8 +566,9 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
         if problems:
             message = describe(problems, name, roots, data)
             if check == "error":
+                advice = assets.option_advice("manifest_check", "warn")
                 raise ManifestError(
-                    message + " Or pass manifest_check='warn' to start anyway."
+                    message + (f" Or, to start anyway, {advice}." if advice else "")
                 )
             log.warning("%s", message)
             missing = {p.path for p in problems if p.reason == "missing"}

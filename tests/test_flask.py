@@ -365,3 +365,15 @@ def test_missing_file_error_names_the_flask_config_key(project):
         url_for("static", filename="nope.css")
     assert "app.config['BUSTWARE_STRICT'] = False" in str(err.value)
     assert "strict=False" not in str(err.value)
+
+
+def test_stale_manifest_error_names_the_flask_config_key(project):
+    from bustware.build import build
+    from bustware.manifest import ManifestError
+
+    build(project / "static")
+    (project / "static" / "css" / "app.css").write_bytes(CSS + b"/* edited */")
+    with pytest.raises(ManifestError) as err:
+        make_app(project)
+    assert "set app.config['BUSTWARE_MANIFEST_CHECK'] = 'warn'" in str(err.value)
+    assert f"`bustware build {project / 'static'}`" in str(err.value)
