@@ -151,6 +151,16 @@ def default_path(root: PathLike) -> str:
     return os.path.join(os.path.abspath(os.fspath(root)), MANIFEST_DIR, MANIFEST_NAME)
 
 
+def _build_at(manifest_path: PathLike) -> str:
+    """The start of the ``bustware build`` command that writes a manifest at
+    ``manifest_path`` (for messages about one that cannot be read)."""
+    path = os.path.abspath(os.fspath(manifest_path))
+    parent = os.path.dirname(path)
+    if os.path.basename(path) == MANIFEST_NAME and os.path.basename(parent) == MANIFEST_DIR:
+        return shlex.join(["bustware", "build", os.path.dirname(parent)])
+    return "bustware build ROOT --out " + shlex.quote(path)
+
+
 def objects_dir(manifest_path: PathLike) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(os.fspath(manifest_path))), "objects")
 
@@ -172,7 +182,7 @@ def read(path: PathLike) -> dict[str, Any]:
             raw = f.read()
     except FileNotFoundError:
         raise ManifestError(
-            f"bustware: no manifest at {name!r}; make it with `bustware build ROOT` "
+            f"bustware: no manifest at {name!r}; make it with `{_build_at(name)}` "
             "(or pass the --out path you built it with)"
         ) from None
     except OSError as exc:
@@ -182,7 +192,7 @@ def read(path: PathLike) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(
             f"bustware: the manifest {name!r} is not valid JSON ({exc}); it is damaged: "
-            "rebuild it with `bustware build ROOT`"
+            f"rebuild it with `{_build_at(name)}` and the options it was built with"
         ) from None
     validate(data, name)
     return data
@@ -199,8 +209,8 @@ def validate(data: Any, name: str) -> None:
     if version != SCHEMA_VERSION:
         raise ManifestError(
             f"bustware: the manifest {name!r} has schema_version {version!r}, and this "
-            f"bustware reads only {SCHEMA_VERSION}; rebuild it with `bustware build ROOT` "
-            "using the bustware version that serves it"
+            f"bustware reads only {SCHEMA_VERSION}; rebuild it with `{_build_at(name)}` "
+            "and the options it was built with, using the bustware version that serves it"
         )
     bad = _Bad(name)
     settings = data.get("settings")
@@ -272,7 +282,7 @@ class _Bad:
     def __call__(self, where: str, what: str) -> None:
         raise ManifestError(
             f"bustware: the manifest {self.name!r} is damaged: {where}: {what}; "
-            "rebuild it with `bustware build ROOT`"
+            f"rebuild it with `{_build_at(self.name)}` and the options it was built with"
         )
 
 

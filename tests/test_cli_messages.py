@@ -146,3 +146,18 @@ def test_demo_dir_autorefresh_serves_an_edited_copy(tmp_path):
     assert "development mode: edit the files under " + str(mine) in server.output
     assert "not for production; bustware's middleware is" in server.output
     assert (mine / "img" / "logo.svg").read_bytes() == (DEMO_STATIC / "img/logo.svg").read_bytes()
+
+
+def test_damaged_manifest_error_names_where_to_rebuild(root, tmp_path):
+    elsewhere = tmp_path / "release" / "manifest.json"
+    build(root, elsewhere)
+    elsewhere.write_text("{")
+    r = run("verify", str(root), "--manifest", str(elsewhere))
+    assert r.returncode == 2
+    assert f"rebuild it with `bustware build ROOT --out {elsewhere}` and the options it was " \
+           "built with" in r.stderr
+    build(root)
+    (root / ".bustware" / "manifest.json").write_text("{")
+    r = run("verify", str(root))
+    assert r.returncode == 2
+    assert f"rebuild it with `bustware build {root}` and the options" in r.stderr
