@@ -151,7 +151,9 @@ class _State:
         # folder's (or a mapping endpoint -> path); a folder without one uses
         # its own .bustware/manifest.json when it exists.
         manifest = self.assets_options.pop("manifest", None)
-        if manifest is None or isinstance(manifest, dict):
+        # False: no manifest anywhere, not even one found in a folder.
+        self.find_manifests = manifest is not False
+        if manifest is None or manifest is False or isinstance(manifest, dict):
             self.manifests = dict(manifest or {})
         else:
             self.manifests = {"static": manifest}
@@ -241,7 +243,7 @@ class _State:
             # Debug decides: development rescans the files; a manifest is
             # the production snapshot.
             manifest = None
-        elif manifest is None and not options["autorefresh"]:
+        elif manifest is None and not options["autorefresh"] and self.find_manifests:
             found = default_path(folder)
             if os.path.isfile(found):
                 manifest = found
