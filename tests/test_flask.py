@@ -357,6 +357,10 @@ def test_bustware_manifest_is_the_app_folders_with_a_blueprint_folder(project, t
         assert ext.assets("admin.static").manifest_path == str(tmp_path / "admin" / "m.json")
     with pytest.raises(ValueError, match="'admin'"):
         make_app(project, {"BUSTWARE_MANIFEST": {"admin": str(out)}})
+    # Debug: development mode, which scans the files.
+    app, ext = make_app(project, {"BUSTWARE_MANIFEST": str(out), "DEBUG": True})
+    with app.app_context():
+        assert ext.assets().manifest_path is None and ext.assets().autorefresh is True
     # False: none, not even the folder's own.
     build(project / "static")
     app, ext = make_app(project, {"BUSTWARE_MANIFEST": False})
