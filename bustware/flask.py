@@ -62,7 +62,6 @@ def _advice(name: str, value: Any) -> str:
     return f"set app.config[{'BUSTWARE_' + name.upper()!r}] = {value!r}"
 
 
-
 def _keyword_options(*callables) -> tuple[str, ...]:
     names = []
     for func in callables:
@@ -101,8 +100,7 @@ class Bustware:
                 f"bustware: init_app() was already called for the app {app.name!r}; "
                 "call it once per app"
             )
-        resolved = _resolve(app, {**self.options, **options})
-        state = _State(app, resolved)
+        state = _State(app, _resolve(app, {**self.options, **options}))
         app.extensions[_KEY] = state
         app.url_defaults(state.url_defaults)
         app.add_template_global(static_url, "static_url")

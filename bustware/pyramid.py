@@ -22,7 +22,8 @@ Options are keyword arguments of :class:`BustwareCacheBuster` or of the
 directive; the directive also reads the deployment settings ``bustware.*``
 (``bustware.mode = rewrite``, ``bustware.autorefresh = true``, in the .ini
 file), keyword arguments winning. ``pyramid.reload_assets = true`` (or
-``pyramid.reload_all``) turns ``autorefresh`` on unless it is set.
+``pyramid.reload_all``) turns ``autorefresh`` on, and any manifest off, unless
+``autorefresh`` is set.
 """
 
 from __future__ import annotations
@@ -149,8 +150,11 @@ def add_bustware_static_view(config, name: str, path: str, *, cache_max_age: int
     settings = config.registry.settings or {}
     merged = {**_from_settings(settings), **options}
     if "autorefresh" not in merged and _reload_assets(settings):
-        # Pyramid's own switch for "assets change under the running app".
+        # Pyramid's own switch for "assets change under the running app":
+        # development mode, which scans the files (a manifest is the
+        # production snapshot), as Flask's debug does.
         merged["autorefresh"] = True
+        merged.pop("manifest", None)
     route_prefix = (config.route_prefix or "").strip("/")
     prefix = "/" + "/".join(p for p in (route_prefix, name.strip("/")) if p) + "/"
     root = AssetResolver(config.package).resolve(path).abspath()

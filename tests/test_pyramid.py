@@ -191,6 +191,17 @@ def test_reload_assets_turns_development_mode_on(root):
     assert (r.status_int, r.body, r.headers["Cache-Control"]) == (200, new, IMMUTABLE)
 
 
+def test_reload_assets_wins_over_a_manifest(root, tmp_path):
+    from bustware.build import build
+
+    build(root, tmp_path / "m.json")
+    with Configurator(settings={"pyramid.reload_assets": "true",
+                                "bustware.manifest": str(tmp_path / "m.json")}) as config:
+        config.include("bustware.pyramid")
+        buster = config.add_bustware_static_view("static", str(root))
+    assert buster.assets.autorefresh is True and buster.assets.manifest_path is None
+
+
 def test_bustware_autorefresh_false_wins_over_reload_assets(root):
     app = make_app(root, {"pyramid.reload_assets": "true", "bustware.autorefresh": "false",
                           "bustware.refresh_interval": "0"})
