@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     serve = sub.add_parser("serve", help="serve a directory on 127.0.0.1 for a quick look")
     serve.add_argument("root", metavar="DIR")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000)
     _add_index_options(serve)
 
     url = sub.add_parser("url", help="print the versioned URL of a file")
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_index_options(url)
 
     demo = sub.add_parser("demo", help="run the bundled demo site on 127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--port", type=_port, default=8000)
     demo.add_argument("--dir", metavar="DIR",
                       help="serve the demo's files from DIR, copying them there first "
                            "(files already in DIR are kept), so that you can edit them")
@@ -174,6 +174,16 @@ def _add_build_commands(sub) -> None:
     prune.add_argument("--older-than", metavar="AGE",
                        help="drop generations built longer ago than AGE (90s, 30m, 12h, 7d, "
                             "2w); with --keep, only those beyond N and older than AGE")
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1 to 65535)")
+    return value
 
 
 def _count(text: str) -> int:

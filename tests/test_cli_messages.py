@@ -116,6 +116,13 @@ def test_demo_on_a_taken_port_names_port_and_says_nothing_else(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+def test_demo_port_out_of_range_is_a_usage_error():
+    r = run("demo", "--port", "70000")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "argument --port: '70000' is not a TCP port (1 to 65535)" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
 @pytest.mark.server
 def test_demo_dir_autorefresh_serves_an_edited_copy(tmp_path):
     import hashlib
