@@ -22,7 +22,7 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Union
+from typing import Any, Callable, Union
 from urllib.parse import quote, urlsplit
 
 from . import bundlers
@@ -648,12 +648,20 @@ class Assets:
             os.replace(tmp, path)
         return path
 
+    #: How messages tell the user to set an option: ``(name, value) ->
+    #: advice``, or None when there is no such setting. Python keyword
+    #: arguments here; each integration sets its own spelling on the indexes
+    #: it makes (a Flask config key, a Django setting, a Pyramid .ini line).
+    option_advice: Callable[[str, Any], str | None] = staticmethod(
+        lambda name, value: f"pass {name}={value!r}")
+
     def _missing_url(self, path: str) -> str:
         if self.strict:
+            advice = self.option_advice("strict", False)
             raise AssetNotFound(
                 f"bustware: no file {path!r} under {[str(r) for r in self.roots]!r}. "
-                "Paths are relative to the root, with '/' separators (e.g. 'css/app.css'). "
-                "Pass strict=False to get the plain URL instead of this error."
+                "Paths are relative to the root, with '/' separators (e.g. 'css/app.css')."
+                + (f" To get the plain URL instead of this error, {advice}." if advice else "")
             )
         if path not in self._warned:
             self._warned.add(path)

@@ -205,8 +205,8 @@ def build(
                 try:
                     info = future.result()
                 except OSError as exc:
+                    # Reported once, in report.warnings (the CLI prints them).
                     report.warnings.append(f"cannot read {abs_path!r}: {exc}")
-                    log.warning("bustware: cannot read %r: %s", abs_path, exc)
                     continue
                 if info.body is not None and _linkable(abs_path) is None:
                     if held + len(info.body) > budget:
@@ -238,6 +238,7 @@ def build(
     # 4. The manifest: a new generation only when a URL changed.
     settings = mf.settings_of(assets)
     data = _next_generation(old, files, settings, keep)
+    data["compress"] = list(encodings)  # for the rebuild command messages give
     data["broken_references"] = [list(b) for b in assets.broken_references()
                                  if b[0] in files]
     for path, line, url, target in data["broken_references"]:
@@ -450,6 +451,10 @@ class _BuildAssets(Assets):
             self.memory_used += len(body)
         return body, info.sha256, info.st
 
+    def _warn_missing(self, *args: Any) -> None:
+        """Not logged: build() reports broken references once, in
+        report.warnings and the manifest."""
+
 
 def _record(asset, root_index: int, source: _Info, encodings: Sequence[str], store: _Store,
             infos: dict[str, _Info]) -> dict[str, Any]:
@@ -627,7 +632,8 @@ def verify(root: PathLike | Sequence[PathLike], manifest_path: PathLike, *,
                 problems.append(mf.Problem(path, "not in the manifest (added since the build)"))
     for path, line, url, target in data.get("broken_references", []):
         problems.append(mf.Problem(
-            path, f"line {line}: {url!r} names {target!r}, which is no file of the index"))
+            path, f"line {line}: {url!r} names {target!r}, which is no file of the index",
+            broken_reference=True))
     objects = mf.objects_dir(name)
     for gen in data["previous"]:
         for path, rec in gen["files"].items():

@@ -119,7 +119,11 @@ def get_assets() -> Assets:
                         "host; drop BUSTWARE['base_url'] (or make STATIC_URL a path)"
                     )
                 assets_options["base_url"] = origin
-            _assets = Assets(_roots(opts), prefix, **assets_options)
+            assets = Assets(_roots(opts), prefix, **assets_options)
+            # Error messages name the Django setting, not a keyword argument.
+            assets.option_advice = lambda name, value: (  # type: ignore[method-assign]
+                f'set BUSTWARE = {{"{name}": {value!r}}} in settings.py')
+            _assets = assets
         return _assets
 
 

@@ -22,6 +22,7 @@ A JSON object; unknown keys are ignored, missing or mistyped ones refused::
                    "base_url": "", "rewrite_references": true,
                    "roots": 1},             # what the URLs were built with
       "keep": 2,                            # earlier generations kept (--keep)
+      "compress": ["br", "gzip"],           # codings made (--compress); optional
       "generation": 7,                      # goes up when a version changes
       "built_at": "2026-01-02T03:04:05Z",   # UTC; SOURCE_DATE_EPOCH if set
       "stored": true,                       # objects/ holds this generation's bytes
@@ -78,9 +79,10 @@ import json
 import logging
 import os
 import re
+import shlex
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import quote
@@ -137,6 +139,8 @@ class Problem:
 
     path: str  # logical path, or the object's file name
     reason: str
+    #: A reference to a file that does not exist: no rebuild fixes it.
+    broken_reference: bool = False
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -145,6 +149,16 @@ class Problem:
 def default_path(root: PathLike) -> str:
     """Where ``bustware build ROOT`` writes its manifest by default."""
     return os.path.join(os.path.abspath(os.fspath(root)), MANIFEST_DIR, MANIFEST_NAME)
+
+
+def _build_at(manifest_path: PathLike) -> str:
+    """The start of the ``bustware build`` command that writes a manifest at
+    ``manifest_path`` (for messages about one that cannot be read)."""
+    path = os.path.abspath(os.fspath(manifest_path))
+    parent = os.path.dirname(path)
+    if os.path.basename(path) == MANIFEST_NAME and os.path.basename(parent) == MANIFEST_DIR:
+        return shlex.join(["bustware", "build", os.path.dirname(parent)])
+    return "bustware build ROOT --out " + shlex.quote(path)
 
 
 def objects_dir(manifest_path: PathLike) -> str:
@@ -168,7 +182,7 @@ def read(path: PathLike) -> dict[str, Any]:
             raw = f.read()
     except FileNotFoundError:
         raise ManifestError(
-            f"bustware: no manifest at {name!r}; make it with `bustware build ROOT` "
+            f"bustware: no manifest at {name!r}; make it with `{_build_at(name)}` "
             "(or pass the --out path you built it with)"
         ) from None
     except OSError as exc:
@@ -178,7 +192,7 @@ def read(path: PathLike) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(
             f"bustware: the manifest {name!r} is not valid JSON ({exc}); it is damaged: "
-            "rebuild it with `bustware build ROOT`"
+            f"rebuild it with `{_build_at(name)}` and the options it was built with"
         ) from None
     validate(data, name)
     return data
@@ -195,8 +209,8 @@ def validate(data: Any, name: str) -> None:
     if version != SCHEMA_VERSION:
         raise ManifestError(
             f"bustware: the manifest {name!r} has schema_version {version!r}, and this "
-            f"bustware reads only {SCHEMA_VERSION}; rebuild it with `bustware build ROOT` "
-            "using the bustware version that serves it"
+            f"bustware reads only {SCHEMA_VERSION}; rebuild it with `{_build_at(name)}` "
+            "and the options it was built with, using the bustware version that serves it"
         )
     bad = _Bad(name)
     settings = data.get("settings")
@@ -268,7 +282,7 @@ class _Bad:
     def __call__(self, where: str, what: str) -> None:
         raise ManifestError(
             f"bustware: the manifest {self.name!r} is damaged: {where}: {what}; "
-            "rebuild it with `bustware build ROOT`"
+            f"rebuild it with `{_build_at(self.name)}` and the options it was built with"
         )
 
 
@@ -498,15 +512,39 @@ def _compare(abs_path: str, size: int, mtime_ns: int | None) -> str | None:
     return None
 
 
-def describe(problems: list[Problem], manifest_path: str, roots: list[str]) -> str:
+def build_command(data: dict[str, Any], manifest_path: PathLike, roots: Sequence[str]) -> str:
+    """The ``bustware build`` command line that remakes this manifest where it
+    is, with the options it was built with: advice that leaves out ``--out``
+    or ``--prefix`` would make a manifest nobody loads, or one refused."""
+    path = os.path.abspath(os.fspath(manifest_path))
+    args = ["bustware", "build", *roots]
+    if path != default_path(roots[0]):
+        args += ["--out", path]
+    settings = data.get("settings", {})
+    compress = data.get("compress")
+    if compress:
+        args += ["--compress", ",".join(compress)]
+    for key, flag, default in (("prefix", "--prefix", "/static/"),
+                               ("style", "--style", "filename"),
+                               ("query_param", "--query-param", "v"),
+                               ("base_url", "--base-url", "")):
+        value = settings.get(key)
+        if isinstance(value, str) and value != default:
+            args += [flag, value]
+    return shlex.join(args)
+
+
+def describe(problems: list[Problem], manifest_path: str, roots: list[str],
+             data: dict[str, Any] | None = None) -> str:
     shown = "\n".join(f"  {p}" for p in problems[:_SHOWN])
     more = len(problems) - _SHOWN
     if more > 0:
         shown += f"\n  ... and {more} more"
     root_args = " ".join(roots)
+    command = build_command(data or {}, manifest_path, roots)
     return (f"bustware: the manifest {manifest_path!r} does not match the files under "
             f"{root_args} ({len(problems)} problem{'s' if len(problems) != 1 else ''}):\n"
-            f"{shown}\nRebuild it with `bustware build {root_args}` after the files change.")
+            f"{shown}\nRebuild it with `{command}` after the files change.")
 
 
 # -- loading into an index -------------------------------------------------
@@ -536,10 +574,11 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
     if check != "off":
         problems = check_tree(data, roots, name)
         if problems:
-            message = describe(problems, name, roots)
+            message = describe(problems, name, roots, data)
             if check == "error":
+                advice = assets.option_advice("manifest_check", "warn")
                 raise ManifestError(
-                    message + " Or pass manifest_check='warn' to start anyway."
+                    message + (f" Or, to start anyway, {advice}." if advice else "")
                 )
             log.warning("%s", message)
             missing = {p.path for p in problems if p.reason == "missing"}
@@ -714,6 +753,7 @@ def _check_settings(assets: Assets, settings: dict, name: str) -> None:
             raise ManifestError(
                 f"bustware: the manifest {name!r} was built with {key}={settings.get(key)!r} "
                 f"but this index has {key}={value!r}; pass the same {key}, or rebuild the "
-                "manifest with it (`bustware build ROOT --prefix ... --style ... "
-                "--base-url ...`)"
+                "manifest with it: `"
+                + build_command({"settings": settings_of(assets)}, name, assets.roots)
+                + "`"
             )
