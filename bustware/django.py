@@ -122,7 +122,7 @@ def get_assets() -> Assets:
             assets = Assets(_roots(opts), prefix, **assets_options)
             # Error messages name the Django setting, not a keyword argument.
             assets.option_advice = lambda name, value: (  # type: ignore[method-assign]
-                f'set BUSTWARE = {{"{name}": {value!r}}} in settings.py')
+                f"set BUSTWARE = {{{name!r}: {value!r}}} in settings.py")
             _assets = assets
         return _assets
 
@@ -196,7 +196,8 @@ class BustwareStaticFilesHandler(StaticFilesHandler):
 
 def _missing_message(path: str) -> str:
     opts = options()
-    roots = [os.fspath(r) for r in get_assets().roots]
+    assets = get_assets()
+    roots = [os.fspath(r) for r in assets.roots]
     if opts.get("root") is not None:
         where = f"BUSTWARE['root'] {roots!r}"
     elif opts["use_finders"]:
@@ -207,7 +208,7 @@ def _missing_message(path: str) -> str:
     return (
         f"bustware: no static file {path!r} in {where}. Paths are relative to the "
         "static directories, with '/' separators (e.g. 'css/app.css'). To get the "
-        "plain URL instead of this error, set BUSTWARE = {'strict': False} in settings.py."
+        f"plain URL instead of this error, {assets.option_advice('strict', False)}."
     )
 
 
