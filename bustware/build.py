@@ -36,7 +36,7 @@ from typing import Any, Callable, TextIO
 
 from . import __version__
 from . import manifest as mf
-from .assets import VARIANT_SUFFIXES, Assets, PathLike, _check_roots, _walk
+from .assets import VARIANT_SUFFIXES, Assets, PathLike, _check_roots, _walk, open_regular
 from .compress import MIN_SAVING, check_encodings, compress_bytes, is_compressible
 from .references import kind_of as _linkable
 
@@ -308,8 +308,8 @@ def _own_files(manifest_path: str):
 
 def _digest_file(abs_path: str, encodings: tuple[str, ...], store: _Store,
                  keep_bytes: bool, threshold: int) -> _Info:
-    with open(abs_path, "rb") as f:
-        st = os.fstat(f.fileno())
+    f, st = open_regular(abs_path)  # a FIFO swapped in since the walk: an OSError
+    with f:
         if st.st_size <= _WHOLE:
             data = f.read()
             sha256 = hashlib.sha256(data).hexdigest()
@@ -370,7 +370,8 @@ def _compress_large(abs_path: str, size: int, encodings: Sequence[str], store: _
     for encoding in encodings:
         sink = store.open_temp()
         try:
-            with open(abs_path, "rb") as f:
+            f, _st = open_regular(abs_path)
+            with f:
                 compress_stream(f, _HashingWriter(sink), encoding=encoding, size=size)
             if sink.tell() > size * (1 - MIN_SAVING):
                 continue
