@@ -486,3 +486,13 @@ def test_reload_loads_the_switched_release_and_rebuilds_the_routes(tmp_path):
         assert (r.status, r.header("Cache-Control"), r.body) == (200, IMMUTABLE, JS2)
     assert via_werkzeug(app, url1).body == JS1  # kept by --keep
     assert via_werkzeug(app, app.url("js/new.js")).status == 200
+
+
+def test_a_fifo_found_by_the_scan_is_skipped_with_a_warning(tree, caplog):
+    root = tree({"js/app.js": JS1})
+    os.mkfifo(root / "js/pipe.js")
+    with caplog.at_level(logging.WARNING, logger="bustware"):
+        t, result = bounded(lambda: Assets(root))
+    assert not t.is_alive()
+    assert "js/pipe.js" not in result["value"] and "js/app.js" in result["value"]
+    assert f"skipping {str(root / 'js/pipe.js')!r}: not a regular file" in caplog.text
