@@ -59,6 +59,8 @@ class BuildReport:
     variants: int = 0
     objects_written: int = 0
     objects_removed: int = 0
+    #: Objects only the replaced manifest uses, kept for its processes.
+    objects_retired: int = 0
     generation: int = 0
     new_generation: bool = False
     kept_generations: int = 0
@@ -70,7 +72,9 @@ class BuildReport:
         return (f"bustware: {self.files} files ({_size(self.bytes_read)}) -> "
                 f"{self.manifest_path} in {self.seconds:.2f}s; {what} {self.generation}, "
                 f"{self.kept_generations} earlier kept; {self.variants} compressed variants; "
-                f"{self.objects_written} objects written, {self.objects_removed} removed")
+                f"{self.objects_written} objects written, {self.objects_removed} removed"
+                + (f", {self.objects_retired} kept for processes of the build before (until "
+                   "the next build or `bustware prune`)" if self.objects_retired else ""))
 
 
 @dataclass
@@ -270,6 +274,7 @@ def build(
         retired = replaced - used
     if retired:
         data["retired"] = sorted(retired)
+    report.objects_retired = len(retired)
     mf.write(manifest_path, data)
 
     # 5. Only now that the new manifest is on disk: forget what it dropped,

@@ -496,3 +496,12 @@ def test_a_fifo_found_by_the_scan_is_skipped_with_a_warning(tree, caplog):
     assert not t.is_alive()
     assert "js/pipe.js" not in result["value"] and "js/app.js" in result["value"]
     assert f"skipping {str(root / 'js/pipe.js')!r}: not a regular file" in caplog.text
+
+
+def test_the_build_says_what_it_keeps_for_the_processes_of_the_build_before(tmp_path):
+    release(tmp_path, "v1", {"css/app.css": CSS1, "img/logo.png": b"P"})
+    release(tmp_path, "v2", {"css/app.css": CSS2, "img/logo.png": b"P"})
+    build(tmp_path, "v1")
+    report = b.build(tmp_path / "releases/v2/static", manifest(tmp_path))
+    assert report.objects_retired == 1 and report.objects_removed == 0
+    assert "1 kept for processes of the build before" in report.summary()
