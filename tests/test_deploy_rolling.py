@@ -519,3 +519,17 @@ def test_a_changed_file_of_the_pinned_release_is_inside_the_root(tmp_path):
     (tmp_path / "releases/v1/static/js/app.js").write_bytes(b"changed")
     r = via_werkzeug(app, url)
     assert (r.status, r.header("Cache-Control"), r.body) == (200, "no-store", b"changed")
+
+
+def test_concurrent_requests_for_a_new_version_never_get_wrong_immutable_bytes(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = old_replica(tmp_path, discover_interval=0)
+    build(tmp_path, "v2", keep=3)
+    url = new_urls(tmp_path).url("js/app.js")
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: via_werkzeug(app, url), range(200)))
+    seen = {(r.status, r.header("Cache-Control"), r.body) for r in answers}
+    # While one request reads the manifest, the others get the policy.
+    assert seen <= {(200, IMMUTABLE, JS2), (200, "no-store", JS1)}
+    assert (200, IMMUTABLE, JS2) in seen
