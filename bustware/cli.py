@@ -64,7 +64,8 @@ def _run(app, host: str, port: int) -> None:
         ) from None
     finally:
         sock.close()  # werkzeug holds its own copy of the socket
-    print(f"bustware: serving on http://{host}:{port}/ (Ctrl+C to stop)\n"
+    # With --port 0 the system chose the port: say which.
+    print(f"bustware: serving on http://{host}:{server.port}/ (Ctrl+C to stop)\n"
           "bustware: this quick-look server (werkzeug's development server) is not for "
           "production; bustware's middleware is: run your app under gunicorn or another "
           "WSGI server (see the README).", flush=True)
@@ -181,8 +182,9 @@ def _port(text: str) -> int:
         value = int(text)
     except ValueError:
         value = -1
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1 to 65535)")
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a TCP port (1 to 65535, or 0 for any free one)")
     return value
 
 
