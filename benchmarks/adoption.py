@@ -121,6 +121,7 @@ class Browser:
         self.seen.add(url)
         cached = self.cache.get(url)
         if cached is not None and _fresh(cached):
+            self._follow(url, cached)
             return
         headers = dict(BROWSER)
         if cached is not None and "etag" in cached:
@@ -136,14 +137,21 @@ class Browser:
         self.body_bytes += len(body)
         self.bytes += len(body) + sum(len(k) + len(v) + 4 for k, v in resp.headers.items())
         if resp.status_code == 304:
-            return
-        assert resp.status_code == 200, (url, resp.status_code, body[:200])
-        self.cache[url] = got
-        if got.get("content-type", "").startswith("text/css"):
-            for ref in _URL_IN_CSS.findall(_decode(body, got.get("content-encoding"))):
-                ref = ref.decode()
-                if not ref.startswith(("data:", "#")):
-                    self.fetch(urljoin(url, ref))
+            # The cached stylesheet is used, and what it names loaded again.
+            got = cached
+        else:
+            assert resp.status_code == 200, (url, resp.status_code, body[:200])
+            if got.get("content-type", "").startswith("text/css"):
+                got[" css"] = _decode(body, got.get("content-encoding"))
+            self.cache[url] = got
+        self._follow(url, got)
+
+    def _follow(self, url: str, cached: dict) -> None:
+        """Load what a stylesheet names, as its page load does."""
+        for ref in _URL_IN_CSS.findall(cached.get(" css", b"")):
+            ref = ref.decode()
+            if not ref.startswith(("data:", "#")):
+                self.fetch(urljoin(url, ref))
 
 
 # -- Django: one configuration per child process -----------------------------

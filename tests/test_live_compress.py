@@ -291,3 +291,16 @@ def test_add_headers_runs_once_per_file_with_compression(root, fetch):
         assert r.header("Content-Encoding") == "gzip" and r.header("X-Asset") == "css/app.css"
         assert gzip.decompress(r.body) == CSS
     assert sorted(calls) == sorted(FILES)
+
+
+def test_a_manifest_built_without_compress_gets_compressed_too(root, fetch):
+    from bustware import build as b
+
+    b.build(root)
+    app = Bustware(None, root, manifest=root / ".bustware" / "manifest.json")
+    assert app.assets["js/app.js"].body is None  # streamed from disk
+    r = get(fetch, app, "js/app.js", "gzip")
+    assert r.header("Content-Encoding") == "gzip"
+    assert r.body == compress_bytes(JS, "gzip")
+    r = get(fetch, app, "css/app.css", "gzip", Range="bytes=0-9")
+    assert r.status == 206 and r.body == compress_bytes(CSS, "gzip")[:10]
