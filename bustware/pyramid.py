@@ -161,6 +161,10 @@ def includeme(config) -> None:
     config.add_tween("bustware.pyramid.tween_factory", under=INGRESS)
 
 
+_BOOL_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "1", "0", "t", "f",
+                         "y", "n"})
+
+
 def _from_settings(settings: dict) -> dict[str, Any]:
     """``bustware.*`` deployment settings, from strings to the option types."""
     out: dict[str, Any] = {}
@@ -177,7 +181,9 @@ def _from_settings(settings: dict) -> dict[str, Any]:
         if isinstance(value, str):
             default = params[name].default
             try:
-                if isinstance(default, bool):
+                if name == "compress" and value.strip().lower() not in _BOOL_WORDS:
+                    value = aslist(value)  # codings: "br gzip"
+                elif isinstance(default, bool):
                     value = asbool(value)
                 elif isinstance(default, int):
                     value = int(value)

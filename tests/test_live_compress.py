@@ -304,3 +304,11 @@ def test_a_manifest_built_without_compress_gets_compressed_too(root, fetch):
     assert r.body == compress_bytes(JS, "gzip")
     r = get(fetch, app, "css/app.css", "gzip", Range="bytes=0-9")
     assert r.status == 206 and r.body == compress_bytes(CSS, "gzip")[:10]
+
+
+def test_the_pyramid_setting_takes_a_boolean_or_codings():
+    from bustware.pyramid import _from_settings
+
+    assert _from_settings({"bustware.compress": "false"}) == {"compress": False}
+    assert _from_settings({"bustware.compress": "true"}) == {"compress": True}
+    assert _from_settings({"bustware.compress": "br gzip"}) == {"compress": ["br", "gzip"]}
