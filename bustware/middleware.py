@@ -25,6 +25,7 @@ from werkzeug.http import http_date
 from . import assets as _assets
 from . import http
 from .assets import Asset, Assets, PathLike, Variant, gc_paused, open_regular
+from .livecompress import CompressOption, LiveCompressor, live_codings
 
 __all__ = ["Bustware", "reload_changed"]
 
@@ -97,8 +98,13 @@ class _Entry:
         self.offers: tuple[str, ...] | None = None
         self.reps: dict[str, _Rep] = {}
 
-    def build(self) -> _Rep:
-        """Build the representations and their headers; return identity."""
+    def build(self, compress: bool = True) -> _Rep:
+        """Build the representations and their headers; return identity.
+        With ``compress``, first make the compressed variants the file has
+        no precompressed file for (bustware.livecompress): outside the
+        shared lock, so that no other file's first request waits for it."""
+        live = self.owner._live if compress else None
+        made = live.variants(self.asset) if live is not None else {}
         with self.owner._entries_lock:
             if self.identity is not None:  # another thread was first
                 return self.identity
@@ -111,7 +117,7 @@ class _Entry:
                 identity.abs_path = asset.served_path
                 identity.dev, identity.ino = st.st_dev, st.st_ino
             reps = {"identity": identity}
-            for variant in asset.variants.values():
+            for variant in (*asset.variants.values(), *made.values()):
                 reps[variant.encoding] = _Rep(variant.encoding, variant, asset,
                                               variant.mtime_ns)
             offers = tuple(e for e in http.ENCODING_PREFERENCE if e in reps) or None
@@ -146,6 +152,7 @@ class Bustware:
         allow_origin: str | None = None,
         add_headers: HeaderHook | None = None,
         discover_interval: float | None = 1.0,
+        compress: CompressOption = True,
         **assets_options: Any,
     ) -> None:
         if isinstance(root, Assets):
@@ -223,6 +230,15 @@ class Bustware:
                              and self.assets.manifest_path is not None)
         self._discover_lock = threading.Lock()
         self._discover_reset()
+        # Compression without a build step; in rewrite mode the app's view
+        # sends the bytes, and what it sends is its own business.
+        codings = () if self._rewrite else live_codings(compress)
+        self._live = LiveCompressor(self.assets, codings) if codings else None
+        if self._live is not None and self.add_headers is not None:
+            # A file is built at start to check the hook, then again on its
+            # first request with its compressed variants: the hook still
+            # runs once per file.
+            self.add_headers = _once_per_asset(self.add_headers)
         with gc_paused():
             self._build_routes()
         _LIVE.add(self)
@@ -325,7 +341,9 @@ class Bustware:
         if self.add_headers is not None:
             # The user's hook runs now, so that its mistakes are found when
             # the middleware is made, not on some file's first request.
-            entry.build()
+            entry.build(compress=False)
+            if self._live is not None and self._live.wanted(asset):
+                entry.identity = None  # compressed on its first request, not now
         return entry
 
     def _fill_headers(self, asset: Asset, reps: dict[str, _Rep],
@@ -778,6 +796,18 @@ class _FileSlices:
 
     def close(self) -> None:
         self._f.close()
+
+
+def _once_per_asset(hook: HeaderHook) -> HeaderHook:
+    results: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def once(asset: Asset) -> list:
+        found = results.get(asset)
+        if found is None:
+            found = results[asset] = list(hook(asset))
+        return found
+
+    return once
 
 
 def _status(environ: dict, start_response: Callable, status: str,

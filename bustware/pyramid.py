@@ -182,6 +182,8 @@ def _advice(name: str, value: Any) -> str:
     text = str(value).lower() if isinstance(value, bool) else str(value)
     return (f"set bustware.{name} = {text} in the app's settings (.ini file), or pass "
             f"{name}={value!r} to add_bustware_static_view")
+_BOOL_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "1", "0", "t", "f",
+                         "y", "n"})
 
 
 def _from_settings(settings: dict) -> dict[str, Any]:
@@ -200,7 +202,9 @@ def _from_settings(settings: dict) -> dict[str, Any]:
         if isinstance(value, str):
             default = params[name].default
             try:
-                if isinstance(default, bool):
+                if name == "compress" and value.strip().lower() not in _BOOL_WORDS:
+                    value = aslist(value)  # codings: "br gzip"
+                elif isinstance(default, bool):
                     value = asbool(value)
                 elif isinstance(default, int):
                     value = int(value)

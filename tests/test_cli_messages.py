@@ -119,7 +119,8 @@ def test_demo_on_a_taken_port_names_port_and_says_nothing_else(tmp_path):
 def test_demo_port_out_of_range_is_a_usage_error():
     r = run("demo", "--port", "70000")
     assert r.returncode == 2 and r.stdout == ""
-    assert "argument --port: '70000' is not a TCP port (1 to 65535, or 0 for any free one)" in r.stderr
+    assert ("argument --port: '70000' is not a TCP port (1 to 65535, or 0 for any free one)"
+            in r.stderr)
     assert "Traceback" not in r.stderr
 
 
