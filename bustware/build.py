@@ -9,9 +9,11 @@ results, without reading the files again, so versions and rewritten bytes
 are exactly what a live process would compute.
 
 The manifest is written atomically (see :mod:`bustware.manifest`). Objects
-that the new manifest no longer uses, and that the old one did, are deleted
-afterwards; nothing else in the object store, and nothing outside it, is ever
-deleted.
+that the manifest it replaces used, and the new one does not, are kept (a
+process loaded from the old manifest still serves them) and listed under
+``"retired"``; the next build deletes them if it does not use them either, or
+``prune`` does. Nothing else in the object store, and nothing outside it, is
+ever deleted.
 """
 
 from __future__ import annotations
@@ -77,13 +79,22 @@ class PruneReport:
     dropped: list[int] = field(default_factory=list)
     kept: list[int] = field(default_factory=list)
     objects_removed: int = 0
+    #: Objects only the manifest before the last build used (kept for the
+    #: processes that still served it), released by this prune.
+    retired_released: int = 0
 
     def summary(self) -> str:
-        if not self.dropped:
+        if not self.dropped and not self.retired_released:
             return f"bustware: nothing to prune in {self.manifest_path}"
-        return (f"bustware: dropped generation{'s' if len(self.dropped) > 1 else ''} "
-                f"{', '.join(map(str, self.dropped))} from {self.manifest_path}; kept "
-                f"{', '.join(map(str, self.kept)) or 'none'} besides the current one; "
+        parts = []
+        if self.dropped:
+            parts.append(f"dropped generation{'s' if len(self.dropped) > 1 else ''} "
+                         f"{', '.join(map(str, self.dropped))}; kept "
+                         f"{', '.join(map(str, self.kept)) or 'none'} besides the current one")
+        if self.retired_released:
+            parts.append(f"released {self.retired_released} objects that only the build "
+                         "before the current one used")
+        return (f"bustware: {self.manifest_path}: {'; '.join(parts)}; "
                 f"{self.objects_removed} stored objects removed")
 
 
@@ -246,13 +257,24 @@ def build(
     report.generation = data["generation"]
     report.new_generation = old is None or data["generation"] != old["generation"]
     report.kept_generations = len(data["previous"])
+    # Processes loaded from the old manifest serve its objects until they
+    # are reloaded: keep them one build longer (or until `prune`), listed so
+    # that the next build knows it may delete them.
+    used = mf.referenced_objects(data)
+    replaced = mf.referenced_objects(old) if old is not None else set()
+    retired_before = set(old.get("retired", ())) if old is not None else set()
+    if old is not None and not report.new_generation:
+        retired = retired_before - used  # the same build again: the same promise
+        retired_before = set()
+    else:
+        retired = replaced - used
+    if retired:
+        data["retired"] = sorted(retired)
     mf.write(manifest_path, data)
 
-    # 5. Only now that the new manifest is on disk: forget what it dropped.
-    used = mf.referenced_objects(data)
-    doomed = set(store.created - used)
-    if old is not None:
-        doomed |= mf.referenced_objects(old) - used
+    # 5. Only now that the new manifest is on disk: forget what it dropped,
+    # and what only the manifest before the replaced one used.
+    doomed = (store.created | retired_before) - used - replaced - retired
     report.objects_removed = _remove_objects(objects, doomed)
     report.objects_written = len(store.created & used)
     report.seconds = time.monotonic() - started
@@ -676,7 +698,9 @@ def prune(manifest_path: PathLike, *, keep: int | None = None,
     """Drop earlier generations: those beyond the ``keep`` newest, those
     built more than ``older_than`` seconds ago; with both, only those that
     are both. The current generation is never dropped. Then delete the
-    stored bytes that only the dropped generations used."""
+    stored bytes that only the dropped generations used, and those that only
+    the build before the current one used (kept by ``build`` for the
+    processes that still served it: prune only once they are reloaded)."""
     if keep is None and older_than is None:
         raise ValueError("bustware: nothing to prune: pass --keep N and/or --older-than AGE")
     if keep is not None and (type(keep) is not int or keep < 0):
@@ -697,11 +721,14 @@ def prune(manifest_path: PathLike, *, keep: int | None = None,
         (dropped if drop else kept).append(gen)
     report.kept = [g["generation"] for g in kept]
     report.dropped = [g["generation"] for g in dropped]
-    if not dropped:
+    retired = set(data.get("retired", ()))
+    if not dropped and not retired:
         return report
-    before = mf.referenced_objects(data)
-    data = {**data, "previous": kept}
+    before = mf.referenced_objects(data) | retired
+    data = {k: v for k, v in data.items() if k != "retired"}
+    data["previous"] = kept
     mf.write(name, data)
+    report.retired_released = len(retired - mf.referenced_objects(data))
     report.objects_removed = _remove_objects(mf.objects_dir(name),
                                              before - mf.referenced_objects(data))
     return report
