@@ -107,13 +107,23 @@ def release_files(rev: str) -> dict[str, tuple[bytes, int]]:
 PAGE_ASSETS = ("css/app.css", "css/theme.css", "js/app.js", "js/vendor.js",
                "img/logo.png", "img/bg.svg", "fonts/site.woff2")
 
-#: The app's code, the same in every release (the recipe reloads with HUP,
-#: which keeps the master's code): the page names every asset through
-#: bustware's url(), so which release a page belongs to is told by its URLs.
+#: The app's code of each release: v3 changes it, so by the recipe v3 and
+#: the rollback from it restart gunicorn where v2 reloads it with HUP (which
+#: keeps the master's code). The page names every asset through bustware's
+#: url(), so which release a page belongs to is told by its URLs; its
+#: ``data-code`` tells which code rendered it.
+CODE = {"v1": "a", "v2": "a", "v3": "b"}
+
+
+def pages_py(rev: str) -> str:
+    return PAGES_PY.replace("@CODE@", CODE[rev])
+
+
 PAGES_PY = f'''\
 import os
 
 ASSETS = {PAGE_ASSETS!r}
+CODE = "@CODE@"
 REPLICA = os.environ.get("REPLICA", "?")
 
 
@@ -122,7 +132,8 @@ def render(url, environ, start_response):
         body = b"ok"
     else:
         tags = "".join(f'<a data-asset="{{path}}" href="{{url(path)}}"></a>\\n' for path in ASSETS)
-        body = (f'<!doctype html><html data-replica="{{REPLICA}}" data-pid="{{os.getpid()}}">'
+        body = (f'<!doctype html><html data-code="{{CODE}}" data-replica="{{REPLICA}}" '
+                f'data-pid="{{os.getpid()}}">'
                 f"\\n{{tags}}</html>\\n").encode()
     start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
                               ("Content-Length", str(len(body))),
@@ -148,7 +159,7 @@ def write_artifacts(dest: Path, rev: str, snippet: str) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         os.utime(path, (mtime, mtime))
-    for name, text in (("pages.py", PAGES_PY), ("wsgi.py", wsgi_py(snippet))):
+    for name, text in (("pages.py", pages_py(rev)), ("wsgi.py", wsgi_py(snippet))):
         (build / name).write_text(text)
         os.utime(build / name, (EPOCH, EPOCH))
     return dest / rev
@@ -193,6 +204,7 @@ def readme_recipe() -> Recipe:
     settle = re.search(r"at\s+least\s+`discover_interval`\s+\((\d+(?:\.\d+)?)\s+s\)\s+after\s+"
                        r"step\s+1", text)
     assert settle, "the recipe says how long after step 1 step 2 starts"
+    assert HUP in text, f"the recipe's step 2 no longer says {HUP}"
     return Recipe(
         snippet=python[0],
         start=starts[0],
@@ -200,6 +212,9 @@ def readme_recipe() -> Recipe:
         one_at_a_time=_block_after(text, "**Step 2, one host at a time**", "sh"),
         settle=float(settle[1]),
     )
+
+
+HUP = 'kill -HUP "$(cat /srv/app/gunicorn.pid)"'
 
 
 def on_host(commands: str, host: Path) -> str:
@@ -238,6 +253,7 @@ class PageLoad:
     via: str
     release: str | None     # the release whose URLs the page names, if one
     urls: list[str]
+    code: str = ""          # the data-code of the page: which code rendered it
     fetches: list[Fetch] = field(default_factory=list)
     when: float = 0.0
 
@@ -347,6 +363,9 @@ class Load:
             self.unavailable[target.name] += 1
         else:
             self.outside_restart.append(f"{target.name} {what}: {exc!r}")
+        # A browser does not retry in a tight loop either; this also leaves
+        # the CPU to the replica that is starting.
+        self.stop.wait(0.1)
 
     def _page(self, target: Target) -> PageLoad | None:
         try:
@@ -355,8 +374,9 @@ class Load:
             self._no_answer(target, "/", exc)
             return None
         urls = re.findall(r'href="([^"]+)"', body.decode()) if r.status == 200 else []
+        code = re.search(rb'data-code="(\w+)"', body)
         load = PageLoad(target.name, self.release_of.get(frozenset(urls)), urls,
-                        when=time.monotonic())
+                        code=code[1].decode() if code else "", when=time.monotonic())
         if r.status != 200:
             load.fetches.append(Fetch("/", r.status))
             return load
@@ -408,6 +428,7 @@ class Findings:
     page_loads: Counter = field(default_factory=Counter)
     fetches: Counter = field(default_factory=Counter)
     mixed_pages: list = field(default_factory=list)       # URLs of no single release
+    other_code: list = field(default_factory=list)        # code of another release
     mismatched: list = field(default_factory=list)        # an asset of another release
     bad_status: list = field(default_factory=list)        # 404 / 5xx for a named URL
     wrong_bytes: list = field(default_factory=list)       # cacheable, not the version's bytes
@@ -416,6 +437,7 @@ class Findings:
 
     def zero(self) -> dict[str, int]:
         return {"pages naming URLs of no single release": len(self.mixed_pages),
+                "pages rendered by another release's code": len(self.other_code),
                 "page loads with an asset of another release": len(self.mismatched),
                 "404 or 5xx for a URL a page named": len(self.bad_status),
                 "cacheable responses with other bytes than their version's": len(self.wrong_bytes),
@@ -434,6 +456,8 @@ def examine(loads: list[PageLoad]) -> Findings:
             continue
         if load.release is None:
             f.mixed_pages.append((load.via, load.urls))
+        elif load.code != CODE[load.release]:
+            f.other_code.append((load.via, load.release, load.code))
         others = set()
         for fetch in load.fetches:
             f.fetches[kind] += 1
@@ -505,8 +529,17 @@ def _state(pid: int) -> str:
         return "zombie"
 
 
+#: Deliberate faults, each of which the test must see (test_the_test_sees):
+#: "steps-per-host": both steps on one host, then the next host (new pages
+#: reach hosts whose store has no new build); "no-keep": the build without
+#: --keep (no old bytes, no new ones for discovery); "hup-code": HUP where the
+#: recipe says restart, for a release that changes code.
+FAULTS = ("steps-per-host", "no-keep", "hup-code")
+
+
 def rolling_deploy(tmp_path: Path, recipe: Recipe, stack: contextlib.ExitStack,
-                   report: list[str], problems: list[str]) -> tuple[Load, dict]:
+                   report: list[str], problems: list[str],
+                   fault: str | None = None) -> tuple[Load, dict]:
     """Install v1, start the stack and the load, deploy DEPLOYS by the
     recipe; return the load (stopped) and figures. What went wrong with the
     deploy itself goes to ``problems``."""
@@ -516,6 +549,10 @@ def rolling_deploy(tmp_path: Path, recipe: Recipe, stack: contextlib.ExitStack,
     artifacts = {rev: write_artifacts(tmp_path / "artifacts", rev, recipe.snippet)
                  for rev in ("v1", "v2", "v3")}
     expected = {rev: expected_urls(a) for rev, a in artifacts.items()}
+    everywhere = recipe.everywhere
+    if fault == "no-keep":
+        assert " --keep 3" in everywhere, everywhere
+        everywhere = everywhere.replace(" --keep 3", "")
     replicas = []
     for name in HOSTS:
         root = tmp_path / name
@@ -530,19 +567,40 @@ def rolling_deploy(tmp_path: Path, recipe: Recipe, stack: contextlib.ExitStack,
         replicas.append(Replica(name, root, start, port))
     log: list[str] = []
 
-    def deploy_files(rev: str, replica: Replica) -> None:
-        # The app's wsgi.py holds the snippet with this host's paths.
-        run_step(recipe.everywhere, replica.root, rev, artifacts[rev], log)
+    def step1(rev: str, replica: Replica) -> None:
+        run_step(everywhere, replica.root, rev, artifacts[rev], log)
+        # The release's wsgi.py holds the recipe's snippet: with this
+        # host's paths.
         wsgi = replica.root / "releases" / rev / "wsgi.py"
         wsgi.write_text(on_host(wsgi_py(recipe.snippet), replica.root))
 
-    # v1: step 1 on every host, then step 2 (with nothing to HUP yet: the
-    # service starts by the recipe's command).
+    def step2(rev: str, replica: Replica, restart: bool) -> set[int]:
+        """Step 2 on one host; returns the workers it replaced."""
+        old_workers = replica.workers()
+        run_step(recipe.one_at_a_time.replace(HUP, "true") if restart else recipe.one_at_a_time,
+                 replica.root, rev, artifacts[rev], log)
+        if restart:
+            load.down.add(replica.name)
+            t0 = time.monotonic()
+            replica.stop()
+            t1 = time.monotonic()
+            replica.start()
+            load.down.discard(replica.name)
+            report.append(f"  {replica.name} restart: stop {t1 - t0:.1f}s, "
+                          f"start {time.monotonic() - t1:.1f}s")
+        try:
+            wait_serving(replica, expected[rev], min(deadline, time.monotonic() + SWITCH))
+        except StackError as exc:  # counted; the deploy goes on, as an operator's would
+            problems.append(f"{rev}: {exc}")
+        return old_workers
+
+    # v1: step 1 on every host, then step 2, where the service starts by
+    # the recipe's command (nothing to HUP yet).
     for replica in replicas:
-        deploy_files("v1", replica)
+        step1("v1", replica)
     for replica in replicas:
-        script = recipe.one_at_a_time.replace('kill -HUP "$(cat /srv/app/gunicorn.pid)"', "true")
-        run_step(script, replica.root, "v1", artifacts["v1"], log)
+        run_step(recipe.one_at_a_time.replace(HUP, "true"), replica.root, "v1",
+                 artifacts["v1"], log)
         stack.callback(replica.stop)
         replica.start()
         wait_serving(replica, expected["v1"], deadline)
@@ -559,29 +617,36 @@ def rolling_deploy(tmp_path: Path, recipe: Recipe, stack: contextlib.ExitStack,
     stack.callback(load.finish)
     started = time.monotonic()
     load.start()
+    previous = "v1"
     try:
         load.wait_loads(LOADS_PER_STATE, deadline)
         for rev in DEPLOYS:
             t0 = time.monotonic()
-            for replica in replicas:           # step 1, on every host
-                deploy_files(rev, replica)
-                load.wait_loads(LOADS_PER_STATE, deadline)
-            time.sleep(recipe.settle)          # the wait the recipe asks for
+            # "HUP does not load new Python code: when the release changes
+            # code, restart the service on that host instead of HUP (stop
+            # gunicorn, wait for it to exit, start it as above)".
+            restart = CODE[rev] != CODE[previous] and fault != "hup-code"
             replaced = []
-            for replica in replicas:           # step 2, one host at a time
-                old_workers = replica.workers()
-                run_step(recipe.one_at_a_time, replica.root, rev, artifacts[rev], log)
-                try:
-                    wait_serving(replica, expected[rev], min(deadline, time.monotonic() + SWITCH))
-                except StackError as exc:  # counted; the deploy goes on, as an operator's would
-                    problems.append(f"{rev}: {exc}")
-                load.wait_loads(LOADS_PER_STATE, deadline)
-                replaced.append((replica.name, old_workers))
+            if fault == "steps-per-host":
+                for replica in replicas:
+                    step1(rev, replica)
+                    replaced.append(step2(rev, replica, restart))
+                    load.wait_loads(LOADS_PER_STATE, deadline)
+            else:
+                for replica in replicas:           # step 1, on every host
+                    step1(rev, replica)
+                    load.wait_loads(LOADS_PER_STATE, deadline)
+                time.sleep(recipe.settle)          # the wait the recipe asks for
+                for replica in replicas:           # step 2, one host at a time
+                    replaced.append(step2(rev, replica, restart))
+                    load.wait_loads(LOADS_PER_STATE, deadline)
             # "Start the next deploy only when every process of the one
             # before has stopped."
-            for name, old in replaced:
-                wait_gone(old, f"{name}'s workers before {rev}", deadline)
-            report.append(f"deploy {rev}: {time.monotonic() - t0:.1f}s")
+            for old in replaced:
+                wait_gone(old, f"workers before {rev}", deadline)
+            report.append(f"deploy {rev} ({'restart' if restart else 'HUP'}): "
+                          f"{time.monotonic() - t0:.1f}s")
+            previous = rev
         load.wait_loads(LOADS_PER_STATE, deadline)
     except StackError as exc:
         problems.append(str(exc))
@@ -597,7 +662,7 @@ def summary(findings: Findings, load: Load, figures: dict) -> str:
              f"page requests unanswered while their replica restarted: {dict(load.unavailable)}"]
     for name, n in findings.zero().items():
         lines.append(f"  {name}: {n}")
-    for what in ("mixed_pages", "mismatched", "bad_status", "wrong_bytes"):
+    for what in ("mixed_pages", "other_code", "mismatched", "bad_status", "wrong_bytes"):
         for item in getattr(findings, what)[:5]:
             lines.append(f"  e.g. {what}: {item}")
     for url, digests in list(findings.two_bodies.items())[:5]:
@@ -607,17 +672,37 @@ def summary(findings: Findings, load: Load, figures: dict) -> str:
     return "\n".join(lines)
 
 
-def test_rolling_deploy_behind_haproxy_and_varnish(tmp_path):
+def deploy_and_examine(tmp_path: Path, fault: str | None = None):
     recipe = readme_recipe()
     report: list[str] = []
     problems: list[str] = []
+    t0 = time.monotonic()
     with contextlib.ExitStack() as stack:
-        load, figures = rolling_deploy(tmp_path, recipe, stack, report, problems)
+        load, figures = rolling_deploy(tmp_path, recipe, stack, report, problems, fault)
+    figures["test seconds"] = round(time.monotonic() - t0, 1)
     findings = examine(load.loads)
-    text = summary(findings, load, figures)
-    print("\n".join([*report, *problems, text]))
+    text = "\n".join([*report, *problems, summary(findings, load, figures)])
+    print(f"\nrolling deploy, fault={fault}:\n{text}")
     assert not load.crashed, load.crashed
-    assert not problems, "\n".join([*problems, text])
-    assert findings.page_loads["varnish"] >= LOADS_PER_STATE
+    assert findings.page_loads["varnish"] >= LOADS_PER_STATE, text
+    return findings, load, problems, text
+
+
+def test_rolling_deploy_behind_haproxy_and_varnish(tmp_path):
+    findings, load, problems, text = deploy_and_examine(tmp_path)
+    assert not problems, text
     assert all(n == 0 for n in findings.zero().values()), text
     assert not load.outside_restart, text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", FAULTS)
+def test_the_test_sees_a_faulty_deploy(tmp_path, fault):
+    """The test itself, proven: each deliberate fault gives counts above zero
+    where the recipe gives none."""
+    findings, _, _, text = deploy_and_examine(tmp_path, fault)
+    seen = findings.zero()
+    if fault == "hup-code":
+        assert seen["pages rendered by another release's code"] > 0, text
+    else:
+        assert seen["page loads with an asset of another release"] > 0, text
