@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,17 @@ from conftest import free_port
 
 class StackError(AssertionError):
     """A process of the stack did not start or stop as it should."""
+
+
+def tool(name: str) -> str:
+    """The absolute path of a Debian package's program; /usr/sbin is not on
+    every user's PATH."""
+    found = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""),
+                                                     "/usr/sbin", "/sbin"]))
+    if found is None:
+        raise StackError(f"{name} not found: the rolling deploy test needs haproxy, varnish "
+                         "and rsync (apt-get install -y haproxy varnish rsync, as .ci/run does)")
+    return found
 
 
 class Proc:
@@ -117,11 +129,11 @@ backend replicas
     http-check send meth GET uri /health
 {servers}
 """)
-    check = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True,
+    check = subprocess.run([tool("haproxy"), "-c", "-f", str(cfg)], capture_output=True, text=True,
                            timeout=20)
     if check.returncode != 0:
         raise StackError(f"haproxy refused its configuration:\n{check.stdout}{check.stderr}")
-    proc = Proc("haproxy", ["haproxy", "-db", "-f", str(cfg)], log=workdir / "haproxy.log")
+    proc = Proc("haproxy", [tool("haproxy"), "-db", "-f", str(cfg)], log=workdir / "haproxy.log")
     return proc, port
 
 
@@ -132,7 +144,7 @@ def start_varnish(workdir: Path, backend_port: int) -> tuple[Proc, int]:
     cannot write the work directory."""
     port = free_port()
     proc = Proc("varnishd", [
-        "varnishd", "-F", "-j", "none", "-n", str(workdir / "varnish"),
+        tool("varnishd"), "-F", "-j", "none", "-n", str(workdir / "varnish"),
         "-a", f"127.0.0.1:{port}", "-b", f"127.0.0.1:{backend_port}",
         "-s", "malloc,64m",
         # Small thread pools: the machine running the tests is shared.

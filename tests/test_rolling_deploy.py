@@ -39,7 +39,15 @@ from urllib.parse import urljoin, urlsplit
 import brotli
 import pytest
 from examples.readme import README
-from rolling_stack import Replica, StackError, base_env, free_port, start_haproxy, start_varnish
+from rolling_stack import (
+    Replica,
+    StackError,
+    base_env,
+    free_port,
+    start_haproxy,
+    start_varnish,
+    tool,
+)
 
 from bustware import Assets
 
@@ -50,7 +58,7 @@ HOSTS = ("h1", "h2", "h3")
 #: and back.
 DEPLOYS = ("v2", "v3", "v2")
 #: The whole test's own deadline (pytest-timeout is the backstop).
-BUDGET = 200.0
+BUDGET = 150.0
 #: Page loads the load threads make, at least, in each state of the deploy.
 LOADS_PER_STATE = 12
 #: Seconds a host has, after the recipe's step 2, to render the new release.
@@ -673,6 +681,8 @@ def summary(findings: Findings, load: Load, figures: dict) -> str:
 
 
 def deploy_and_examine(tmp_path: Path, fault: str | None = None):
+    for name in ("haproxy", "varnishd", "rsync"):
+        tool(name)
     recipe = readme_recipe()
     report: list[str] = []
     problems: list[str] = []
