@@ -10,8 +10,9 @@ rollback to v2 are deployed with the shell commands of the README section
 "Rolling deploys", taken from README.md and run as they are (``/srv/app``
 replaced by the host's directory), in the recipe's order, one host at a time
 where it says so. Meanwhile threads load the page and every asset it names,
-and every reference inside each stylesheet, through Varnish and straight at
-each replica, and every response is recorded.
+and every reference inside each stylesheet, through Varnish, straight at
+each replica, and with the page from one replica and its assets from
+another; every response is recorded.
 
 Asserted zero: page loads with an asset of another release; 404 or 5xx for a
 URL a page named; cacheable responses whose bytes are not the ones their
@@ -311,29 +312,30 @@ REFERENCE = re.compile(rb"""url\(\s*['"]?([^'")\s]+)|@import\s+['"]([^'"]+)""")
 
 class Load:
     """Threads loading pages, then every asset of each page and every
-    reference inside its stylesheets, over their own connections."""
+    reference inside its stylesheets, over their own connections.
 
-    def __init__(self, expected: dict[str, dict[str, str]], targets: list[Target]) -> None:
+    Each thread has a lane: where it loads pages, and where it fetches their
+    assets, in turn (a replica's own page from itself, then from the next
+    replica: what round robin does to a browser's requests).
+    """
+
+    def __init__(self, expected: dict[str, dict[str, str]],
+                 lanes: list[tuple[Target, list[Target]]]) -> None:
         # {release: {logical path: URL}} -> which release a set of URLs is.
         self.release_of = {frozenset(urls.values()): rev for rev, urls in expected.items()}
-        self.targets = targets
         self.loads: list[PageLoad] = []
-        self.unavailable: Counter = Counter()   # page requests with no answer, by target
+        self.unavailable: Counter = Counter()   # requests with no answer, by target
         self.down: set[str] = set()             # replicas being restarted now
         self.outside_restart: list[str] = []    # connection errors of replicas not restarting
         self.stop = threading.Event()
         self.progress = threading.Condition()
-        self.threads = [threading.Thread(target=self._run, args=(t,), name=f"load-{t.name}",
-                                         daemon=True) for t in targets]
+        self.threads = [threading.Thread(target=self._run, args=lane, name=f"load-{lane[0].name}",
+                                         daemon=True) for lane in lanes]
         self.crashed: list[str] = []
 
     def start(self) -> None:
         for t in self.threads:
             t.start()
-
-    def count(self) -> int:
-        with self.progress:
-            return len(self.loads)
 
     def wait_loads(self, n: int, deadline: float) -> None:
         """Until ``n`` more page loads are recorded (progress, not time)."""
@@ -352,10 +354,12 @@ class Load:
             t.join(timeout=30)
             assert not t.is_alive(), f"{t.name} did not stop"
 
-    def _run(self, target: Target) -> None:
+    def _run(self, target: Target, asset_targets: list[Target]) -> None:
         try:
-            while not self.stop.is_set():
-                load = self._page(target)
+            for n in itertools.count():
+                if self.stop.is_set():
+                    break
+                load = self._page(target, asset_targets[n % len(asset_targets)])
                 if load is not None:
                     with self.progress:
                         self.loads.append(load)
@@ -364,7 +368,8 @@ class Load:
             self.crashed.append(f"{target.name}: {exc!r}")
             raise
         finally:
-            target.close()
+            for t in (target, *asset_targets):
+                t.close()
 
     def _no_answer(self, target: Target, what: str, exc: BaseException) -> None:
         if target.name in self.down:
@@ -375,7 +380,7 @@ class Load:
         # the CPU to the replica that is starting.
         self.stop.wait(0.1)
 
-    def _page(self, target: Target) -> PageLoad | None:
+    def _page(self, target: Target, asset_target: Target) -> PageLoad | None:
         try:
             r, body = target.get("/")
         except (OSError, http.client.HTTPException) as exc:
@@ -383,7 +388,8 @@ class Load:
             return None
         urls = re.findall(r'href="([^"]+)"', body.decode()) if r.status == 200 else []
         code = re.search(rb'data-code="(\w+)"', body)
-        load = PageLoad(target.name, self.release_of.get(frozenset(urls)), urls,
+        via = target.name if asset_target is target else f"{target.name}>{asset_target.name}"
+        load = PageLoad(via, self.release_of.get(frozenset(urls)), urls,
                         code=code[1].decode() if code else "", when=time.monotonic())
         if r.status != 200:
             load.fetches.append(Fetch("/", r.status))
@@ -391,7 +397,7 @@ class Load:
         queue, seen = list(urls), set(urls)
         while queue:
             url = queue.pop(0)
-            fetch = self._asset(target, url)
+            fetch = self._asset(asset_target, url)
             load.fetches.append(fetch)
             if fetch.status == 200 and urlsplit(url).path.endswith(".css"):
                 for ref in fetch.references:
@@ -457,7 +463,8 @@ def examine(loads: list[PageLoad]) -> Findings:
     f = Findings()
     bodies: dict[str, set[str]] = defaultdict(set)
     for load in loads:
-        kind = "varnish" if load.via == "varnish" else "replicas"
+        kind = ("varnish" if load.via == "varnish" else
+                "page and assets from two replicas" if ">" in load.via else "replicas")
         f.page_loads[kind] += 1
         if load.fetches[:1] and load.fetches[0].url == "/":
             f.page_errors.append((load.via, load.fetches[0].status))
@@ -619,9 +626,15 @@ def rolling_deploy(tmp_path: Path, recipe: Recipe, stack: contextlib.ExitStack,
     stack.callback(varnish.stop)
     varnish.wait_listening(cache_port, 30)
 
-    targets = [Target("varnish", cache_port) for _ in range(VARNISH_THREADS)]
-    targets += [Target(r.name, r.port) for r in replicas]
-    load = Load(expected, targets)
+    lanes = []
+    for _ in range(VARNISH_THREADS):
+        cache = Target("varnish", cache_port)
+        lanes.append((cache, [cache]))
+    for i, r in enumerate(replicas):
+        own = Target(r.name, r.port)
+        other = replicas[(i + 1) % len(replicas)]
+        lanes.append((own, [own, Target(other.name, other.port)]))
+    load = Load(expected, lanes)
     stack.callback(load.finish)
     started = time.monotonic()
     load.start()
