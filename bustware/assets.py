@@ -788,6 +788,10 @@ def _held(item: Asset | Variant) -> int:
     return len(item.body) if item.body is not None else 0
 
 
+#: Paths of FIFOs, sockets and devices already warned about by _walk.
+_special_warned: set[str] = set()
+
+
 def _walk(root: str, include_dotfiles: bool):
     """Yield ``(path, abs_path, stat, variants)`` for every regular file.
 
@@ -848,6 +852,12 @@ def _walk(root: str, include_dotfiles: bool):
                 stack.append((abs_path, f"{rel}{name}/", ancestors))
             elif stat.S_ISREG(est.st_mode):
                 files[name] = (abs_path, est)
+            elif abs_path not in _special_warned:
+                # Once per path: development mode walks the tree every second.
+                if len(_special_warned) < 10_000:
+                    _special_warned.add(abs_path)
+                log.warning("bustware: skipping %r: not a regular file (a FIFO, socket or "
+                            "device is never served)", abs_path)
         for name, (abs_path, est) in files.items():
             stem, dot, suffix = name.rpartition(".")
             if dot and f".{suffix}" in VARIANT_SUFFIXES and stem in files:

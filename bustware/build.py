@@ -36,7 +36,7 @@ from typing import Any, Callable, TextIO
 
 from . import __version__
 from . import manifest as mf
-from .assets import VARIANT_SUFFIXES, Assets, PathLike, _check_roots, _walk
+from .assets import VARIANT_SUFFIXES, Assets, PathLike, _check_roots, _walk, open_regular
 from .compress import MIN_SAVING, check_encodings, compress_bytes, is_compressible
 from .references import kind_of as _linkable
 
@@ -59,6 +59,8 @@ class BuildReport:
     variants: int = 0
     objects_written: int = 0
     objects_removed: int = 0
+    #: Objects only the replaced manifest uses, kept for its processes.
+    objects_retired: int = 0
     generation: int = 0
     new_generation: bool = False
     kept_generations: int = 0
@@ -70,7 +72,9 @@ class BuildReport:
         return (f"bustware: {self.files} files ({_size(self.bytes_read)}) -> "
                 f"{self.manifest_path} in {self.seconds:.2f}s; {what} {self.generation}, "
                 f"{self.kept_generations} earlier kept; {self.variants} compressed variants; "
-                f"{self.objects_written} objects written, {self.objects_removed} removed")
+                f"{self.objects_written} objects written, {self.objects_removed} removed"
+                + (f", {self.objects_retired} kept for processes of the build before (until "
+                   "the next build or `bustware prune`)" if self.objects_retired else ""))
 
 
 @dataclass
@@ -270,6 +274,7 @@ def build(
         retired = replaced - used
     if retired:
         data["retired"] = sorted(retired)
+    report.objects_retired = len(retired)
     mf.write(manifest_path, data)
 
     # 5. Only now that the new manifest is on disk: forget what it dropped,
@@ -308,8 +313,8 @@ def _own_files(manifest_path: str):
 
 def _digest_file(abs_path: str, encodings: tuple[str, ...], store: _Store,
                  keep_bytes: bool, threshold: int) -> _Info:
-    with open(abs_path, "rb") as f:
-        st = os.fstat(f.fileno())
+    f, st = open_regular(abs_path)  # a FIFO swapped in since the walk: an OSError
+    with f:
         if st.st_size <= _WHOLE:
             data = f.read()
             sha256 = hashlib.sha256(data).hexdigest()
@@ -370,7 +375,8 @@ def _compress_large(abs_path: str, size: int, encodings: Sequence[str], store: _
     for encoding in encodings:
         sink = store.open_temp()
         try:
-            with open(abs_path, "rb") as f:
+            f, _st = open_regular(abs_path)
+            with f:
                 compress_stream(f, _HashingWriter(sink), encoding=encoding, size=size)
             if sink.tell() > size * (1 - MIN_SAVING):
                 continue
