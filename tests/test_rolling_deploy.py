@@ -255,6 +255,7 @@ class Fetch:
     release: str | None = None
     error: str = ""
     references: list[str] = field(default_factory=list)  # of a stylesheet
+    cache_hit: bool = False  # answered by Varnish from its cache
 
 
 @dataclass
@@ -413,7 +414,8 @@ class Load:
             self._no_answer(target, url, exc)
             return Fetch(url, None, error=repr(exc))
         encoding = r.getheader("Content-Encoding", "")
-        fetch = Fetch(url, r.status, r.getheader("Cache-Control", ""), encoding)
+        fetch = Fetch(url, r.status, r.getheader("Cache-Control", ""), encoding,
+                      cache_hit=len(r.getheader("X-Varnish", "").split()) == 2)
         if r.status == 200:
             data = decode(body, encoding)
             fetch.digest = hashlib.sha256(data).hexdigest()
@@ -448,6 +450,7 @@ class Findings:
     wrong_bytes: list = field(default_factory=list)       # cacheable, not the version's bytes
     two_bodies: dict = field(default_factory=dict)        # URL -> cacheable digests
     page_errors: list = field(default_factory=list)       # a page that was not 200
+    cache_hits: int = 0
 
     def zero(self) -> dict[str, int]:
         return {"pages naming URLs of no single release": len(self.mixed_pages),
@@ -476,6 +479,7 @@ def examine(loads: list[PageLoad]) -> Findings:
         others = set()
         for fetch in load.fetches:
             f.fetches[kind] += 1
+            f.cache_hits += fetch.cache_hit
             if fetch.status is None:
                 continue
             if fetch.status == 404 or fetch.status >= 500:
@@ -679,7 +683,7 @@ def rolling_deploy(tmp_path: Path, recipe: Recipe, stack: contextlib.ExitStack,
 
 def summary(findings: Findings, load: Load, figures: dict) -> str:
     lines = [f"page loads: {dict(findings.page_loads)}; asset fetches: {dict(findings.fetches)}; "
-             f"{figures}",
+             f"{figures}; Varnish cache hits: {findings.cache_hits}",
              f"page requests unanswered while their replica restarted: {dict(load.unavailable)}"]
     for name, n in findings.zero().items():
         lines.append(f"  {name}: {n}")
