@@ -17,6 +17,11 @@ another; every response is recorded.
 Asserted zero: page loads with an asset of another release; 404 or 5xx for a
 URL a page named; cacheable responses whose bytes are not the ones their
 version names; URLs that returned two different cacheable bodies.
+
+The test is proven by deliberate faults (``-m slow``: steps run host by host,
+a build without --keep, HUP where the recipe says restart), each of which it
+must see; run against the code before issue 10's fixes it fails too (HUP
+does not deploy, old URLs get new bytes under the immutable header).
 """
 
 from __future__ import annotations
