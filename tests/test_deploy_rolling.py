@@ -505,3 +505,31 @@ def test_the_build_says_what_it_keeps_for_the_processes_of_the_build_before(tmp_
     report = b.build(tmp_path / "releases/v2/static", manifest(tmp_path))
     assert report.objects_retired == 1 and report.objects_removed == 0
     assert "1 kept for processes of the build before" in report.summary()
+
+
+def test_a_changed_file_of_the_pinned_release_is_inside_the_root(tmp_path):
+    """After the switch, the loaded release is still this process's root: a
+    file of it that changed is served uncached, not taken for one outside."""
+    two_releases(tmp_path)
+    build(tmp_path, "v1")
+    switch(tmp_path, "v1")
+    app = Bustware(None, tmp_path / "current" / "static", manifest=manifest(tmp_path))
+    url = app.url("js/app.js")
+    switch(tmp_path, "v2")
+    (tmp_path / "releases/v1/static/js/app.js").write_bytes(b"changed")
+    r = via_werkzeug(app, url)
+    assert (r.status, r.header("Cache-Control"), r.body) == (200, "no-store", b"changed")
+
+
+def test_concurrent_requests_for_a_new_version_never_get_wrong_immutable_bytes(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = old_replica(tmp_path, discover_interval=0)
+    build(tmp_path, "v2", keep=3)
+    url = new_urls(tmp_path).url("js/app.js")
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: via_werkzeug(app, url), range(200)))
+    seen = {(r.status, r.header("Cache-Control"), r.body) for r in answers}
+    # While one request reads the manifest, the others get the policy.
+    assert seen <= {(200, IMMUTABLE, JS2), (200, "no-store", JS1)}
+    assert (200, IMMUTABLE, JS2) in seen
