@@ -292,19 +292,27 @@ class Target:
         self.conn: http.client.HTTPConnection | None = None
 
     def get(self, path: str, accept_encoding: str | None = None):
-        if self.conn is None:
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
         headers = {"Accept-Encoding": accept_encoding} if accept_encoding else {}
-        try:
-            self.conn.request("GET", path, headers=headers)
-            r = self.conn.getresponse()
-            body = r.read()
-        except (OSError, http.client.HTTPException):
-            self.close()
-            raise
-        if r.will_close:
-            self.close()
-        return r, body
+        # A kept-alive connection the server closed meanwhile (a worker
+        # stopping after HUP) is retried once on a new one, as browsers do
+        # for a GET; a new connection that fails is an error.
+        for attempt in (1, 2):
+            reused = self.conn is not None
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+            try:
+                self.conn.request("GET", path, headers=headers)
+                r = self.conn.getresponse()
+                body = r.read()
+            except (OSError, http.client.HTTPException):
+                self.close()
+                if reused and attempt == 1:
+                    continue
+                raise
+            if r.will_close:
+                self.close()
+            return r, body
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         if self.conn is not None:
