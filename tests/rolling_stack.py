@@ -97,18 +97,19 @@ def base_env(**extra: str) -> dict:
     return env
 
 
-def start_haproxy(workdir: Path, backends: list[int]) -> tuple[Proc, int]:
+def start_haproxy(workdir: Path, backends: dict[str, int]) -> tuple[Proc, int]:
     """haproxy, round robin over ``backends`` with health checks: a replica
     that stops answering leaves the rotation, a refused connection is retried
     on another replica (what an operator configures for rolling restarts)."""
     port = free_port()
     servers = "\n".join(
-        f"    server r{i} 127.0.0.1:{p} check inter 200ms fall 1 rise 2"
-        for i, p in enumerate(backends, 1))
+        f"    server {name} 127.0.0.1:{p} check inter 200ms fall 1 rise 2"
+        for name, p in backends.items())
     cfg = workdir / "haproxy.cfg"
     cfg.write_text(f"""\
 global
     maxconn 512
+    stats socket {workdir / "haproxy.sock"}
 
 defaults
     mode http
@@ -135,6 +136,23 @@ backend replicas
         raise StackError(f"haproxy refused its configuration:\n{check.stdout}{check.stderr}")
     proc = Proc("haproxy", [tool("haproxy"), "-db", "-f", str(cfg)], log=workdir / "haproxy.log")
     return proc, port
+
+
+def haproxy_status(workdir: Path) -> dict[str, str]:
+    """{server name: status} from the stats socket of the haproxy that
+    :func:`start_haproxy` started in ``workdir`` ("UP", "DOWN", ...)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(workdir / "haproxy.sock"))
+        s.sendall(b"show stat\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    lines = data.decode().splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line]
+    return {r["svname"]: r["status"].split()[0] for r in rows
+            if r["pxname"] == "replicas" and r["svname"] not in ("FRONTEND", "BACKEND")}
 
 
 def start_varnish(workdir: Path, backend_port: int) -> tuple[Proc, int]:

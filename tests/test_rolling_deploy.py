@@ -50,6 +50,7 @@ from rolling_stack import (
     StackError,
     base_env,
     free_port,
+    haproxy_status,
     start_haproxy,
     start_varnish,
     tool,
@@ -546,6 +547,14 @@ def wait_serving(replica: Replica, urls: dict[str, str], deadline: float) -> Non
             time.sleep(0.1)
 
 
+def wait_in_rotation(work: Path, replica: Replica, deadline: float) -> None:
+    """Until haproxy's health check has the replica UP."""
+    while (status := haproxy_status(work).get(replica.name)) != "UP":
+        if time.monotonic() > deadline:
+            raise StackError(f"haproxy still has {replica.name} {status}")
+        time.sleep(0.1)
+
+
 def wait_gone(pids: set[int], what: str, deadline: float) -> None:
     while pids := {p for p in pids if Path(f"/proc/{p}").exists()
                    and "zombie" not in _state(p)}:
@@ -622,6 +631,9 @@ def rolling_deploy(tmp_path: Path, recipe: Recipe, stack: contextlib.ExitStack,
                           f"start {time.monotonic() - t1:.1f}s")
         try:
             wait_serving(replica, expected[rev], min(deadline, time.monotonic() + SWITCH))
+            # One host at a time: the next one goes out of rotation only
+            # when this one is back in.
+            wait_in_rotation(work, replica, min(deadline, time.monotonic() + SWITCH))
         except StackError as exc:  # counted; the deploy goes on, as an operator's would
             problems.append(f"{rev}: {exc}")
         return old_workers
@@ -636,9 +648,11 @@ def rolling_deploy(tmp_path: Path, recipe: Recipe, stack: contextlib.ExitStack,
         stack.callback(replica.stop)
         replica.start()
         wait_serving(replica, expected["v1"], deadline)
-    haproxy, lb_port = start_haproxy(work, [r.port for r in replicas])
+    haproxy, lb_port = start_haproxy(work, {r.name: r.port for r in replicas})
     stack.callback(haproxy.stop)
     haproxy.wait_listening(lb_port, 20)
+    for replica in replicas:
+        wait_in_rotation(work, replica, deadline)
     varnish, cache_port = start_varnish(work, lb_port)
     stack.callback(varnish.stop)
     varnish.wait_listening(cache_port, 30)
