@@ -3,9 +3,9 @@ and content-coding negotiation.
 
 Parsing is werkzeug's (``parse_etags``, ``parse_date``,
 ``parse_range_header``), and for Accept-Encoding a bounded scan of our own
-(see ``_ELEMENT``); this module applies the RFC's rules to their results. None of it runs for a plain request
-without conditional or Range headers: the middleware checks for those headers
-first.
+(see ``_ELEMENT``); this module applies the RFC's rules to their results.
+None of it runs for a plain request without conditional or Range headers:
+the middleware checks for those headers first.
 """
 
 from __future__ import annotations
