@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import functools
 import gc
+import gzip
 import sys
 import tracemalloc
 
 import pytest
+from conftest import fallback_app, via_werkzeug
 
-from bustware import http
+from bustware import Bustware, http
 from bustware.http import MAX_ACCEPT_ENCODING, EncodingNegotiator
 
 OFFERS = ("br", "zstd", "gzip")
@@ -101,3 +103,145 @@ def test_memo_does_not_keep_long_values_alive():
         neg.choose(f"gzip;q=0.{i % 9 + 1}, x{i}-" + "y" * (MAX_ACCEPT_ENCODING - 30), OFFERS)
     assert len(neg._memo) <= neg._maxsize
     assert sum(len(header) for header, _ in neg._memo) <= neg._maxsize * MAX_ACCEPT_ENCODING
+
+
+# -- prefix="/" ------------------------------------------------------------------
+
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"/>\n'
+
+
+def test_prefix_root_hands_every_path_that_is_no_file_to_the_app(tree, fetch):
+    root = tree({"favicon.ico": b"\x00\x00\x01\x00icon", "css/app.css": b"a{}"})
+    app = Bustware(fallback_app, root, prefix="/")
+    assert app.missing == "app"
+    for path in ("/", "/about", "/users/7/edit", "/css/nope.css", "/favicon.ico.bak"):
+        r = fetch(app, path)
+        assert (r.status, r.body) == (200, f"app:{path}".encode()), path
+    r = fetch(app, app.url("css/app.css"))
+    assert (r.status, r.body) == (200, b"a{}")
+    assert r.header("Cache-Control") == "max-age=31536000, immutable"
+    r = fetch(app, "/favicon.ico")
+    assert (r.status, r.body, r.header("Cache-Control")) == (200, b"\x00\x00\x01\x00icon",
+                                                             "no-cache")
+
+
+def test_prefix_root_with_missing_404_is_refused(tree):
+    root = tree({"a.css": b"a{}"})
+    with pytest.raises(ValueError, match=r"prefix='/' with missing='404'.*leave missing unset"):
+        Bustware(fallback_app, root, prefix="/", missing="404")
+    # Without an app there are no pages to lose: every other path is a 404.
+    assert via_werkzeug(Bustware(None, root, prefix="/"), "/about").status == 404
+
+
+def test_other_prefixes_keep_404_by_default(tree):
+    app = Bustware(fallback_app, tree({"a.css": b"a{}"}))
+    assert app.missing == "404"
+    assert via_werkzeug(app, "/static/nope.css").status == 404
+    assert via_werkzeug(app, "/about").body == b"app:/about"
+
+
+# -- add_headers and content_types ------------------------------------------------
+
+@pytest.mark.parametrize(("name", "option"), [
+    ("Content-Type", "content_types="),
+    ("content-type", "content_types="),
+    ("Cache-Control", "cache_control="),
+    ("CACHE-CONTROL", "plain_cache_control="),
+    ("Access-Control-Allow-Origin", "allow_origin="),
+    ("Content-Length", "computes it"),
+    ("ETag", "computes it"),
+    ("Content-Encoding", "computes it"),
+    ("x-content-type-options", "nosniff"),
+])
+def test_add_headers_may_not_send_a_header_bustware_sends(tree, name, option):
+    root = tree({"a.css": b"a{}", "data.foo": b"\x00"})
+    with pytest.raises(ValueError, match=rf"add_headers\('a.css'\) gave '{name}'.*{option}"):
+        Bustware(None, root, add_headers=lambda asset: [(name, "x")])
+
+
+def test_add_headers_other_names_still_pass(tree):
+    root = tree({"a.css": b"a{}"})
+    app = Bustware(None, root, add_headers=lambda a: [("X-Frame-Options", "DENY"),
+                                                      ("Vary", "Origin")])
+    r = via_werkzeug(app, app.url("a.css"))
+    assert r.status == 200 and r.body == b"a{}"
+    assert r.header("X-Frame-Options") == "DENY"
+    assert [v for k, v in r.headers if k == "Content-Type"] == ["text/css; charset=utf-8"]
+
+
+def test_content_types_gives_the_type_of_a_suffix(tree, fetch):
+    root = tree({"data.foo": b"0123456789", "page.tpl": b"{{ x }}", "a.css": b"a{}",
+                 "UPPER.FOO": b"up"})
+    app = Bustware(None, root, content_types={".FOO": "application/x-foo",
+                                              ".tpl": "text/x-template",
+                                              ".css": "text/css; charset=latin-1"})
+    cases = {"data.foo": "application/x-foo", "UPPER.FOO": "application/x-foo",
+             "page.tpl": "text/x-template; charset=utf-8", "a.css": "text/css; charset=latin-1"}
+    for path, ctype in cases.items():
+        r = fetch(app, app.url(path))
+        assert r.status == 200 and r.body == (root / path).read_bytes()
+        assert [v for k, v in r.headers if k == "Content-Type"] == [ctype], path
+    r = fetch(app, app.url("data.foo"), headers={"Range": "bytes=2-4"})
+    assert (r.status, r.body, r.header("Content-Type")) == (206, b"234", "application/x-foo")
+    r = fetch(app, app.url("data.foo"), headers={"Range": "bytes=0-0,5-5"})
+    assert r.status == 206 and b"Content-Type: application/x-foo\r\n" in r.body
+
+
+@pytest.mark.parametrize(("value", "error", "message"), [
+    (["x"], TypeError, r"content_types=\['x'\] must map file suffixes"),
+    ({"foo": "a/b"}, ValueError, r"key 'foo' is not a file suffix"),
+    ({".a.b": "a/b"}, ValueError, r"key '.a.b' is not a file suffix"),
+    ({".foo": "foo"}, ValueError, r"content_types\['.foo'\] = 'foo' is not a media type"),
+    ({".foo": "a/b\r\nSet-Cookie: x"}, ValueError, r"is not a media type"),
+    ({".foo": None}, ValueError, r"content_types\['.foo'\] = None is not a media type"),
+])
+def test_content_types_is_checked(tree, value, error, message):
+    with pytest.raises(error, match=message):
+        Bustware(None, tree({"a.css": b"a{}"}), content_types=value)
+
+
+# -- .svgz and .zstd ------------------------------------------------------------
+
+def test_svgz_is_served_as_gzip_encoded_svg_without_negotiation(tree, fetch):
+    svgz = gzip.compress(SVG, mtime=0)
+    root = tree({"img/logo.svgz": svgz, "img/logo.svgz.br": b"not served"})
+    app = Bustware(None, root)
+    assert app.assets["img/logo.svgz"].variants == {}
+    url = app.url("img/logo.svgz")
+    for accept in (None, "gzip", "br", "identity"):
+        r = fetch(app, url, headers={"Accept-Encoding": accept} if accept else {})
+        assert r.status == 200 and r.body == svgz, accept
+        assert r.header("Content-Type") == "image/svg+xml; charset=utf-8"
+        assert r.header("Content-Encoding") == "gzip"
+        assert r.header("Content-Length") == str(len(svgz))
+        assert r.header("Vary") is None
+    assert gzip.decompress(r.body) == SVG
+    # Several ranges of encoded bytes: the whole file, not a multipart.
+    r = fetch(app, url, headers={"Range": "bytes=0-1,4-5"})
+    assert (r.status, r.body, r.header("Content-Encoding")) == (200, svgz, "gzip")
+    r = fetch(app, url, headers={"Range": "bytes=0-1"})
+    assert (r.status, r.body, r.header("Content-Encoding")) == (206, svgz[:2], "gzip")
+
+
+def test_zstd_suffix_is_a_variant_and_zst_wins_over_it(tree, fetch):
+    zstandard = pytest.importorskip("zstandard")
+    css = b".a { color: red }\n" * 200
+    one = zstandard.ZstdCompressor(level=3).compress(css)
+    two = zstandard.ZstdCompressor(level=19).compress(css)
+    root = tree({"a.css": css, "a.css.zstd": one, "b.css": css, "b.css.zstd": one,
+                 "b.css.zst": two})
+    app = Bustware(None, root)
+    for path, body in (("a.css", one), ("b.css", two)):
+        r = fetch(app, app.url(path), headers={"Accept-Encoding": "zstd"})
+        assert r.status == 200 and r.body == body, path
+        assert r.header("Content-Encoding") == "zstd"
+        assert r.header("Vary") == "Accept-Encoding"
+    assert fetch(app, "/static/a.css.zstd").status == 404  # not a file of its own
+    r = fetch(app, app.url("a.css"))
+    assert (r.body, r.header("Content-Encoding")) == (css, None)
+
+
+def test_build_still_writes_zst():
+    from bustware import build
+
+    assert build._SUFFIXES == {"br": ".br", "zstd": ".zst", "gzip": ".gz"}
