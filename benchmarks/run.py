@@ -37,7 +37,7 @@ import tree  # noqa: E402
 
 README = HERE / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-SECTIONS = ("inprocess", "url", "startup", "e2e")
+SECTIONS = ("inprocess", "url", "startup", "e2e", "hostile")
 
 #: Per mode: in-process rounds and batch seconds, startup tree, startup
 #: rounds, e2e rounds, e2e seconds per wrk run, filler files in the site.
@@ -215,6 +215,8 @@ def markdown(results: dict) -> str:
                 cells.append(cell)
             w(f"| {label} | " + " | ".join(cells) + " |")
         w("")
+    if results.get("hostile"):
+        w(inprocess.hostile_markdown(results["hostile"]))
     url = results.get("url")
     if url:
         flask = url.get("Flask url_for('static')")
@@ -369,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"in-process requests: {', '.join(names)}")
         results["inprocess"] = inprocess.requests(
             site, names, cfg["rounds"], cfg["batch"], lambda s: log(f"in-process: {s}"))
+    if "hostile" in sections:
+        log("in-process requests under hostile Accept-Encoding values")
+        results["hostile"] = inprocess.hostile_accept_encoding(
+            work, names, cfg["rounds"], cfg["batch"], lambda s: log(f"hostile: {s}"))
     if "url" in sections:
         log("URL helpers")
         results["url"] = inprocess.url_helpers(site, cfg["rounds"], cfg["batch"] / 2,
