@@ -31,13 +31,14 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import apps  # noqa: E402
 import e2e  # noqa: E402
+import hostile_e2e  # noqa: E402
 import inprocess  # noqa: E402
 import startup  # noqa: E402
 import tree  # noqa: E402
 
 README = HERE / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-SECTIONS = ("inprocess", "url", "startup", "e2e", "hostile")
+SECTIONS = ("inprocess", "url", "startup", "e2e", "hostile", "hostile-e2e")
 
 #: Per mode: in-process rounds and batch seconds, startup tree, startup
 #: rounds, e2e rounds, e2e seconds per wrk run, filler files in the site.
@@ -217,6 +218,8 @@ def markdown(results: dict) -> str:
         w("")
     if results.get("hostile"):
         w(inprocess.hostile_markdown(results["hostile"]))
+    if results.get("hostile_e2e"):
+        w(hostile_e2e.markdown(results["hostile_e2e"], cfg))
     url = results.get("url")
     if url:
         flask = url.get("Flask url_for('static')")
@@ -417,6 +420,12 @@ def main(argv: list[str] | None = None) -> int:
             site, work, impls, cfg["e2e_rounds"], cfg["e2e_seconds"], args.connections,
             lambda s: skip(skipped, s), lambda s: log(f"end to end: {s}"),
             load=cfg["mode"] != "tiny")
+    if "hostile-e2e" in sections:
+        log("end to end under hostile Accept-Encoding values")
+        results["hostile_e2e"] = hostile_e2e.throughput(
+            work, names, cfg["e2e_rounds"], cfg["e2e_seconds"], args.connections,
+            lambda s: skip(skipped, s), lambda s: log(f"hostile end to end: {s}"),
+            load_it=cfg["mode"] != "tiny")
     cfg["seconds"] = round(time.monotonic() - started, 1)
     results["machine"]["load_average_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.profile:

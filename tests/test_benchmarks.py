@@ -90,6 +90,12 @@ def test_hostile_accept_encoding_rows(tiny):
     assert "### Hostile Accept-Encoding, in-process" in stdout
     rows = [line for line in stdout.splitlines() if line.startswith("| a new 8 KB value")]
     assert len(rows) == 1 and rows[0].count("|") == len(table) + 3
+    # End to end, tiny mode starts gunicorn with bustware.gunicorn_conf and
+    # checks one request of each case, without load.
+    if not skipped(results, "gunicorn"):
+        expected = ["gunicorn bustware"] + (
+            [] if skipped(results, "whitenoise") else ["gunicorn whitenoise"])
+        assert results["hostile_e2e"] == {"checked": expected}
 
 
 @pytest.mark.server
