@@ -17,6 +17,8 @@ import tracemalloc
 
 import pytest
 from conftest import fallback_app, via_werkzeug
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bustware import Bustware, http
 from bustware.http import MAX_ACCEPT_ENCODING, EncodingNegotiator
@@ -290,3 +292,52 @@ def test_long_etag_lists_are_still_evaluated(tree, fetch, headers, status):
         assert r.body == b"a{}" * 100
     elif status == 304:
         assert (r.body, r.header("ETag")) == (b"", etag)
+
+
+# -- the new reading agrees with the webob-based one on well-formed values ---------
+
+def webob_choice(header: str, offers: tuple[str, ...]) -> str:
+    """bustware 0.1's negotiation (webob's parser), as the oracle."""
+    from webob.acceptparse import AcceptEncodingValidHeader, create_accept_encoding_header
+
+    accept = create_accept_encoding_header(header.strip())
+    if not isinstance(accept, AcceptEncodingValidHeader):
+        return "identity"
+    named = {coding.lower() for coding, _ in accept.parsed}
+    candidates = list(offers)
+    if "x-gzip" in named and "gzip" not in named and "gzip" in candidates:
+        candidates.insert(candidates.index("gzip") + 1, "x-gzip")
+    if "identity" in named:
+        candidates.append("identity")
+    acceptable = accept.acceptable_offers(candidates)
+    if not acceptable:
+        return "identity"
+    return "gzip" if acceptable[0][0] == "x-gzip" else acceptable[0][0]
+
+
+_CODING = st.sampled_from(["gzip", "br", "zstd", "identity", "*", "x-gzip", "deflate",
+                           "compress", "sdch", "GZip", "BR", "Zstd", "IDENTITY", "X-GZIP"])
+_QVALUE = st.sampled_from(["", ";q=0", ";q=1", ";q=0.5", ";q=0.001", ";q=0.999", ";q=1.0",
+                           ";q=1.000", ";q=0.", ";Q=0.8", " ; q=0.3", ";\tq=0.7"])
+_SEPARATOR = st.sampled_from([",", ", ", " , ", ",\t", ",  "])
+
+
+@st.composite
+def accept_encoding(draw) -> str:
+    elements = draw(st.lists(st.tuples(_CODING, _QVALUE).map("".join), max_size=7))
+    lowered = [e.lower() for e in elements]
+    if any(e.startswith("x-gzip") for e in lowered) and any(e.startswith("*") for e in lowered):
+        # The one deliberate difference: x-gzip now stands for gzip even
+        # when "*" ranks an unlisted gzip higher.
+        elements = [e for e in elements if not e.startswith("*")]
+    text = ""
+    for i, element in enumerate(elements):
+        text += (draw(_SEPARATOR) if i else "") + element
+    return draw(st.sampled_from(["", " "])) + text + draw(st.sampled_from(["", " ", ","]))
+
+
+@given(header=accept_encoding(),
+       offers=st.sampled_from([("br", "zstd", "gzip"), ("br", "gzip"), ("gzip",), ("zstd",)]))
+@settings(max_examples=200, deadline=None)
+def test_negotiation_agrees_with_webob_on_well_formed_values(header, offers):
+    assert http._negotiate(header, offers) == webob_choice(header, offers), header
