@@ -2,8 +2,10 @@
 and content-coding negotiation.
 
 Parsing is werkzeug's (``parse_etags``, ``parse_date``,
-``parse_range_header``), and for Accept-Encoding a bounded scan of our own
-(see ``_ELEMENT``); this module applies the RFC's rules to their results.
+``parse_range_header``), except where its cost grows with a hostile value:
+Accept-Encoding is read by one regex pass of our own (``_ELEMENT``), and an
+entity-tag list over 1 KiB is searched, not parsed (``_LongETags``); this
+module applies the RFC's rules to the results.
 None of it runs for a plain request without conditional or Range headers:
 the middleware checks for those headers first.
 """
