@@ -1,6 +1,7 @@
 """Hostile HTTP input and operator mistakes (issue 11): Accept-Encoding cost
-and memo size, ``prefix="/"``, headers from ``add_headers`` that bustware
-sets itself, ``content_types=``, ``.svgz`` and ``.zstd`` files.
+and memo size, long entity-tag lists, ``prefix="/"``, headers from
+``add_headers`` that bustware sets itself, ``content_types=``, ``.svgz`` and
+``.zstd`` files.
 
 Cost is never timed here: it is counted as function calls, which grow with
 the number of list elements when a parser loops over them, and stay
@@ -53,12 +54,12 @@ def hostile(length: int, coding: str = "c") -> str:
 
 
 @pytest.mark.parametrize("value", [
-    hostile(MAX_ACCEPT_ENCODING),  # about 300 codings: read
+    hostile(MAX_ACCEPT_ENCODING),  # about 200 codings: read
     "br;q=0.5, " * 100 + "gzip",  # 100 elements naming a coding we offer
     ",\t" * 500,  # every character a separator
     hostile(8192),  # the 8 KB value of the issue: not read
     "gzip, " + "x" * (256 * 1024),
-], ids=["1KB-300-codings", "100-offered", "separators", "8KB-4000-codings", "256KiB"])
+], ids=["1KB-200-codings", "100-offered", "separators", "8KB-4000-codings", "256KiB"])
 def test_accept_encoding_cost_does_not_grow_with_the_value(value):
     # A fresh negotiator each time: the memo must not be what keeps it cheap.
     n = calls(functools.partial(EncodingNegotiator().choose, value, OFFERS))
