@@ -341,8 +341,8 @@ def hot_path_breakdown(site: tree.Site, rounds: int, batch_seconds: float) -> di
 #: (key, label, length of the Accept-Encoding value) in table order.
 HOSTILE_CASES = (
     ("browser", "browser `Accept-Encoding: gzip, deflate, br, zstd`", None),
-    ("hostile_1k", "a new 1 KB value each request (about 250 codings, then gzip)", 1000),
-    ("hostile_8k", "a new 8 KB value each request (about 1,600 codings, then gzip)", 8190),
+    ("hostile_1k", "a new 1 KB value each request (about 140 codings, then gzip)", 1000),
+    ("hostile_8k", "a new 8 KB value each request (about 1,000 codings, then gzip)", 8190),
 )
 HOSTILE_IMPLEMENTATIONS = ("bare", "bustware", "whitenoise", "servestatic")
 #: Distinct values per case: more than bustware's memo holds (512), so that
