@@ -342,3 +342,18 @@ def accept_encoding(draw) -> str:
 @settings(max_examples=200, deadline=None)
 def test_negotiation_agrees_with_webob_on_well_formed_values(header, offers):
     assert http._negotiate(header, offers) == webob_choice(header, offers), header
+
+
+def test_svgz_from_a_manifest_built_with_compression(tree, fetch):
+    from bustware import build
+
+    svgz = gzip.compress(SVG * 50, mtime=0)
+    root = tree({"img/logo.svgz": svgz, "app.css": b".a { color: red }\n" * 200})
+    build.build(root, compress=["gzip", "br"])
+    app = Bustware(None, root, manifest=root / ".bustware" / "manifest.json")
+    assert app.assets["img/logo.svgz"].variants == {}
+    assert set(app.assets["app.css"].variants) == {"gzip", "br"}
+    r = fetch(app, app.url("img/logo.svgz"), headers={"Accept-Encoding": "br, gzip"})
+    assert (r.status, r.body) == (200, svgz)
+    assert r.header("Content-Encoding") == "gzip" and r.header("Vary") is None
+    assert r.header("Content-Type") == "image/svg+xml; charset=utf-8"
