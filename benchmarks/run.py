@@ -29,6 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
+import adoption  # noqa: E402
 import apps  # noqa: E402
 import e2e  # noqa: E402
 import hostile_e2e  # noqa: E402
@@ -38,7 +39,7 @@ import tree  # noqa: E402
 
 README = HERE / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-SECTIONS = ("inprocess", "url", "startup", "e2e", "hostile", "hostile-e2e")
+SECTIONS = ("inprocess", "url", "startup", "e2e", "adoption", "hostile", "hostile-e2e")
 
 #: Per mode: in-process rounds and batch seconds, startup tree, startup
 #: rounds, e2e rounds, e2e seconds per wrk run, filler files in the site.
@@ -294,6 +295,9 @@ def markdown(results: dict) -> str:
         for r in rows:
             w("| " + " | ".join(r) + " |")
         w("")
+    if results.get("adoption"):
+        w("### Adoption: bustware against each framework's incumbent\n")
+        w(adoption.markdown(results["adoption"]) + "\n")
     if results["skipped"]:
         w("### Skipped\n")
         for s in results["skipped"]:
@@ -426,6 +430,13 @@ def main(argv: list[str] | None = None) -> int:
             work, names, cfg["e2e_rounds"], cfg["e2e_seconds"], args.connections,
             lambda s: skip(skipped, s), lambda s: log(f"hostile end to end: {s}"),
             load_it=cfg["mode"] != "tiny")
+    if "adoption" in sections and cfg["mode"] == "tiny":
+        skip(skipped, "adoption: not in --tiny mode (a dozen child processes; "
+                      "run it with --only adoption)")
+    elif "adoption" in sections:
+        log("adoption: bustware against each framework's incumbent")
+        results["adoption"] = adoption.measure(work / "adoption", rounds=cfg["startup_rounds"])
+        skipped.extend(results["adoption"]["skipped"])
     cfg["seconds"] = round(time.monotonic() - started, 1)
     results["machine"]["load_average_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.profile:

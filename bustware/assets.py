@@ -10,6 +10,7 @@ each file. Nothing here runs per request.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import hashlib
 import logging
@@ -22,7 +23,7 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Union
+from typing import Any, Callable, Union
 from urllib.parse import quote, urlsplit
 
 from . import bundlers
@@ -32,7 +33,7 @@ from .integrity import asset_integrity
 from .styles import Style, make_style
 from .versions import VersionSource, make_version_source
 
-__all__ = ["Asset", "AssetNotFound", "Assets", "Variant"]
+__all__ = ["Asset", "AssetNotFound", "Assets", "NotRegularFile", "Variant", "open_regular"]
 
 log = logging.getLogger("bustware")
 
@@ -55,6 +56,29 @@ class AssetNotFound(LookupError):
     """``url()`` was asked for a path that is not in the index."""
 
 
+class NotRegularFile(OSError):
+    """A path to index or serve leads to a FIFO, socket, device or directory."""
+
+
+def open_regular(path: str):
+    """Open ``path`` for reading, never blocking: ``(file, fstat result)``.
+
+    ``O_NONBLOCK`` because a plain open() of a FIFO waits for a writer
+    forever, and a file can be swapped for one after it was indexed; for a
+    regular file the flag changes nothing on Linux. Anything but a regular
+    file raises :class:`NotRegularFile`.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(errno.EINVAL, "not a regular file", path)
+        return os.fdopen(fd, "rb"), st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 @dataclass(eq=False)
 class Variant:
     """A precompressed copy of an asset (``app.css.br`` beside ``app.css``)."""
@@ -65,6 +89,10 @@ class Variant:
     digest: str
     body: bytes | None = None
     mtime_ns: int = 0
+    # Identity (st_dev, st_ino) of the file at abs_path when indexed; 0 when
+    # unknown (a manifest loaded with manifest_check="off").
+    dev: int = 0
+    ino: int = 0
 
 
 @dataclass(eq=False)
@@ -103,6 +131,11 @@ class Asset:
     #: the file at ``abs_path``: a rewritten stylesheet too large for the
     #: memory budget is written to a private file (Assets._spill).
     served_path: str | None = None
+    # Identity (st_dev, st_ino) of the file at abs_path when indexed: a file
+    # opened to be streamed must be this one (bustware.middleware._send_file).
+    # 0 when unknown (a manifest loaded with manifest_check="off").
+    dev: int = 0
+    ino: int = 0
 
     @property
     def busted(self) -> bool:
@@ -112,7 +145,8 @@ class Asset:
         """The bytes served for this file, wherever they are kept."""
         if self.body is not None:
             return self.body
-        with open(self.served_path or self.abs_path, "rb") as f:
+        f, _st = open_regular(self.served_path or self.abs_path)
+        with f:
             return f.read()
 
 
@@ -148,6 +182,10 @@ class Assets:
         bundler_manifest: PathLike | Sequence[PathLike] | None = None,
     ) -> None:
         self.roots = _check_roots(root)
+        #: The roots with symlinks resolved when the index was loaded: files
+        #: are opened under these, so a process keeps serving the release it
+        #: loaded after a `current` link is switched to another one.
+        self.real_roots = [os.path.realpath(r) for r in self.roots]
         self.prefix = _check_prefix(prefix)
         self.style: Style = make_style(style, query_param)
         self._source = make_version_source(version, release)
@@ -197,6 +235,8 @@ class Assets:
         self.manifest_path: str | None = None
         self.manifest: dict | None = None
         self.old_versions: list[Asset] = []
+        #: (st_dev, st_ino, st_size, st_mtime_ns) of the manifest loaded.
+        self.manifest_stat: tuple[int, int, int, int] | None = None
         self._manifest_check = manifest_check
         if manifest is not None:
             if autorefresh:
@@ -209,6 +249,7 @@ class Assets:
         self.aliases: dict[str, str] = {}
         self._bundlers = bundlers.make(bundler_manifest)
         self.refresh()
+        _LIVE.add(self)
         if autorefresh:
             # Production url() stays a bare dictionary lookup; only
             # development pays for the freshness check.
@@ -339,15 +380,41 @@ class Assets:
                 self._scan()
             self._checked_at = time.monotonic()
 
+    def reload_if_changed(self) -> bool:
+        """Load the index again if a root now resolves to another directory
+        (a `current` link switched) or the manifest file changed; for a
+        process forked from a preloading master (gunicorn ``kill -HUP``).
+        A manifest that does not load (it describes files the roots do not
+        hold yet) leaves the index as it was, with a warning. Not in
+        development mode, which follows the files anyway."""
+        if self.autorefresh:
+            return False
+        changed = [os.path.realpath(r) for r in self.roots] != self.real_roots
+        if not changed and self.manifest_path is not None:
+            try:
+                changed = _file_key(os.stat(self.manifest_path)) != self.manifest_stat
+            except OSError:
+                return False
+        if not changed:
+            return False
+        try:
+            self.refresh()
+        except (ValueError, OSError) as exc:  # ManifestError is a ValueError
+            log.warning("bustware: kept the index loaded before: %s", exc)
+            return False
+        return True
+
     def _scan(self) -> None:
         previous = self._assets
+        # Resolved again at each scan: development mode follows a switched link.
+        self.real_roots = [os.path.realpath(r) for r in self.roots]
         self._fresh = {}  # filled by _index_file, used by _link
         # First decide what can be kept as it is, so that the memory budget
         # counts the bytes that stay held before new files claim any.
         found: list[tuple[str, str, os.stat_result, dict, Asset | None]] = []
         seen: set[str] = set()
         self.memory_used = 0
-        for root in self.roots:
+        for root in self.real_roots:
             for path, abs_path, st, variant_paths in _walk(root, self.include_dotfiles):
                 if path in seen:
                     continue  # an earlier root wins
@@ -367,6 +434,10 @@ class Assets:
                 assets[path] = old if old is not None else self._index_file(path, abs_path, st)
             except FileNotFoundError:
                 continue  # deleted since the walk listed it (an editor's temp file)
+            except NotRegularFile:
+                log.warning("bustware: skipping %r: no longer a regular file (a FIFO, "
+                            "socket or device was put in its place)", abs_path)
+                continue
         if self.rewrite_references:
             self._link(assets, {path: v for path, _a, _s, v, _o in found})
         for path, _abs_path, _st, variant_paths, old in found:
@@ -418,6 +489,8 @@ class Assets:
             url=url,
             content_type=content_type(path, self.charset),
             body=body,
+            dev=st.st_dev,
+            ino=st.st_ino,
         )
 
     def _index_variants(self, paths: dict[str, str], old: Asset | None) -> dict[str, Variant]:
@@ -429,7 +502,8 @@ class Assets:
                     st = os.stat(abs_path)
                 except OSError:
                     continue
-                if (st.st_size, st.st_mtime_ns) == (kept.size, kept.mtime_ns):
+                if (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev) == (
+                        kept.size, kept.mtime_ns, kept.ino, kept.dev):
                     variants[encoding] = kept  # already counted in _scan
                     continue
             try:
@@ -437,13 +511,13 @@ class Assets:
             except OSError:
                 continue
             variants[encoding] = Variant(encoding, abs_path, st.st_size, digest, body,
-                                         st.st_mtime_ns)
+                                         st.st_mtime_ns, st.st_dev, st.st_ino)
         return variants
 
     def _read(self, abs_path: str) -> tuple[bytes | None, str, os.stat_result]:
         """Digest the file; keep its bytes if it fits the memory policy."""
-        with open(abs_path, "rb") as f:
-            st = os.fstat(f.fileno())
+        f, st = open_regular(abs_path)
+        with f:
             size = st.st_size
             if size <= self.memory_threshold and self.memory_used + size <= self.memory_budget:
                 body = f.read(size)
@@ -471,8 +545,8 @@ class Assets:
         if body is None:
             if _refs.kind_of(path) == "js" and not self._tail_may_link(path, abs_path, st):
                 return None, digest, st  # a big script: only its end can name a map
-            with open(abs_path, "rb") as f:
-                st = os.fstat(f.fileno())
+            f, st = open_regular(abs_path)
+            with f:
                 body = f.read()
             digest = hashlib.sha256(body).hexdigest()
         links = _refs.find_links(body, path, self.prefix)
@@ -490,7 +564,8 @@ class Assets:
         # double the startup reads; the last 64 KiB hold any source map
         # comment but an inline data: one, which is no link anyway.
         try:
-            with open(abs_path, "rb") as f:
+            f, _st = open_regular(abs_path)
+            with f:
                 f.seek(max(0, st.st_size - 65536))
                 tail = f.read()
         except OSError:
@@ -620,8 +695,9 @@ class Assets:
                     variants[encoding] = Variant(encoding, abs_path, len(data), digest, held,
                                                  asset.mtime_ns)
                 else:  # streamed from the private copy, which is its abs_path
+                    sst = os.stat(spilled)
                     variants[encoding] = Variant(encoding, spilled, len(data), digest, None,
-                                                 os.stat(spilled).st_mtime_ns)
+                                                 sst.st_mtime_ns, sst.st_dev, sst.st_ino)
         return variants
 
     def _hold_or_spill(self, data: bytes, digest: str) -> tuple[bytes | None, str | None]:
@@ -651,12 +727,20 @@ class Assets:
             os.replace(tmp, path)
         return path
 
+    #: How messages tell the user to set an option: ``(name, value) ->
+    #: advice``, or None when there is no such setting. Python keyword
+    #: arguments here; each integration sets its own spelling on the indexes
+    #: it makes (a Flask config key, a Django setting, a Pyramid .ini line).
+    option_advice: Callable[[str, Any], str | None] = staticmethod(
+        lambda name, value: f"pass {name}={value!r}")
+
     def _missing_url(self, path: str) -> str:
         if self.strict:
+            advice = self.option_advice("strict", False)
             raise AssetNotFound(
                 f"bustware: no file {path!r} under {[str(r) for r in self.roots]!r}. "
-                "Paths are relative to the root, with '/' separators (e.g. 'css/app.css'). "
-                "Pass strict=False to get the plain URL instead of this error."
+                "Paths are relative to the root, with '/' separators (e.g. 'css/app.css')."
+                + (f" To get the plain URL instead of this error, {advice}." if advice else "")
             )
         if path not in self._warned:
             self._warned.add(path)
@@ -690,11 +774,33 @@ def _remove_spill_dir(path: str, owner_pid: int) -> None:
 
 def _unchanged(asset: Asset, st: os.stat_result) -> bool:
     size = asset.source_size if asset.source_size is not None else asset.size
-    return size == st.st_size and asset.mtime_ns == st.st_mtime_ns
+    # The identity too: a file replaced by another with equal size and
+    # mtime (cp -p, a reproducible build) has other bytes.
+    return (size == st.st_size and asset.mtime_ns == st.st_mtime_ns
+            and asset.ino == st.st_ino and asset.dev == st.st_dev)
+
+
+def _file_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells that a file was replaced or rewritten, for one ``stat``."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+#: Every index alive in this process, for reload_changed().
+_LIVE: weakref.WeakSet[Assets] = weakref.WeakSet()
+
+
+def reload_changed() -> list[Assets]:
+    """Load again every index of this process whose roots now resolve
+    elsewhere or whose manifest changed; return those that did."""
+    return [a for a in list(_LIVE) if a.reload_if_changed()]
 
 
 def _held(item: Asset | Variant) -> int:
     return len(item.body) if item.body is not None else 0
+
+
+#: Paths of FIFOs, sockets and devices already warned about by _walk.
+_special_warned: set[str] = set()
 
 
 def _walk(root: str, include_dotfiles: bool):
@@ -757,6 +863,12 @@ def _walk(root: str, include_dotfiles: bool):
                 stack.append((abs_path, f"{rel}{name}/", ancestors))
             elif stat.S_ISREG(est.st_mode):
                 files[name] = (abs_path, est)
+            elif abs_path not in _special_warned:
+                # Once per path: development mode walks the tree every second.
+                if len(_special_warned) < 10_000:
+                    _special_warned.add(abs_path)
+                log.warning("bustware: skipping %r: not a regular file (a FIFO, socket or "
+                            "device is never served)", abs_path)
         for name, (abs_path, est) in files.items():
             stem, dot, suffix = name.rpartition(".")
             if dot and f".{suffix}" in VARIANT_SUFFIXES and stem in files:

@@ -9,9 +9,11 @@ results, without reading the files again, so versions and rewritten bytes
 are exactly what a live process would compute.
 
 The manifest is written atomically (see :mod:`bustware.manifest`). Objects
-that the new manifest no longer uses, and that the old one did, are deleted
-afterwards; nothing else in the object store, and nothing outside it, is ever
-deleted.
+that the manifest it replaces used, and the new one does not, are kept (a
+process loaded from the old manifest still serves them) and listed under
+``"retired"``; the next build deletes them if it does not use them either, or
+``prune`` does. Nothing else in the object store, and nothing outside it, is
+ever deleted.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any, Callable, TextIO
 
 from . import __version__
 from . import manifest as mf
-from .assets import VARIANT_SUFFIXES, Assets, PathLike, _check_roots, _walk
+from .assets import VARIANT_SUFFIXES, Assets, PathLike, _check_roots, _walk, open_regular
 from .compress import MIN_SAVING, check_encodings, compress_bytes, is_compressible
 from .references import kind_of as _linkable
 
@@ -57,6 +59,8 @@ class BuildReport:
     variants: int = 0
     objects_written: int = 0
     objects_removed: int = 0
+    #: Objects only the replaced manifest uses, kept for its processes.
+    objects_retired: int = 0
     generation: int = 0
     new_generation: bool = False
     kept_generations: int = 0
@@ -68,7 +72,9 @@ class BuildReport:
         return (f"bustware: {self.files} files ({_size(self.bytes_read)}) -> "
                 f"{self.manifest_path} in {self.seconds:.2f}s; {what} {self.generation}, "
                 f"{self.kept_generations} earlier kept; {self.variants} compressed variants; "
-                f"{self.objects_written} objects written, {self.objects_removed} removed")
+                f"{self.objects_written} objects written, {self.objects_removed} removed"
+                + (f", {self.objects_retired} kept for processes of the build before (until "
+                   "the next build or `bustware prune`)" if self.objects_retired else ""))
 
 
 @dataclass
@@ -77,13 +83,22 @@ class PruneReport:
     dropped: list[int] = field(default_factory=list)
     kept: list[int] = field(default_factory=list)
     objects_removed: int = 0
+    #: Objects only the manifest before the last build used (kept for the
+    #: processes that still served it), released by this prune.
+    retired_released: int = 0
 
     def summary(self) -> str:
-        if not self.dropped:
+        if not self.dropped and not self.retired_released:
             return f"bustware: nothing to prune in {self.manifest_path}"
-        return (f"bustware: dropped generation{'s' if len(self.dropped) > 1 else ''} "
-                f"{', '.join(map(str, self.dropped))} from {self.manifest_path}; kept "
-                f"{', '.join(map(str, self.kept)) or 'none'} besides the current one; "
+        parts = []
+        if self.dropped:
+            parts.append(f"dropped generation{'s' if len(self.dropped) > 1 else ''} "
+                         f"{', '.join(map(str, self.dropped))}; kept "
+                         f"{', '.join(map(str, self.kept)) or 'none'} besides the current one")
+        if self.retired_released:
+            parts.append(f"released {self.retired_released} objects that only the build "
+                         "before the current one used")
+        return (f"bustware: {self.manifest_path}: {'; '.join(parts)}; "
                 f"{self.objects_removed} stored objects removed")
 
 
@@ -205,8 +220,8 @@ def build(
                 try:
                     info = future.result()
                 except OSError as exc:
+                    # Reported once, in report.warnings (the CLI prints them).
                     report.warnings.append(f"cannot read {abs_path!r}: {exc}")
-                    log.warning("bustware: cannot read %r: %s", abs_path, exc)
                     continue
                 if info.body is not None and _linkable(abs_path) is None:
                     if held + len(info.body) > budget:
@@ -238,6 +253,7 @@ def build(
     # 4. The manifest: a new generation only when a URL changed.
     settings = mf.settings_of(assets)
     data = _next_generation(old, files, settings, keep)
+    data["compress"] = list(encodings)  # for the rebuild command messages give
     data["broken_references"] = [list(b) for b in assets.broken_references()
                                  if b[0] in files]
     for path, line, url, target in data["broken_references"]:
@@ -246,13 +262,25 @@ def build(
     report.generation = data["generation"]
     report.new_generation = old is None or data["generation"] != old["generation"]
     report.kept_generations = len(data["previous"])
+    # Processes loaded from the old manifest serve its objects until they
+    # are reloaded: keep them one build longer (or until `prune`), listed so
+    # that the next build knows it may delete them.
+    used = mf.referenced_objects(data)
+    replaced = mf.referenced_objects(old) if old is not None else set()
+    retired_before = set(old.get("retired", ())) if old is not None else set()
+    if old is not None and not report.new_generation:
+        retired = retired_before - used  # the same build again: the same promise
+        retired_before = set()
+    else:
+        retired = replaced - used
+    if retired:
+        data["retired"] = sorted(retired)
+    report.objects_retired = len(retired)
     mf.write(manifest_path, data)
 
-    # 5. Only now that the new manifest is on disk: forget what it dropped.
-    used = mf.referenced_objects(data)
-    doomed = set(store.created - used)
-    if old is not None:
-        doomed |= mf.referenced_objects(old) - used
+    # 5. Only now that the new manifest is on disk: forget what it dropped,
+    # and what only the manifest before the replaced one used.
+    doomed = (store.created | retired_before) - used - replaced - retired
     report.objects_removed = _remove_objects(objects, doomed)
     report.objects_written = len(store.created & used)
     report.seconds = time.monotonic() - started
@@ -286,8 +314,8 @@ def _own_files(manifest_path: str):
 
 def _digest_file(abs_path: str, encodings: tuple[str, ...], store: _Store,
                  keep_bytes: bool, threshold: int) -> _Info:
-    with open(abs_path, "rb") as f:
-        st = os.fstat(f.fileno())
+    f, st = open_regular(abs_path)  # a FIFO swapped in since the walk: an OSError
+    with f:
         if st.st_size <= _WHOLE:
             data = f.read()
             sha256 = hashlib.sha256(data).hexdigest()
@@ -348,7 +376,8 @@ def _compress_large(abs_path: str, size: int, encodings: Sequence[str], store: _
     for encoding in encodings:
         sink = store.open_temp()
         try:
-            with open(abs_path, "rb") as f:
+            f, _st = open_regular(abs_path)
+            with f:
                 compress_stream(f, _HashingWriter(sink), encoding=encoding, size=size)
             if sink.tell() > size * (1 - MIN_SAVING):
                 continue
@@ -449,6 +478,10 @@ class _BuildAssets(Assets):
         if body is not None:
             self.memory_used += len(body)
         return body, info.sha256, info.st
+
+    def _warn_missing(self, *args: Any) -> None:
+        """Not logged: build() reports broken references once, in
+        report.warnings and the manifest."""
 
 
 def _record(asset, root_index: int, source: _Info, encodings: Sequence[str], store: _Store,
@@ -627,7 +660,8 @@ def verify(root: PathLike | Sequence[PathLike], manifest_path: PathLike, *,
                 problems.append(mf.Problem(path, "not in the manifest (added since the build)"))
     for path, line, url, target in data.get("broken_references", []):
         problems.append(mf.Problem(
-            path, f"line {line}: {url!r} names {target!r}, which is no file of the index"))
+            path, f"line {line}: {url!r} names {target!r}, which is no file of the index",
+            broken_reference=True))
     objects = mf.objects_dir(name)
     for gen in data["previous"]:
         for path, rec in gen["files"].items():
@@ -676,7 +710,9 @@ def prune(manifest_path: PathLike, *, keep: int | None = None,
     """Drop earlier generations: those beyond the ``keep`` newest, those
     built more than ``older_than`` seconds ago; with both, only those that
     are both. The current generation is never dropped. Then delete the
-    stored bytes that only the dropped generations used."""
+    stored bytes that only the dropped generations used, and those that only
+    the build before the current one used (kept by ``build`` for the
+    processes that still served it: prune only once they are reloaded)."""
     if keep is None and older_than is None:
         raise ValueError("bustware: nothing to prune: pass --keep N and/or --older-than AGE")
     if keep is not None and (type(keep) is not int or keep < 0):
@@ -697,11 +733,14 @@ def prune(manifest_path: PathLike, *, keep: int | None = None,
         (dropped if drop else kept).append(gen)
     report.kept = [g["generation"] for g in kept]
     report.dropped = [g["generation"] for g in dropped]
-    if not dropped:
+    retired = set(data.get("retired", ()))
+    if not dropped and not retired:
         return report
-    before = mf.referenced_objects(data)
-    data = {**data, "previous": kept}
+    before = mf.referenced_objects(data) | retired
+    data = {k: v for k, v in data.items() if k != "retired"}
+    data["previous"] = kept
     mf.write(name, data)
+    report.retired_released = len(retired - mf.referenced_objects(data))
     report.objects_removed = _remove_objects(mf.objects_dir(name),
                                              before - mf.referenced_objects(data))
     return report

@@ -42,10 +42,34 @@ def _add_index_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(app, host: str, port: int) -> None:
-    from werkzeug.serving import run_simple
+    import socket
 
-    print(f"bustware: serving on http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
-    run_simple(host, port, app, threaded=True)
+    from werkzeug.serving import make_server
+
+    # Bind here, before saying where we serve: a port in use is then an error
+    # naming --port, where werkzeug would print its own and exit. The bound
+    # socket is handed to werkzeug, so no other program can take the port
+    # in between.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        server = make_server(host, port, app, threaded=True, fd=sock.fileno())
+    except OSError as exc:
+        raise OSError(
+            f"bustware: cannot listen on {host}:{port} ({exc.strerror or exc}); another "
+            f"program may be using that port: choose another with --port, e.g. "
+            f"--port {port + 1 if port < 65535 else 8080}"
+        ) from None
+    finally:
+        sock.close()  # werkzeug holds its own copy of the socket
+    # With --port 0 the system chose the port: say which.
+    print(f"bustware: serving on http://{host}:{server.port}/ (Ctrl+C to stop)\n"
+          "bustware: this quick-look server (werkzeug's development server) is not for "
+          "production; bustware's middleware is: run your app under gunicorn or another "
+          "WSGI server (see the README).", flush=True)
+    server.serve_forever()  # returns on Ctrl+C, the socket closed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     serve = sub.add_parser("serve", help="serve a directory on 127.0.0.1 for a quick look")
     serve.add_argument("root", metavar="DIR")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000)
     _add_index_options(serve)
 
     url = sub.add_parser("url", help="print the versioned URL of a file")
@@ -64,7 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_index_options(url)
 
     demo = sub.add_parser("demo", help="run the bundled demo site on 127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--port", type=_port, default=8000)
+    demo.add_argument("--dir", metavar="DIR",
+                      help="serve the demo's files from DIR, copying them there first "
+                           "(files already in DIR are kept), so that you can edit them")
+    demo.add_argument("--autorefresh", action="store_true",
+                      help="development mode: an edited file gets a new URL on the next "
+                           "page load, without a restart")
 
     _add_build_commands(sub)
 
@@ -74,15 +104,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "url":
             assets = Assets(args.root, args.prefix, style=args.style)
+            assets.option_advice = lambda name, value: None  # no such option here
             print(assets.url(args.path))
         elif args.command == "serve":
             bust = Bustware(None, args.root, args.prefix, style=args.style)
             bust.app = _index_app(bust)
             _run(bust, "127.0.0.1", args.port)
         elif args.command == "demo":
-            from .demo.app import make_app
+            from .demo.app import STATIC, copy_files, make_app
 
-            _run(make_app(), "127.0.0.1", args.port)
+            root = STATIC
+            if args.dir is not None:
+                root = copy_files(args.dir)
+            if args.autorefresh:
+                print(f"bustware: development mode: edit the files under {root} and reload "
+                      "the page", flush=True)
+                if args.dir is None:
+                    print("bustware: (these are bustware's own files; `bustware demo --dir "
+                          "mydemo --autorefresh` serves a copy to edit)", flush=True)
+            # A scan per request costs nothing for the demo's few files, and
+            # an edit then shows on the very next reload.
+            options = {"autorefresh": True, "refresh_interval": 0} if args.autorefresh else {}
+            _run(make_app(root, **options), "127.0.0.1", args.port)
     except (ValueError, TypeError, AssetNotFound) as exc:
         print(exc, file=sys.stderr)  # the message already starts with "bustware:"
         return 2
@@ -134,6 +177,17 @@ def _add_build_commands(sub) -> None:
                             "2w); with --keep, only those beyond N and older than AGE")
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a TCP port (1 to 65535, or 0 for any free one)")
+    return value
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -147,7 +201,7 @@ def _count(text: str) -> int:
 def _build_command(args) -> int:
     from . import build as b
     from .compress import CodecUnavailable
-    from .manifest import default_path
+    from .manifest import build_command, default_path, read
 
     try:
         if args.command == "build":
@@ -160,7 +214,9 @@ def _build_command(args) -> int:
                              compress=codings, keep=args.keep,
                              progress=progress)
             for warning in report.warnings:
-                print(f"bustware: warning: {warning}", file=sys.stderr)
+                # --quiet prints only errors: a file left out of the manifest.
+                if not args.quiet or warning.startswith("cannot read"):
+                    print(f"bustware: warning: {warning}", file=sys.stderr)
             if not args.quiet:
                 print(report.summary())
             return 0
@@ -172,7 +228,12 @@ def _build_command(args) -> int:
                       f"({len(problems)} problem{'s' if len(problems) != 1 else ''}):")
                 for problem in problems:
                     print(f"  {problem}")
-                print(f"Rebuild it: bustware build {' '.join(args.roots)}")
+                command = build_command(read(manifest), manifest, args.roots)
+                if any(p.broken_reference for p in problems):
+                    print("Fix each reference to a missing file (correct it, or add the file "
+                          f"it names; a rebuild alone does not), then rebuild: {command}")
+                else:
+                    print(f"Rebuild it: {command}")
                 return 1
             print(f"bustware: {manifest} matches the files under {' '.join(args.roots)}")
             return 0

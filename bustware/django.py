@@ -21,30 +21,39 @@ app), the URLs carry that host and the middleware serves the path.
 ``BUSTWARE`` is a dict of the keyword arguments of :class:`bustware.Bustware`
 and :class:`bustware.Assets` (``mode``, ``style``, ``autorefresh``...), plus
 ``root`` (a directory or list: overrides the choice above) and
-``use_finders``. ``autorefresh`` defaults to ``DEBUG``.
+``use_finders``. ``autorefresh`` defaults to ``DEBUG``. Under Django's test
+runner (``manage.py test``, pytest-django), which turns ``DEBUG`` off,
+``use_finders`` is also true while ``STATIC_ROOT`` is unset or missing: tests
+run on a fresh checkout, before any ``collectstatic``.
 
-One index serves the whole process: the middleware, the template tag and the
-storage all ask :func:`get_assets`.
+One index serves the whole process: the middleware, the template tag, the
+storage and the development handler (:class:`BustwareStaticFilesHandler`,
+used by ``manage.py runserver`` and ``StaticLiveServerTestCase`` once
+``"bustware"`` is in ``INSTALLED_APPS``) all ask :func:`get_assets`.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
+import sys
 import threading
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.contrib.staticfiles.storage import StaticFilesStorage
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-from .assets import Assets
+from .assets import AssetNotFound, Assets
 from .middleware import Bustware
 
-__all__ = ["BustwareStorage", "get_assets", "options", "url", "wrap"]
+__all__ = ["BustwareStaticFilesHandler", "BustwareStorage", "get_assets", "options", "url",
+           "wrap"]
 
 log = logging.getLogger("bustware")
 
@@ -87,7 +96,8 @@ def options() -> dict[str, Any]:
     if resolved.get("autorefresh") is None:
         resolved["autorefresh"] = settings.DEBUG
     if resolved.get("use_finders") is None:
-        resolved["use_finders"] = settings.DEBUG
+        resolved["use_finders"] = settings.DEBUG or (
+            _under_test_runner() and not _static_root_exists())
     return resolved
 
 
@@ -109,13 +119,22 @@ def get_assets() -> Assets:
                         "host; drop BUSTWARE['base_url'] (or make STATIC_URL a path)"
                     )
                 assets_options["base_url"] = origin
-            _assets = Assets(_roots(opts), prefix, **assets_options)
+            assets = Assets(_roots(opts), prefix, **assets_options)
+            # Error messages name the Django setting, not a keyword argument.
+            assets.option_advice = lambda name, value: (  # type: ignore[method-assign]
+                f"set BUSTWARE = {{{name!r}: {value!r}}} in settings.py")
+            _assets = assets
         return _assets
 
 
 def url(path: str) -> str:
     """The versioned URL of ``path`` (relative to the static roots)."""
-    return get_assets().url(path)
+    try:
+        return get_assets().url(path)
+    except AssetNotFound:
+        # The index's message names a Python argument; a Django user needs
+        # the setting, and where the files were looked for.
+        raise AssetNotFound(_missing_message(path)) from None
 
 
 def wrap(application: Callable, **overrides: Any) -> Bustware:
@@ -144,6 +163,66 @@ class BustwareStorage(StaticFilesStorage):
         if name is None:
             return super().url(name)
         return url(name)
+
+
+class BustwareStaticFilesHandler(StaticFilesHandler):
+    """Django's development static handler with bustware in front: versioned
+    URLs (and plain ones) of the indexed files are answered as in production
+    (``wrap()``, so ``settings.BUSTWARE`` applies), and any other path under
+    ``STATIC_URL`` goes on to Django's handler (the finders), as without
+    bustware. bustware's ``runserver`` command and, once the app is ready,
+    ``StaticLiveServerTestCase`` use it."""
+
+    def __init__(self, application: Callable) -> None:
+        super().__init__(application)
+        self._served: tuple[Assets, Bustware] | None = None
+        self._bustware()  # bad settings fail at start, not on a request
+
+    def _bustware(self) -> Bustware:
+        # The index is rebuilt when override_settings changes what it
+        # depends on (a live server outlives a test's settings): follow it.
+        assets = get_assets()
+        served = self._served
+        if served is None or served[0] is not assets:
+            # Django's handler for what bustware does not index.
+            django_handler = functools.partial(StaticFilesHandler.__call__, self)
+            served = (assets, wrap(django_handler, missing="app"))
+            self._served = served
+        return served[1]
+
+    def __call__(self, environ: dict, start_response: Callable):
+        return self._bustware()(environ, start_response)
+
+
+def _missing_message(path: str) -> str:
+    opts = options()
+    assets = get_assets()
+    roots = [os.fspath(r) for r in assets.roots]
+    if opts.get("root") is not None:
+        where = f"BUSTWARE['root'] {roots!r}"
+    elif opts["use_finders"]:
+        where = f"the staticfiles finders' directories {roots!r}"
+    else:
+        where = (f"STATIC_ROOT {roots[0]!r} (run 'manage.py collectstatic' if the file "
+                 "is new)")
+    return (
+        f"bustware: no static file {path!r} in {where}. Paths are relative to the "
+        "static directories, with '/' separators (e.g. 'css/app.css'). To get the "
+        f"plain URL instead of this error, {assets.option_advice('strict', False)}."
+    )
+
+
+def _under_test_runner() -> bool:
+    """Whether Django's setup_test_environment() is in effect (manage.py
+    test, pytest-django). Django keeps what it will restore on the private
+    _TestState, and offers no public way to ask; sys.modules, as this is
+    asked without importing django.test."""
+    utils = sys.modules.get("django.test.utils")
+    return utils is not None and hasattr(getattr(utils, "_TestState", None), "saved_data")
+
+
+def _static_root_exists() -> bool:
+    return bool(settings.STATIC_ROOT) and os.path.isdir(settings.STATIC_ROOT)
 
 
 def _static_url() -> tuple[str, str]:

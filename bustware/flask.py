@@ -26,15 +26,21 @@ by bustware.
 Options come from keyword arguments or, for those not given, from
 ``app.config`` keys named ``BUSTWARE_`` + the option in upper case
 (``BUSTWARE_MODE``, ``BUSTWARE_STYLE``, ``BUSTWARE_AUTOREFRESH``...). Keyword
-arguments win. ``BUSTWARE_AUTOREFRESH`` defaults to ``app.debug`` at the time
-of ``init_app`` (as Flask's ``TEMPLATES_AUTO_RELOAD`` follows debug), and
+arguments win. ``BUSTWARE_AUTOREFRESH`` defaults to ``app.debug`` (as Flask's
+``TEMPLATES_AUTO_RELOAD`` follows debug), read again at the first request
+because ``app.run(debug=True)`` sets it after ``init_app``; and
 ``BUSTWARE_MISSING`` to ``"app"``, so that a path bustware does not know is
 handed to Flask's static view as before.
+
+Each static folder has its own manifest: ``BUSTWARE_MANIFEST`` is the app's
+folder's (or a dict ``{endpoint: path}``), and a folder with none given uses
+its ``.bustware/manifest.json`` when it exists and development mode is off.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 import weakref
 from typing import Any
@@ -42,12 +48,18 @@ from typing import Any
 from flask import Flask, current_app, url_for
 
 from .assets import Assets
+from .manifest import default_path
 from .middleware import Bustware as _Middleware
 
 __all__ = ["Bustware"]
 
 _KEY = "bustware"
 _SUFFIX = "<path:filename>"
+
+
+def _advice(name: str, value: Any) -> str:
+    """How error messages name an option in Flask: its config key."""
+    return f"set app.config[{'BUSTWARE_' + name.upper()!r}] = {value!r}"
 
 
 def _keyword_options(*callables) -> tuple[str, ...]:
@@ -63,6 +75,12 @@ def _keyword_options(*callables) -> tuple[str, ...]:
 ASSETS_OPTIONS = _keyword_options(Assets)
 MIDDLEWARE_OPTIONS = _keyword_options(_Middleware)
 OPTIONS = ASSETS_OPTIONS + MIDDLEWARE_OPTIONS
+
+
+class _FlaskAssets(Assets):
+    # A class attribute, not set after construction: messages raised while
+    # loading a manifest name the config key too.
+    option_advice = staticmethod(_advice)
 
 
 class Bustware:
@@ -121,6 +139,22 @@ class _State:
     def __init__(self, app: Flask, options: dict[str, Any]) -> None:
         self.app = app
         self.assets_options = {k: v for k, v in options.items() if k in ASSETS_OPTIONS}
+        # app.run(debug=True) sets debug after init_app: unless autorefresh
+        # was given, the indexes are remade with app.debug at the first
+        # request (see finalize).
+        self.follow_debug = self.assets_options.get("autorefresh") is None
+        if self.follow_debug:
+            self.assets_options["autorefresh"] = app.debug
+        # One manifest per static folder: BUSTWARE_MANIFEST is the app's
+        # folder's (or a mapping endpoint -> path); a folder without one uses
+        # its own .bustware/manifest.json when it exists.
+        manifest = self.assets_options.pop("manifest", None)
+        # False: no manifest anywhere, not even one found in a folder.
+        self.find_manifests = manifest is not False
+        if manifest is None or manifest is False or isinstance(manifest, dict):
+            self.manifests = dict(manifest or {})
+        else:
+            self.manifests = {"static": manifest}
         self.middleware_options = {k: v for k, v in options.items() if k in MIDDLEWARE_OPTIONS}
         self.by_endpoint: dict[str, Assets] = {}
         # Asset -> (filename value, extra query value): weak, so that the
@@ -195,10 +229,25 @@ class _State:
                     continue
                 folder = owner.static_folder
                 prefix = rule.rule[: -len(_SUFFIX)]
-                self.by_endpoint[endpoint] = Assets(folder, prefix, **self.assets_options)
+                self.by_endpoint[endpoint] = self._index(endpoint, folder, prefix)
                 added = True
             if added:
                 self._build_chain()
+
+    def _index(self, endpoint: str, folder: str, prefix: str) -> Assets:
+        options = dict(self.assets_options)
+        manifest = self.manifests.get(endpoint)
+        if options["autorefresh"] and self.follow_debug:
+            # Debug decides: development rescans the files; a manifest is
+            # the production snapshot.
+            manifest = None
+        elif manifest is None and not options["autorefresh"] and self.find_manifests:
+            found = default_path(folder)
+            if os.path.isfile(found):
+                manifest = found
+        if manifest is not None:
+            options["manifest"] = manifest
+        return _FlaskAssets(folder, prefix, **options)
 
     def _build_chain(self) -> None:
         chain = self.base
@@ -209,6 +258,11 @@ class _State:
         self.chain = chain
 
     def finalize(self) -> None:
+        if self.follow_debug and self.assets_options["autorefresh"] != self.app.debug:
+            with self.lock:
+                self.assets_options["autorefresh"] = self.app.debug
+                self.by_endpoint = {}
+                self.built = weakref.WeakKeyDictionary()
         self.discover()
         self.final = True
 
@@ -263,6 +317,12 @@ def _resolve(app: Flask, options: dict[str, Any]) -> dict[str, Any]:
         if key in app.config:
             resolved[name] = app.config[key]
     resolved.update(options)
-    if resolved.get("autorefresh") is None:
-        resolved["autorefresh"] = app.debug
+    manifest = resolved.get("manifest")
+    if isinstance(manifest, dict):
+        bad = sorted(k for k in manifest if k != "static" and not k.endswith(".static"))
+        if bad:
+            raise ValueError(
+                f"bustware: BUSTWARE_MANIFEST keys {bad!r} are not static endpoints; use "
+                "'static' for the app's folder and '<blueprint>.static' for a blueprint's"
+            )
     return resolved

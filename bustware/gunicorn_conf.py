@@ -25,3 +25,14 @@ graceful_timeout = 30
 limit_request_line = 4094
 limit_request_fields = 50
 limit_request_field_size = 8190
+
+
+def post_fork(server, worker):
+    # preload_app: after `kill -HUP` the new workers are forked from the
+    # master, whose index is the one it loaded at start. Each new worker
+    # loads the release on disk now instead: a manifest that changed, a
+    # `current` link switched to another release. (Python code is not
+    # reloaded this way: restart gunicorn when it changes.)
+    from bustware.middleware import reload_changed
+
+    reload_changed()

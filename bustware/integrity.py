@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -61,9 +60,11 @@ def asset_integrity(asset: Asset) -> tuple[str, bool]:
     a file that is not held in memory cannot be read."""
     if asset.body is not None:
         return sri(asset.body), True
+    from .assets import open_regular  # assets imports this module
+
     h = hashlib.sha384()
-    with open(asset.served_path or asset.abs_path, "rb") as f:
-        st = os.fstat(f.fileno())
+    f, st = open_regular(asset.served_path or asset.abs_path)  # never blocks on a FIFO
+    with f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     # A private copy of rewritten bytes never changes; a file of the tree may.

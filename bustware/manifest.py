@@ -22,6 +22,7 @@ A JSON object; unknown keys are ignored, missing or mistyped ones refused::
                    "base_url": "", "rewrite_references": true,
                    "roots": 1},             # what the URLs were built with
       "keep": 2,                            # earlier generations kept (--keep)
+      "compress": ["br", "gzip"],           # codings made (--compress); optional
       "generation": 7,                      # goes up when a version changes
       "built_at": "2026-01-02T03:04:05Z",   # UTC; SOURCE_DATE_EPOCH if set
       "stored": true,                       # objects/ holds this generation's bytes
@@ -51,7 +52,11 @@ A JSON object; unknown keys are ignored, missing or mistyped ones refused::
          "files": {"css/app.css": {"version": "...", "digest": "<sha256 hex>",
                                    "size": 1200, "mtime_ns": ...,
                                    "variants": {"br": {"object": "...", "size": 280}}}}}
-      ]
+      ],
+      "retired": ["<sha256 hex>"]           # objects only the manifest this one
+                                            # replaced used: kept for processes
+                                            # still serving it, deleted by the
+                                            # next build or by prune (optional)
     }
 
 An earlier generation lists only the files whose version differs from the
@@ -78,9 +83,10 @@ import json
 import logging
 import os
 import re
+import shlex
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import quote
@@ -137,6 +143,8 @@ class Problem:
 
     path: str  # logical path, or the object's file name
     reason: str
+    #: A reference to a file that does not exist: no rebuild fixes it.
+    broken_reference: bool = False
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -145,6 +153,16 @@ class Problem:
 def default_path(root: PathLike) -> str:
     """Where ``bustware build ROOT`` writes its manifest by default."""
     return os.path.join(os.path.abspath(os.fspath(root)), MANIFEST_DIR, MANIFEST_NAME)
+
+
+def _build_at(manifest_path: PathLike) -> str:
+    """The start of the ``bustware build`` command that writes a manifest at
+    ``manifest_path`` (for messages about one that cannot be read)."""
+    path = os.path.abspath(os.fspath(manifest_path))
+    parent = os.path.dirname(path)
+    if os.path.basename(path) == MANIFEST_NAME and os.path.basename(parent) == MANIFEST_DIR:
+        return shlex.join(["bustware", "build", os.path.dirname(parent)])
+    return "bustware build ROOT --out " + shlex.quote(path)
 
 
 def objects_dir(manifest_path: PathLike) -> str:
@@ -162,13 +180,19 @@ def object_path(objects: str, digest: str) -> str:
 
 def read(path: PathLike) -> dict[str, Any]:
     """Load and validate the manifest at ``path``."""
+    return _read(path)[0]
+
+
+def _read(path: PathLike) -> tuple[dict[str, Any], tuple[int, int, int, int]]:
+    """The manifest and the identity of the file read (see _file_key)."""
     name = os.fspath(path)
     try:
         with open(name, "rb") as f:
+            key = _file_key(os.fstat(f.fileno()))
             raw = f.read()
     except FileNotFoundError:
         raise ManifestError(
-            f"bustware: no manifest at {name!r}; make it with `bustware build ROOT` "
+            f"bustware: no manifest at {name!r}; make it with `{_build_at(name)}` "
             "(or pass the --out path you built it with)"
         ) from None
     except OSError as exc:
@@ -178,10 +202,10 @@ def read(path: PathLike) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(
             f"bustware: the manifest {name!r} is not valid JSON ({exc}); it is damaged: "
-            "rebuild it with `bustware build ROOT`"
+            f"rebuild it with `{_build_at(name)}` and the options it was built with"
         ) from None
     validate(data, name)
-    return data
+    return data, key
 
 
 def validate(data: Any, name: str) -> None:
@@ -195,8 +219,8 @@ def validate(data: Any, name: str) -> None:
     if version != SCHEMA_VERSION:
         raise ManifestError(
             f"bustware: the manifest {name!r} has schema_version {version!r}, and this "
-            f"bustware reads only {SCHEMA_VERSION}; rebuild it with `bustware build ROOT` "
-            "using the bustware version that serves it"
+            f"bustware reads only {SCHEMA_VERSION}; rebuild it with `{_build_at(name)}` "
+            "and the options it was built with, using the bustware version that serves it"
         )
     bad = _Bad(name)
     settings = data.get("settings")
@@ -259,6 +283,10 @@ def validate(data: Any, name: str) -> None:
             bad(where, "needs generation, built_at and files")
         for path, rec in gen["files"].items():
             _check_old(path, rec, f"{where}.files", bad)
+    retired = data.get("retired", [])
+    if not isinstance(retired, list) or not all(
+            isinstance(d, str) and _HEX64.match(d) for d in retired):
+        bad("retired", "not a list of SHA-256 hex digests")
 
 
 class _Bad:
@@ -268,7 +296,7 @@ class _Bad:
     def __call__(self, where: str, what: str) -> None:
         raise ManifestError(
             f"bustware: the manifest {self.name!r} is damaged: {where}: {what}; "
-            "rebuild it with `bustware build ROOT`"
+            f"rebuild it with `{_build_at(self.name)}` and the options it was built with"
         )
 
 
@@ -455,14 +483,16 @@ def _variant_objects(rec: dict, used: set[str]) -> None:
 # -- checking against the tree ---------------------------------------------
 
 
-def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str) -> list[Problem]:
+def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str,
+               identities: dict[str, tuple[int, int]] | None = None) -> list[Problem]:
     """Every way the files on disk differ from what the manifest recorded:
-    a file or an object missing, or its size or mtime changed."""
+    a file or an object missing, or its size or mtime changed. With
+    ``identities``, record each file's (st_dev, st_ino) there, by path."""
     problems: list[Problem] = []
     objects = objects_dir(manifest_path)
     for path, rec in data["files"].items():
-        abs_path = os.path.join(roots[rec["root"]], path)
-        problem = _compare(abs_path, rec["size"], rec["mtime_ns"])
+        abs_path = roots[rec["root"]] + os.sep + path
+        problem = _compare(abs_path, rec["size"], rec["mtime_ns"], identities)
         if problem:
             problems.append(Problem(path, problem))
             continue
@@ -473,8 +503,8 @@ def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str) -> li
                 problems.append(Problem(path, f"its rewritten bytes are {problem}"))
         for encoding, var in rec.get("variants", {}).items():
             if "file" in var:
-                var_path = os.path.join(roots[rec["root"]], var["file"])
-                problem = _compare(var_path, var["size"], var["mtime_ns"])
+                var_path = roots[rec["root"]] + os.sep + var["file"]
+                problem = _compare(var_path, var["size"], var["mtime_ns"], identities)
             else:
                 problem = _compare(object_path(objects, var["object"]), var["size"], None)
             if problem:
@@ -482,7 +512,8 @@ def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str) -> li
     return problems
 
 
-def _compare(abs_path: str, size: int, mtime_ns: int | None) -> str | None:
+def _compare(abs_path: str, size: int, mtime_ns: int | None,
+             identities: dict[str, tuple[int, int]] | None = None) -> str | None:
     try:
         st = os.stat(abs_path)
     except FileNotFoundError:
@@ -495,18 +526,44 @@ def _compare(abs_path: str, size: int, mtime_ns: int | None) -> str | None:
         return f"changed (size {size} -> {st.st_size})"
     if mtime_ns is not None and st.st_mtime_ns != mtime_ns:
         return "changed (modified since the build)"
+    if identities is not None:
+        identities[abs_path] = (st.st_dev, st.st_ino)
     return None
 
 
-def describe(problems: list[Problem], manifest_path: str, roots: list[str]) -> str:
+def build_command(data: dict[str, Any], manifest_path: PathLike, roots: Sequence[str]) -> str:
+    """The ``bustware build`` command line that remakes this manifest where it
+    is, with the options it was built with: advice that leaves out ``--out``
+    or ``--prefix`` would make a manifest nobody loads, or one refused."""
+    path = os.path.abspath(os.fspath(manifest_path))
+    args = ["bustware", "build", *roots]
+    if path != default_path(roots[0]):
+        args += ["--out", path]
+    settings = data.get("settings", {})
+    compress = data.get("compress")
+    if compress:
+        args += ["--compress", ",".join(compress)]
+    for key, flag, default in (("prefix", "--prefix", "/static/"),
+                               ("style", "--style", "filename"),
+                               ("query_param", "--query-param", "v"),
+                               ("base_url", "--base-url", "")):
+        value = settings.get(key)
+        if isinstance(value, str) and value != default:
+            args += [flag, value]
+    return shlex.join(args)
+
+
+def describe(problems: list[Problem], manifest_path: str, roots: list[str],
+             data: dict[str, Any] | None = None) -> str:
     shown = "\n".join(f"  {p}" for p in problems[:_SHOWN])
     more = len(problems) - _SHOWN
     if more > 0:
         shown += f"\n  ... and {more} more"
     root_args = " ".join(roots)
+    command = build_command(data or {}, manifest_path, roots)
     return (f"bustware: the manifest {manifest_path!r} does not match the files under "
             f"{root_args} ({len(problems)} problem{'s' if len(problems) != 1 else ''}):\n"
-            f"{shown}\nRebuild it with `bustware build {root_args}` after the files change.")
+            f"{shown}\nRebuild it with `{command}` after the files change.")
 
 
 # -- loading into an index -------------------------------------------------
@@ -524,26 +581,32 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
             "that does not match the files), 'warn' (log the files and go on) or 'off'"
         )
     name = os.path.abspath(os.fspath(manifest))
-    data = read(name)
+    data, manifest_stat = _read(name)
     settings = data["settings"]
     _check_settings(assets, settings, name)
-    roots = assets.roots
+    # Resolved now, once: the index serves the release the roots lead to
+    # when it loads, whatever a `current` link points to later.
+    roots = [os.path.realpath(r) for r in assets.roots]
     objects = objects_dir(name)
     files: dict[str, Any] = data["files"]
 
     mtimes: dict[str, int] = {}  # object path -> real mtime_ns, from the check
+    # path -> (st_dev, st_ino) from the check's stat; with "off", each file's
+    # identity is taken when it is first opened (bustware.middleware).
+    idents: dict[str, tuple[int, int]] = {}
     missing: set[str] = set()
     if check != "off":
-        problems = check_tree(data, roots, name)
+        problems = check_tree(data, roots, name, idents)
         if problems:
-            message = describe(problems, name, roots)
+            message = describe(problems, name, assets.roots, data)
             if check == "error":
+                advice = assets.option_advice("manifest_check", "warn")
                 raise ManifestError(
-                    message + " Or pass manifest_check='warn' to start anyway."
+                    message + (f" Or, to start anyway, {advice}." if advice else "")
                 )
             log.warning("%s", message)
             missing = {p.path for p in problems if p.reason == "missing"}
-        mtimes = _object_mtimes(files, objects)
+        mtimes = _object_mtimes(files, objects, idents)
 
     source = assets._source
     digest_versions = getattr(source, "name", "") == "digest"
@@ -588,13 +651,17 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
                       mtime_ns=served_mtime, digest=rec["digest"], version=version, url=url,
                       content_type=ctype)
         asset.integrity = rec["integrity"]
+        if idents:
+            asset.dev, asset.ino = idents.get(served_path, (0, 0))
         variants = rec.get("variants")
         if variants:
             asset.variants = _variants(Variant, variants, roots[rec["root"]], objects_sep,
-                                       mtimes)
+                                       mtimes, idents)
         result[path] = asset
     old = _old_versions(assets, data, result, objects, Asset, Variant) if data["previous"] \
         else []
+    assets.real_roots = roots
+    assets.manifest_stat = manifest_stat
     assets._assets = result
     assets._urls = {path: a.url for path, a in result.items()}
     assets.old_versions = old
@@ -616,22 +683,31 @@ def _quote(path: str) -> str:
 _PLAIN = re.compile(r"[A-Za-z0-9_.\-~/]*\Z")
 
 
-def _variants(variant_cls, variants: dict, root: str, objects_sep: str, mtimes: dict) -> dict:
+def _variants(variant_cls, variants: dict, root: str, objects_sep: str, mtimes: dict,
+              idents: dict) -> dict:
     out = {}
     sep = os.sep
     for encoding, var in variants.items():
         if "file" in var:
-            out[encoding] = variant_cls(encoding, root + sep + var["file"], var["size"],
-                                        var["digest"], None, var["mtime_ns"])
+            vpath = root + sep + var["file"]
+            out[encoding] = variant_cls(encoding, vpath, var["size"],
+                                        var["digest"], None, var["mtime_ns"],
+                                        *idents.get(vpath, (0, 0)))
         else:
             obj = var["object"]
             vpath = f"{objects_sep}{obj[:2]}{sep}{obj}"
             out[encoding] = variant_cls(encoding, vpath, var["size"], var["object"], None,
-                                        mtimes.get(vpath, OBJECT_MTIME_NS))
+                                        mtimes.get(vpath, OBJECT_MTIME_NS),
+                                        *idents.get(vpath, (0, 0)))
     return out
 
 
-def _object_mtimes(files: dict, objects: str) -> dict[str, int]:
+def _file_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells that the manifest was replaced or rewritten, in one ``stat``."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _object_mtimes(files: dict, objects: str, idents: dict | None = None) -> dict[str, int]:
     """Real mtimes of the objects check_tree found with the right size (an
     object is named by its content, so a copy that reset mtimes is fine)."""
     out = {}
@@ -645,7 +721,10 @@ def _object_mtimes(files: dict, objects: str) -> dict[str, int]:
                 paths.append(object_path(objects, var["object"]))
         for p in paths:
             with contextlib.suppress(OSError):
-                out[p] = os.stat(p).st_mtime_ns
+                st = os.stat(p)
+                out[p] = st.st_mtime_ns
+                if idents is not None:
+                    idents[p] = (st.st_dev, st.st_ino)
     return out
 
 
@@ -656,44 +735,81 @@ def _old_versions(assets: Assets, data: dict, current: dict, objects: str,
     the current one; each object is stat'ed (few: only changed files)."""
     out = []
     seen: set[tuple[str, str]] = set()
-    build = assets.style.build
     for gen in data["previous"]:
         for path, rec in gen["files"].items():
             version = rec["version"]
             now = current.get(path)
             if (now is not None and now.version == version) or (path, version) in seen:
                 continue
-            if assets.extensions is not None and not path.lower().endswith(assets.extensions):
-                continue
             seen.add((path, version))
-            obj = object_path(objects, rec["digest"])
-            try:
-                st = os.stat(obj)
-            except OSError:
-                log.warning("bustware: the stored bytes of %r version %s are gone (%s); "
-                            "that old URL gets the outdated= policy", path, version, obj)
-                continue
-            if st.st_size != rec["size"]:
-                log.warning("bustware: the stored bytes of %r version %s have the wrong "
-                            "size; that old URL gets the outdated= policy", path, version)
-                continue
-            url_path, query = build(path, version)
-            url = (assets.base_url + assets.prefix + _quote(url_path)
-                   + (f"?{query}" if query else ""))
-            variants = {}
-            for encoding, var in rec.get("variants", {}).items():
-                vpath = object_path(objects, var["object"])
-                try:
-                    vst = os.stat(vpath)
-                except OSError:
-                    continue
-                if vst.st_size == var["size"]:
-                    variants[encoding] = variant_cls(encoding, vpath, var["size"], var["object"],
-                                                     None, vst.st_mtime_ns)
-            out.append(asset_cls(
-                path=path, abs_path=obj, size=st.st_size, mtime=rec["mtime_ns"] // 10**9,
-                mtime_ns=st.st_mtime_ns, digest=rec["digest"], version=version, url=url,
-                content_type=content_type(path, assets.charset), variants=variants))
+            asset = stored_asset(assets, path, rec, objects, asset_cls, variant_cls)
+            if asset is not None:
+                out.append(asset)
+    return out
+
+
+def stored_asset(assets: Assets, path: str, rec: dict, objects: str, asset_cls=None,
+                 variant_cls=None):
+    """An Asset serving the stored bytes of ``rec`` (a record of an earlier
+    generation, or of stored_versions()) from the object store, or None
+    (logged) when the store does not hold them."""
+    if asset_cls is None:
+        from .assets import Asset as asset_cls
+        from .assets import Variant as variant_cls
+    version = rec["version"]
+    if assets.extensions is not None and not path.lower().endswith(assets.extensions):
+        return None
+    obj = object_path(objects, rec["digest"])
+    try:
+        st = os.stat(obj)
+    except OSError:
+        log.warning("bustware: the stored bytes of %r version %s are gone (%s); "
+                    "that old URL gets the outdated= policy", path, version, obj)
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size != rec["size"]:
+        log.warning("bustware: the stored bytes of %r version %s have the wrong "
+                    "size; that old URL gets the outdated= policy", path, version)
+        return None
+    url_path, query = assets.style.build(path, version)
+    url = (assets.base_url + assets.prefix + _quote(url_path)
+           + (f"?{query}" if query else ""))
+    variants = {}
+    for encoding, var in rec.get("variants", {}).items():
+        vpath = object_path(objects, var["object"])
+        try:
+            vst = os.stat(vpath)
+        except OSError:
+            continue
+        if stat.S_ISREG(vst.st_mode) and vst.st_size == var["size"]:
+            variants[encoding] = variant_cls(encoding, vpath, var["size"], var["object"],
+                                             None, vst.st_mtime_ns, vst.st_dev, vst.st_ino)
+    return asset_cls(
+        path=path, abs_path=obj, size=st.st_size, mtime=rec["mtime_ns"] // 10**9,
+        mtime_ns=st.st_mtime_ns, digest=rec["digest"], version=version, url=url,
+        content_type=content_type(path, assets.charset), variants=variants,
+        dev=st.st_dev, ino=st.st_ino)
+
+
+def stored_versions(data: dict[str, Any]) -> dict[tuple[str, str], dict]:
+    """``(path, version) -> record`` for every version the manifest can serve
+    from its object store: its current files whose bytes it stored (a build
+    with ``--keep``, or rewritten ones) and its earlier generations. The
+    records have the shape of an earlier generation's, for stored_asset()."""
+    out: dict[tuple[str, str], dict] = {}
+    for gen in data["previous"]:
+        for path, rec in gen["files"].items():
+            out.setdefault((path, rec["version"]), rec)
+    stored = data["stored"]
+    for path, rec in data["files"].items():
+        served = rec.get("served")
+        if not stored and served is None:
+            continue  # its bytes are only in the tree it was built from
+        out[(path, rec["version"])] = {
+            "version": rec["version"], "digest": rec["digest"],
+            "size": served["size"] if served is not None else rec["size"],
+            "mtime_ns": rec["mtime_ns"],
+            "variants": {e: v for e, v in rec.get("variants", {}).items() if "object" in v},
+        }
     return out
 
 
@@ -714,6 +830,7 @@ def _check_settings(assets: Assets, settings: dict, name: str) -> None:
             raise ManifestError(
                 f"bustware: the manifest {name!r} was built with {key}={settings.get(key)!r} "
                 f"but this index has {key}={value!r}; pass the same {key}, or rebuild the "
-                "manifest with it (`bustware build ROOT --prefix ... --style ... "
-                "--base-url ...`)"
+                "manifest with it: `"
+                + build_command({"settings": settings_of(assets)}, name, assets.roots)
+                + "`"
             )

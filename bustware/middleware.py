@@ -14,16 +14,20 @@ import logging
 import os
 import re
 import threading
+import time
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from werkzeug.http import http_date
 
+from . import assets as _assets
 from . import contenttypes, http
-from .assets import Asset, Assets, PathLike, Variant, gc_paused
+from .assets import Asset, Assets, PathLike, Variant, gc_paused, open_regular
+from .livecompress import CompressOption, LiveCompressor, live_codings
 
-__all__ = ["Bustware"]
+__all__ = ["Bustware", "reload_changed"]
 
 log = logging.getLogger("bustware")
 
@@ -49,14 +53,18 @@ _MISSING_POLICIES = ("404", "app")
 class _Rep:
     """One representation of a file: identity or a precompressed variant."""
 
-    __slots__ = ("abs_path", "body", "content_type", "encoding", "etag", "headers",
-                 "headers_304", "mtime", "mtime_ns", "quoted_etag", "size")
+    __slots__ = ("abs_path", "body", "content_type", "dev", "digest", "encoding", "etag",
+                 "headers", "headers_304", "ino", "mtime", "mtime_ns", "quoted_etag", "size")
 
     def __init__(self, encoding: str, src: Asset | Variant, asset: Asset, mtime_ns: int) -> None:
         self.encoding = encoding
         self.abs_path = src.abs_path
         self.body = src.body
         self.size = src.size
+        # What the file opened to stream these bytes must be (_send_file).
+        self.dev = src.dev
+        self.ino = src.ino
+        self.digest = src.digest
         self.etag = src.digest[:ETAG_LENGTH]
         self.quoted_etag = f'"{self.etag}"'
         self.content_type = asset.content_type
@@ -90,8 +98,13 @@ class _Entry:
         self.offers: tuple[str, ...] | None = None
         self.reps: dict[str, _Rep] = {}
 
-    def build(self) -> _Rep:
-        """Build the representations and their headers; return identity."""
+    def build(self, compress: bool = True) -> _Rep:
+        """Build the representations and their headers; return identity.
+        With ``compress``, first make the compressed variants the file has
+        no precompressed file for (bustware.livecompress): outside the
+        shared lock, so that no other file's first request waits for it."""
+        live = self.owner._live if compress else None
+        made = live.variants(self.asset) if live is not None else {}
         with self.owner._entries_lock:
             if self.identity is not None:  # another thread was first
                 return self.identity
@@ -99,11 +112,12 @@ class _Entry:
             if asset.served_path is None:
                 identity = _Rep("identity", asset, asset, asset.mtime_ns)
             else:  # rewritten bytes kept in a private file: stream that one
-                identity = _Rep("identity", asset, asset,
-                                os.stat(asset.served_path).st_mtime_ns)
+                st = os.stat(asset.served_path)
+                identity = _Rep("identity", asset, asset, st.st_mtime_ns)
                 identity.abs_path = asset.served_path
+                identity.dev, identity.ino = st.st_dev, st.st_ino
             reps = {"identity": identity}
-            for variant in asset.variants.values():
+            for variant in (*asset.variants.values(), *made.values()):
                 reps[variant.encoding] = _Rep(variant.encoding, variant, asset,
                                               variant.mtime_ns)
             offers = tuple(e for e in http.ENCODING_PREFERENCE if e in reps) or None
@@ -138,6 +152,8 @@ class Bustware:
         allow_origin: str | None = None,
         add_headers: HeaderHook | None = None,
         content_types: Mapping[str, str] | None = None,
+        discover_interval: float | None = 1.0,
+        compress: CompressOption = True,
         **assets_options: Any,
     ) -> None:
         if isinstance(root, Assets):
@@ -186,6 +202,13 @@ class Bustware:
             raise TypeError(
                 f"bustware: add_headers={add_headers!r} is not callable; pass a function "
                 "asset -> [(name, value), ...]")
+        if discover_interval is not None and (
+                not isinstance(discover_interval, (int, float))
+                or isinstance(discover_interval, bool) or not discover_interval >= 0):
+            raise ValueError(
+                f"bustware: discover_interval={discover_interval!r} must be seconds >= 0 "
+                "(how often an unknown version may make the manifest be looked at), "
+                "or None to never look")
         for name, value in (("cache_control", cache_control),
                             ("plain_cache_control", plain_cache_control),
                             ("allow_origin", allow_origin)):
@@ -215,8 +238,25 @@ class Bustware:
         self._routes: dict[str, tuple[_Entry, int]] = {}
         self._entries: dict[str, _Entry] = {}
         self._generation = -1
+        # Version discovery (_discover): only from a manifest, and not in
+        # rewrite mode, whose static view has only the current bytes.
+        self.discover_interval = discover_interval
+        self._discovering = (discover_interval is not None and not self._rewrite
+                             and self.assets.manifest_path is not None)
+        self._discover_lock = threading.Lock()
+        self._discover_reset()
+        # Compression without a build step; in rewrite mode the app's view
+        # sends the bytes, and what it sends is its own business.
+        codings = () if self._rewrite else live_codings(compress)
+        self._live = LiveCompressor(self.assets, codings) if codings else None
+        if self._live is not None and self.add_headers is not None:
+            # A file is built at start to check the hook, then again on its
+            # first request with its compressed variants: the hook still
+            # runs once per file.
+            self.add_headers = _once_per_asset(self.add_headers)
         with gc_paused():
             self._build_routes()
+        _LIVE.add(self)
         # Templates call url() dozens of times a page: bind the index's own
         # method (59 ns a call instead of 92 through the method below).
         self.url = self.assets.url  # type: ignore[method-assign]
@@ -316,7 +356,9 @@ class Bustware:
         if self.add_headers is not None:
             # The user's hook runs now, so that its mistakes are found when
             # the middleware is made, not on some file's first request.
-            entry.build()
+            entry.build(compress=False)
+            if self._live is not None and self._live.wanted(asset):
+                entry.identity = None  # compressed on its first request, not now
         return entry
 
     def _fill_headers(self, asset: Asset, reps: dict[str, _Rep],
@@ -384,6 +426,12 @@ class Bustware:
         except UnicodeError:
             rel = ""
         found = self.assets.match(rel, environ.get("QUERY_STRING", "")) if rel else None
+        if found is None and self._discovering and rel:
+            # Perhaps a file a newer build added (a page of an upgraded host).
+            parsed = self.assets.style.parse(rel, environ.get("QUERY_STRING", ""))
+            newer = self._discover(*parsed) if parsed is not None else None
+            if newer is not None:
+                return self._serve(environ, start_response, newer, CURRENT)
         if found is None:
             if self.missing == "app":
                 return self.app(environ, start_response)
@@ -400,23 +448,30 @@ class Bustware:
                     return self.app(environ, start_response)
                 return _status(environ, start_response, "404 Not Found")
         kind = CURRENT if found[1] == entry.asset.version else OUTDATED
-        return self._serve(environ, start_response, entry, kind)
+        return self._serve(environ, start_response, entry, kind, found[1])
 
-    def _serve(self, environ: dict, start_response: Callable, entry: _Entry, kind: int):
-        """The general case of ``__call__``: any method, any kind, any mode."""
+    def _serve(self, environ: dict, start_response: Callable, entry: _Entry, kind: int,
+               version: str | None = None):
+        """The general case of ``__call__``: any method, any kind, any mode.
+        ``version``: the one in the URL, when the caller parsed it."""
         method = environ["REQUEST_METHOD"]
         if method != "GET" and method != "HEAD":
             if self._rewrite:
                 return self.app(environ, start_response)
             return _status(environ, start_response, "405 Method Not Allowed",
                            [("Allow", "GET, HEAD")])
-        if kind == OUTDATED and self._query and self._old_entries:
+        if kind == OUTDATED and self._query and (self._old_entries or self._discovering):
             # The query style routes by path alone; an old version kept by
             # the manifest is found by the version in the query string.
             parsed = self.assets.style.parse("", environ.get("QUERY_STRING", ""))
-            old = self._old_entries.get((entry.asset.path, parsed[1])) if parsed else None
+            version = parsed[1] if parsed else None
+            old = self._old_entries.get((entry.asset.path, version)) if parsed else None
             if old is not None:
                 entry, kind = old, CURRENT
+        if kind == OUTDATED and self._discovering and version is not None:
+            newer = self._discover(entry.asset.path, version)
+            if newer is not None:
+                entry, kind = newer, CURRENT
         if kind == OUTDATED and self.outdated == "redirect":
             return _status(environ, start_response, "307 Temporary Redirect",
                            [("Location", _origin_relative(entry.asset.url))])
@@ -450,6 +505,83 @@ class Bustware:
             return start_response(status, headers, exc_info)
 
         return self.app(environ, set_policy)
+
+    # -- version discovery ----------------------------------------------------
+
+    def _discover_reset(self) -> None:
+        #: (path, version) -> record, of the newer manifest last read
+        #: (bustware.manifest.stored_versions), and the entries made of them.
+        self._newer: dict[tuple[str, str], dict] = {}
+        self._newer_entries: dict[tuple[str, str], _Entry | None] = {}
+        self._manifest_seen = self.assets.manifest_stat
+        self._discover_after = 0.0
+
+    def _discover(self, path: str, version: str) -> _Entry | None:
+        """A version this index does not know: a newer build may (a page
+        rendered by an upgraded host, sent here by the load balancer). The
+        manifest is looked at again at most once per ``discover_interval``,
+        one ``stat``, by the request that finds the interval over; the
+        others go on without waiting. Served only from the object store,
+        whose bytes are named by their digest."""
+        key = (path, version)
+        entry = self._newer_entries.get(key)
+        if entry is not None:
+            return entry
+        if time.monotonic() >= self._discover_after and \
+                self._discover_lock.acquire(blocking=False):
+            try:
+                self._discover_after = time.monotonic() + self.discover_interval
+                self._reread_manifest()
+            finally:
+                self._discover_lock.release()
+        entries = self._newer_entries
+        if key in entries:  # made already, or its bytes found missing (None)
+            return entries[key]
+        rec = self._newer.get(key)
+        if rec is None:
+            return None
+        from .manifest import objects_dir, stored_asset
+
+        asset = stored_asset(self.assets, path, rec, objects_dir(self.assets.manifest_path))
+        entry = None if asset is None else self._entry(asset)
+        # Two threads may both make it: equal entries, the last one kept.
+        entries[key] = entry
+        return entry
+
+    def _reread_manifest(self) -> None:
+        from . import manifest as mf
+
+        name = self.assets.manifest_path
+        try:
+            key = _assets._file_key(os.stat(name))
+        except OSError:
+            return
+        if key == self._manifest_seen:
+            return
+        self._manifest_seen = key
+        try:
+            data = mf.read(name)
+            mf._check_settings(self.assets, data["settings"], name)
+        except mf.ManifestError as exc:
+            log.warning("bustware: not looking for newer versions in %r: %s", name, exc)
+            return
+        self._newer, self._newer_entries = mf.stored_versions(data), {}
+
+    # -- reload after a fork (gunicorn HUP) -------------------------------------
+
+    def reload(self) -> bool:
+        """Load the release the roots lead to now, if it changed (see
+        :meth:`Assets.reload_if_changed`); for a worker forked from a
+        preloading master. True if the index was loaded again."""
+        reloaded = self.assets.reload_if_changed()
+        self._rebuild_if_reloaded()
+        return reloaded
+
+    def _rebuild_if_reloaded(self) -> None:
+        if self.assets.generation != self._generation:
+            with self._routes_lock, gc_paused():
+                self._build_routes()
+            self._discover_reset()
 
     def _sync(self) -> None:
         """Development mode: pick up edited, new and deleted files."""
@@ -525,45 +657,107 @@ class Bustware:
         body = rep.body
         return [b"".join(p if isinstance(p, bytes) else body[p[0]:p[1]] for p in pieces)]
 
-    def _inside_roots(self, abs_path: str, fd: int) -> bool:
-        """Whether the file opened from ``abs_path`` lies inside a root."""
+    def _inside_roots(self, abs_path: str, fd: int, store: bool = False) -> bool:
+        """Whether the file opened from ``abs_path`` lies inside a root (as
+        resolved when the index loaded), or with ``store``, in the object
+        store or this index's private directory."""
         try:
             # Linux names the very file opened, whatever happened to the path
             # since (resolving the path again would race with a writer).
             real = os.readlink(f"/proc/self/fd/{fd}").removesuffix(" (deleted)")
         except OSError:
             real = os.path.realpath(abs_path)
-        for root in self.assets.roots:
-            real_root = os.path.realpath(root)
-            if os.path.commonpath([real, real_root]) == real_root:
-                return True
-        return False
+        places = list(self.assets.real_roots)
+        if store:
+            if self.assets.manifest_path is not None:
+                from .manifest import objects_dir
+
+                places.append(os.path.realpath(objects_dir(self.assets.manifest_path)))
+            if self.assets._spill_dir is not None:
+                places.append(os.path.realpath(self.assets._spill_dir))
+        return any(os.path.commonpath([real, place]) == place for place in places)
+
+    def _from_store(self, rep: _Rep):
+        """The bytes ``rep`` names, opened from the object store (named by
+        their digest, so any file there of the right size is them), or None."""
+        if self.assets.manifest_path is None:
+            return None
+        from .manifest import object_path, objects_dir
+
+        try:
+            f, st = open_regular(object_path(objects_dir(self.assets.manifest_path),
+                                             rep.digest))
+        except OSError:
+            return None
+        if st.st_size != rep.size:
+            f.close()
+            return None
+        return f, st
 
     def _send_file(self, environ, start_response, rep: _Rep, kind: int, status: str,
                    headers: list, pieces: list):
         """Stream a file that is not held in memory. ``pieces`` are byte
-        strings and ``(start, stop)`` slices of the file, in order."""
+        strings and ``(start, stop)`` slices of the file, in order.
+
+        The file opened must be the one indexed (device, inode, size, mtime)
+        before any header goes out: a release switched under a running
+        process, a file replaced by another with equal size and mtime, or by
+        a symlink leading out of the root, never gets headers that name the
+        indexed bytes."""
         try:
-            f = open(rep.abs_path, "rb")  # noqa: SIM115 (closed by the iterable)
-        except OSError as exc:
+            f, st = open_regular(rep.abs_path)
+        except OSError as exc:  # gone, unreadable, or a FIFO put in its place
             log.warning("bustware: cannot open %r: %s", rep.abs_path, exc)
+            f = st = None
+        if f is not None and (st.st_ino != rep.ino or st.st_dev != rep.dev
+                              or st.st_size != rep.size or st.st_mtime_ns != rep.mtime_ns):
+            if (rep.ino == 0 and st.st_size == rep.size and st.st_mtime_ns == rep.mtime_ns
+                    and self._inside_roots(rep.abs_path, f.fileno(), store=True)):
+                # Identity not recorded at load (manifest_check="off"): the
+                # first file opened that matches the manifest is the one.
+                rep.dev, rep.ino = st.st_dev, st.st_ino
+            else:
+                return self._send_changed(environ, start_response, rep, kind, status,
+                                          headers, pieces, f, st)
+        elif f is None:
+            return self._send_changed(environ, start_response, rep, kind, status,
+                                      headers, pieces, None, None)
+        return self._stream(environ, start_response, f, st, status, headers, pieces)
+
+    def _send_changed(self, environ, start_response, rep: _Rep, kind: int, status: str,
+                      headers: list, pieces: list, f, st):
+        """The file at ``rep.abs_path`` is not (or no longer) the one
+        indexed. The indexed bytes from the object store, with the headers
+        that name them; else the file as it is now, with ``no-store``, where
+        ``outdated="serve"`` allows it and it lies inside the root; else 404."""
+        stored = self._from_store(rep)
+        if stored is not None:
+            if f is not None:
+                f.close()
+            return self._stream(environ, start_response, *stored, status, headers, pieces)
+        if f is None:
             return _status(environ, start_response, "404 Not Found")
         try:
-            st = os.fstat(f.fileno())
-            if st.st_size != rep.size or st.st_mtime_ns != rep.mtime_ns:
-                if not self._inside_roots(rep.abs_path, f.fileno()):
-                    # Swapped for a symlink that leaves the root since it was
-                    # indexed: the index would never have taken it.
-                    f.close()
-                    return _status(environ, start_response, "404 Not Found")
-                # Changed since it was indexed: these bytes are not the ones
-                # the ETag and the version name, so nobody may store them.
-                log.warning("bustware: %r changed on disk since it was indexed; serving "
-                            "it uncached (restart, or use autorefresh in development)",
-                            rep.abs_path)
-                status, pieces = "200 OK", [(0, st.st_size)]
-                headers = [h for h in rep.headers[kind] if h[0] not in _STALE_HEADERS]
-                headers += [("Content-Length", str(st.st_size)), ("Cache-Control", "no-store")]
+            if self.outdated == "404" or not self._inside_roots(rep.abs_path, f.fileno()):
+                # Swapped for a symlink that leaves the root since it was
+                # indexed: the index would never have taken it.
+                f.close()
+                return _status(environ, start_response, "404 Not Found")
+        except BaseException:
+            f.close()
+            raise
+        # Changed since it was indexed: these bytes are not the ones the ETag
+        # and the version name, so nobody may store them.
+        log.warning("bustware: %r changed on disk since it was indexed; serving "
+                    "it uncached (reload, or use autorefresh in development)", rep.abs_path)
+        headers = [h for h in rep.headers[kind] if h[0] not in _STALE_HEADERS]
+        headers += [("Content-Length", str(st.st_size)), ("Cache-Control", "no-store")]
+        return self._stream(environ, start_response, f, st, "200 OK", headers,
+                            [(0, st.st_size)])
+
+    def _stream(self, environ, start_response, f, st, status: str, headers: list,
+                pieces: list):
+        try:
             start_response(status, headers[:])
             wrapper = environ.get("wsgi.file_wrapper")
             if wrapper is not None and len(pieces) == 1 and pieces[0][1] == st.st_size:
@@ -576,6 +770,21 @@ class Bustware:
         except BaseException:
             f.close()
             raise
+
+
+#: Every middleware alive in this process, for reload_changed().
+_LIVE: weakref.WeakSet[Bustware] = weakref.WeakSet()
+
+
+def reload_changed() -> None:
+    """In a process forked from one that loaded the app (a gunicorn worker
+    after ``kill -HUP`` with ``preload_app``): load again every index whose
+    manifest changed or whose roots now resolve elsewhere, and rebuild the
+    routes of every middleware serving one. An index that does not load
+    stays as it was, with a warning."""
+    _assets.reload_changed()
+    for app in list(_LIVE):
+        app._rebuild_if_reloaded()
 
 
 #: A header field name (RFC 9110 5.1).
@@ -633,6 +842,18 @@ class _FileSlices:
 
     def close(self) -> None:
         self._f.close()
+
+
+def _once_per_asset(hook: HeaderHook) -> HeaderHook:
+    results: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def once(asset: Asset) -> list:
+        found = results.get(asset)
+        if found is None:
+            found = results[asset] = list(hook(asset))
+        return found
+
+    return once
 
 
 def _status(environ: dict, start_response: Callable, status: str,

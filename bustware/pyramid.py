@@ -21,7 +21,9 @@ cache policy. The tween finds the bustware cache busters registered with
 Options are keyword arguments of :class:`BustwareCacheBuster` or of the
 directive; the directive also reads the deployment settings ``bustware.*``
 (``bustware.mode = rewrite``, ``bustware.autorefresh = true``, in the .ini
-file), keyword arguments winning.
+file), keyword arguments winning. ``pyramid.reload_assets = true`` (or
+``pyramid.reload_all``) turns ``autorefresh`` on, and any manifest off, unless
+``autorefresh`` is set.
 """
 
 from __future__ import annotations
@@ -147,10 +149,17 @@ def add_bustware_static_view(config, name: str, path: str, *, cache_max_age: int
         )
     settings = config.registry.settings or {}
     merged = {**_from_settings(settings), **options}
+    if "autorefresh" not in merged and _reload_assets(settings):
+        # Pyramid's own switch for "assets change under the running app":
+        # development mode, which scans the files (a manifest is the
+        # production snapshot), as Flask's debug does.
+        merged["autorefresh"] = True
+        merged.pop("manifest", None)
     route_prefix = (config.route_prefix or "").strip("/")
     prefix = "/" + "/".join(p for p in (route_prefix, name.strip("/")) if p) + "/"
     root = AssetResolver(config.package).resolve(path).abspath()
     buster = BustwareCacheBuster(root, prefix, **merged)
+    buster.assets.option_advice = _advice  # type: ignore[method-assign]
     config.add_static_view(name, path, cache_max_age=cache_max_age)
     config.add_cache_buster(path, buster)
     return buster
@@ -159,6 +168,22 @@ def add_bustware_static_view(config, name: str, path: str, *, cache_max_age: int
 def includeme(config) -> None:
     config.add_directive("add_bustware_static_view", add_bustware_static_view)
     config.add_tween("bustware.pyramid.tween_factory", under=INGRESS)
+
+
+def _reload_assets(settings: dict) -> bool:
+    # Pyramid's Settings fold pyramid.reload_all and the PYRAMID_RELOAD_*
+    # environment variables into "reload_assets"; a plain dict may not.
+    return any(asbool(settings.get(key, False)) for key in (
+        "reload_assets", "pyramid.reload_assets", "reload_all", "pyramid.reload_all"))
+
+
+def _advice(name: str, value: Any) -> str:
+    """How error messages name an option in Pyramid: its .ini setting."""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return (f"set bustware.{name} = {text} in the app's settings (.ini file), or pass "
+            f"{name}={value!r} to add_bustware_static_view")
+_BOOL_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "1", "0", "t", "f",
+                         "y", "n"})
 
 
 def _from_settings(settings: dict) -> dict[str, Any]:
@@ -177,7 +202,9 @@ def _from_settings(settings: dict) -> dict[str, Any]:
         if isinstance(value, str):
             default = params[name].default
             try:
-                if isinstance(default, bool):
+                if name == "compress" and value.strip().lower() not in _BOOL_WORDS:
+                    value = aslist(value)  # codings: "br gzip"
+                elif isinstance(default, bool):
                     value = asbool(value)
                 elif isinstance(default, int):
                     value = int(value)

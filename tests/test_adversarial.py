@@ -121,8 +121,10 @@ def fallback(environ, start_response):
 
 
 def make_app(root: Path, style: str, outdated: str = "serve") -> Bustware:
+    # compress=False: hostile precompressed files are under test, not the
+    # variants bustware makes itself.
     return Bustware(fallback, root, style=style, outdated=outdated,
-                    memory_threshold=THRESHOLD)
+                    memory_threshold=THRESHOLD, compress=False)
 
 
 # -- calling the app with a hand-built environ --------------------------------
@@ -639,9 +641,11 @@ def fallback(environ, start_response):
 
 
 # /static/ serves outdated versions, /r/ redirects them to the current URL.
+# compress=False: the bodies are compared with the files' bytes.
 application = Bustware(
-    Bustware(fallback, {root!r}, "/r/", outdated="redirect", memory_threshold={threshold}),
-    {root!r}, memory_threshold={threshold},
+    Bustware(fallback, {root!r}, "/r/", outdated="redirect", memory_threshold={threshold},
+             compress=False),
+    {root!r}, memory_threshold={threshold}, compress=False,
 )
 '''
 

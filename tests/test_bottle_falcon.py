@@ -81,3 +81,23 @@ def test_falcon(example):
     # The Falcon app alone knows no static files: bustware answered above.
     bare = falcon.testing.TestClient(module.app)
     assert bare.simulate_get(CSS_URL).status_code == 404
+
+
+@pytest.mark.parametrize("name", ["bottle", "falcon"])
+def test_readme_development_switch(example, monkeypatch, tmp_path, name):
+    """The README's DEBUG=1: an edited stylesheet gets a new URL and is
+    served fresh, without a restart; without it, development mode is off."""
+    monkeypatch.delenv("DEBUG", raising=False)
+    assert example(name).application.assets.autorefresh is False
+    monkeypatch.setenv("DEBUG", "1")
+    application = example(name).application
+    assert application.assets.autorefresh is True
+    new = b"body { color: #456; margin: 0 }\n"
+    (tmp_path / "static" / "css" / "app.css").write_bytes(new)
+    # Past refresh_interval, without sleeping through it.
+    application.assets._checked_at -= application.assets.refresh_interval + 1
+    r = Request.blank("/").get_response(application)
+    new_url = f"/static/css/app.{v(new)}.css"
+    assert href(r.text) == new_url
+    r = Request.blank(new_url).get_response(application)
+    assert (r.status_int, r.body, r.headers["Cache-Control"]) == (200, new, IMMUTABLE)

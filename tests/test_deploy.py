@@ -95,6 +95,10 @@ def test_generations_beyond_keep_are_dropped_with_their_bytes(tree):
     assert via_werkzeug(app, v2_url).body == V2
     r = via_werkzeug(app, v1_url)
     assert r.body == V3 and r.header("Cache-Control") == "no-store"
+    # Kept one build longer: a process loaded from generation 2 serves it.
+    assert object_file(root, V1).exists()
+    report = b.prune(manifest(root), keep=1)
+    assert report.dropped == [] and report.retired_released == 1
     assert not object_file(root, V1).exists()
     assert object_file(root, V2).exists() and object_file(root, V3).exists()
     assert object_file(root, b"same").exists()  # every generation uses it

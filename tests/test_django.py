@@ -11,14 +11,20 @@ import sys
 
 import pytest
 from conftest import make_tree, via_werkzeug
+from django.conf import settings
+from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
+from django.core.checks import WARNING, CheckMessage, run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.wsgi import get_wsgi_application
+from django.template import engines
 from django.test import Client, override_settings
+from django.test.utils import setup_test_environment, teardown_test_environment
 from examples.django_project import configure
 
 import bustware.django
 from bustware import AssetNotFound
+from bustware.django import BustwareStaticFilesHandler
 
 configure()
 
@@ -185,3 +191,123 @@ def test_root_setting_overrides_the_directories(tmp_path):
     other = make_tree(tmp_path / "other", {"css/app.css": b"other"})
     with override_settings(DEBUG=False, STATIC_ROOT=None, BUSTWARE={"root": str(other)}):
         assert bustware.django.url("css/app.css") == f"/static/css/app.{v(b'other')}.css"
+
+
+# -- what a Django user falls into --------------------------------------------
+
+
+def bustware_checks() -> list[CheckMessage]:
+    return [m for m in run_checks() if (m.id or "").startswith("bustware.")]
+
+
+def staticfiles_backend(backend: str) -> dict:
+    return {"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+            "staticfiles": {"BACKEND": backend}}
+
+
+class CompressedManifestStorage(ManifestStaticFilesStorage):
+    """Stands for WhiteNoise's CompressedManifestStaticFilesStorage."""
+
+
+MANIFEST_STORAGE = "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+BUSTWARE_FIRST = ["bustware", "django.contrib.staticfiles"]
+
+
+@pytest.mark.parametrize("backend", [MANIFEST_STORAGE, f"{__name__}.CompressedManifestStorage"])
+def test_a_hashing_staticfiles_storage_is_a_system_check_warning(backend):
+    with override_settings(STORAGES=staticfiles_backend(backend), INSTALLED_APPS=BUSTWARE_FIRST):
+        found = bustware_checks()
+    assert [(m.id, m.level) for m in found] == [("bustware.W001", WARNING)]
+    assert f"The staticfiles storage {backend!r} hashes file names itself" in found[0].msg
+    assert found[0].hint.startswith(
+        "Set STORAGES['staticfiles'] = {'BACKEND': 'bustware.django.BustwareStorage'}")
+
+
+def test_no_warning_with_bustware_storage_or_django_s_manifest_given_to_bustware():
+    with override_settings(INSTALLED_APPS=BUSTWARE_FIRST):
+        assert bustware_checks() == []
+        with override_settings(STORAGES=staticfiles_backend(MANIFEST_STORAGE),
+                               BUSTWARE={"bundler_manifest": "/srv/static/staticfiles.json"}):
+            assert bustware_checks() == []
+
+
+def test_django_s_manifest_given_to_bustware_serves_its_hashed_names(tmp_path):
+    """The other way the W001 hint offers: Django's hashed names, immutable."""
+    source = make_tree(tmp_path / "src", {"css/app.css": CSS, "js/app.js": JS})
+    root = tmp_path / "public"
+    with override_settings(DEBUG=False, STATICFILES_DIRS=[str(source)], STATIC_ROOT=str(root),
+                           STORAGES=staticfiles_backend(MANIFEST_STORAGE)):
+        call_command("collectstatic", interactive=False, verbosity=0)
+        with override_settings(
+                BUSTWARE={"bundler_manifest": str(root / "staticfiles.json")}):
+            application = bustware.django.wrap(get_wsgi_application())
+            url = page_urls()[0]
+            assert re.fullmatch(r"/static/css/app\.[0-9a-f]{12}\.css", url)
+            assert (root / url.removeprefix("/static/")).read_bytes() == CSS  # Django's name
+            r = via_werkzeug(application, url)
+    assert (r.status, r.body, r.header("Cache-Control")) == (200, CSS, IMMUTABLE)
+
+
+def test_staticfiles_runserver_first_is_a_system_check_warning():
+    with override_settings(INSTALLED_APPS=["django.contrib.staticfiles", "bustware"]):
+        found = bustware_checks()
+    assert [(m.id, m.level) for m in found] == [("bustware.W002", WARNING)]
+    assert "'django.contrib.staticfiles' is listed before 'bustware'" in found[0].msg
+    with override_settings(INSTALLED_APPS=BUSTWARE_FIRST):
+        assert bustware_checks() == []
+    with override_settings(INSTALLED_APPS=["bustware"]):  # no staticfiles, no static serving
+        assert bustware_checks() == []
+
+
+def test_missing_file_error_says_where_the_switch_goes(production):
+    switch = "set BUSTWARE = {'strict': False} in settings.py"
+    with pytest.raises(AssetNotFound) as caught:
+        page = "{% load static %}<link href=\"{% static 'css/nope.css' %}\">"
+        engines["django"].from_string(page).render({})
+    message = str(caught.value)
+    assert message == (
+        f"bustware: no static file 'css/nope.css' in STATIC_ROOT {str(production)!r} (run "
+        "'manage.py collectstatic' if the file is new). Paths are relative to the static "
+        f"directories, with '/' separators (e.g. 'css/app.css'). To get the plain URL "
+        f"instead of this error, {switch}."
+    )
+    with override_settings(DEBUG=True, STATIC_ROOT=None, STATICFILES_DIRS=[str(production)]), \
+            pytest.raises(AssetNotFound, match=r"the staticfiles finders' directories") as caught:
+        bustware.django.url("css/nope.css")
+    assert str(caught.value).endswith(switch + ".")
+
+
+def test_under_django_s_test_runner_an_uncollected_static_root_uses_the_finders(tmp_path):
+    """manage.py test and pytest-django call setup_test_environment(), which
+    turns DEBUG off; a fresh checkout has not run collectstatic."""
+    dirs = make_tree(tmp_path / "dirs", {"css/app.css": CSS, "js/app.js": JS})
+    with override_settings(DEBUG=True, STATICFILES_DIRS=[str(dirs)],
+                           STATIC_ROOT=str(tmp_path / "never-collected")):
+        setup_test_environment(debug=False)  # as DiscoverRunner does
+        try:
+            assert settings.DEBUG is False
+            assert page_urls() == [f"/static/css/app.{v(CSS)}.css", f"/static/js/app.{v(JS)}.js"]
+            assert bustware.django.get_assets().roots == [str(dirs)]
+        finally:
+            teardown_test_environment()
+    # Not under the test runner: production's clear error stays.
+    with override_settings(DEBUG=False, STATIC_ROOT=str(tmp_path / "never-collected")), \
+            pytest.raises(ImproperlyConfigured, match="collectstatic"):
+        bustware.django.get_assets()
+
+
+def test_development_handler_follows_the_settings_and_leaves_the_rest_to_django(tmp_path):
+    """runserver's and StaticLiveServerTestCase's handler."""
+    one = make_tree(tmp_path / "one", {"css/app.css": CSS})
+    two = make_tree(tmp_path / "two", {"js/app.js": JS})
+    with override_settings(DEBUG=True, STATIC_ROOT=None, STATICFILES_DIRS=[str(one)]):
+        handler = BustwareStaticFilesHandler(get_wsgi_application())
+        r = via_werkzeug(handler, f"/static/css/app.{v(CSS)}.css")
+        assert (r.status, r.body, r.header("Cache-Control")) == (200, CSS, IMMUTABLE)
+        r = via_werkzeug(handler, "/static/css/app.css")
+        assert (r.status, r.body, r.header("Cache-Control")) == (200, CSS, "no-cache")
+        assert via_werkzeug(handler, "/static/css/nope.css").status == 404  # Django's answer
+        assert via_werkzeug(handler, "/hello").body == b"django:hello"
+        with override_settings(STATICFILES_DIRS=[str(two)]):
+            r = via_werkzeug(handler, f"/static/js/app.{v(JS)}.js")
+            assert (r.status, r.body, r.header("Cache-Control")) == (200, JS, IMMUTABLE)

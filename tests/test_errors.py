@@ -165,14 +165,16 @@ def unreadable(root, monkeypatch) -> Path:
     path.write_bytes(b"x")
     path.chmod(0)
     if os.access(path, os.R_OK):
-        real_open = builtins.open
+        def refusing(real_open):
+            def refusing_open(file, *args, **kwargs):
+                if os.fspath(file) == str(path):
+                    raise PermissionError(13, "Permission denied", str(path))
+                return real_open(file, *args, **kwargs)
+            return refusing_open
 
-        def refusing_open(file, *args, **kwargs):
-            if os.fspath(file) == str(path):
-                raise PermissionError(13, "Permission denied", str(path))
-            return real_open(file, *args, **kwargs)
-
-        monkeypatch.setattr(builtins, "open", refusing_open)
+        # open(), and os.open() for bustware's opens that never block on a FIFO.
+        monkeypatch.setattr(builtins, "open", refusing(builtins.open))
+        monkeypatch.setattr(os, "open", refusing(os.open))
     yield path
     path.chmod(0o644)
 

@@ -282,3 +282,107 @@ def test_base_url_static_url_is_on_the_cdn_url_for_stays_on_the_app(project):
     r = client.get(js.removeprefix("https://cdn.example.com"))
     assert (r.status_code, r.data, r.headers["Cache-Control"]) == (200, JS, IMMUTABLE)
     r.close()
+
+
+def test_debug_set_after_init_app_turns_development_mode_on(project):
+    """app.run(debug=True) sets app.debug after init_app, before the first
+    request: an edited stylesheet must then be served fresh."""
+    app, _ = make_app(project, {"BUSTWARE_REFRESH_INTERVAL": 0})
+    app.debug = True  # what app.run(debug=True) does
+    client = app.test_client()
+    css_url = urls_of(client.get("/").data)[0]
+    r = client.get(css_url)
+    assert r.data == CSS
+    r.close()
+    new = b"body { color: #456; margin: 0 }\n"
+    (project / "static" / "css" / "app.css").write_bytes(new)
+    css_url = urls_of(client.get("/").data)[0]
+    assert css_url == f"/static/css/app.{v(new)}.css"
+    r = client.get(css_url)
+    assert r.status_code == 200 and r.data == new
+    assert r.headers["Cache-Control"] == IMMUTABLE
+    r.close()
+
+
+def test_explicit_autorefresh_false_is_kept_when_debug_turns_on(project):
+    app, ext = make_app(project, {"BUSTWARE_AUTOREFRESH": False})
+    app.debug = True
+    app.test_client().get("/").close()
+    with app.app_context():
+        assert ext.assets().autorefresh is False
+
+
+def test_each_static_folder_uses_its_own_manifest(project):
+    from bustware.build import build
+
+    build(project / "static")  # static/.bustware/manifest.json, prefix /static/
+    build(project / "admin_static", prefix="/admin/admin_static/")
+    app, ext = make_app(project)
+    with app.app_context():
+        assert ext.assets().manifest_path == str(
+            project / "static" / ".bustware" / "manifest.json")
+        assert ext.assets("admin.static").manifest_path == str(
+            project / "admin_static" / ".bustware" / "manifest.json")
+    client = app.test_client()
+    urls = urls_of(client.get("/").data)
+    assert urls[:2] == [f"/static/css/app.{v(CSS)}.css",
+                        f"/admin/admin_static/js/admin.{v(ADMIN_JS)}.js"]
+    for url, data in zip(urls, (CSS, ADMIN_JS, JS)):
+        r = client.get(url)
+        assert r.status_code == 200 and r.data == data, url
+        assert r.headers["Cache-Control"] == IMMUTABLE
+        r.close()
+
+
+def test_bustware_manifest_is_the_app_folders_with_a_blueprint_folder(project, tmp_path):
+    """BUSTWARE_MANIFEST names the app's folder's manifest; the blueprint's
+    folder is not made to load it (it was refused for its prefix)."""
+    from bustware.build import build
+
+    out = tmp_path / "build" / "manifest.json"
+    build(project / "static", out)
+    app, ext = make_app(project, {"BUSTWARE_MANIFEST": str(out)})
+    with app.app_context():
+        assert ext.assets().manifest_path == str(out)
+        assert ext.assets("admin.static").manifest_path is None
+    r = app.test_client().get(f"/static/css/app.{v(CSS)}.css")
+    assert r.status_code == 200 and r.data == CSS
+    r.close()
+    # A mapping names the manifest of each endpoint.
+    build(project / "admin_static", tmp_path / "admin" / "m.json",
+          prefix="/admin/admin_static/")
+    app, ext = make_app(project, {"BUSTWARE_MANIFEST": {
+        "static": str(out), "admin.static": str(tmp_path / "admin" / "m.json")}})
+    with app.app_context():
+        assert ext.assets("admin.static").manifest_path == str(tmp_path / "admin" / "m.json")
+    with pytest.raises(ValueError, match="'admin'"):
+        make_app(project, {"BUSTWARE_MANIFEST": {"admin": str(out)}})
+    # Debug: development mode, which scans the files.
+    app, ext = make_app(project, {"BUSTWARE_MANIFEST": str(out), "DEBUG": True})
+    with app.app_context():
+        assert ext.assets().manifest_path is None and ext.assets().autorefresh is True
+    # False: none, not even the folder's own.
+    build(project / "static")
+    app, ext = make_app(project, {"BUSTWARE_MANIFEST": False})
+    with app.app_context():
+        assert ext.assets().manifest_path is None
+
+
+def test_missing_file_error_names_the_flask_config_key(project):
+    app, _ = make_app(project)
+    with app.test_request_context("/"), pytest.raises(AssetNotFound) as err:
+        url_for("static", filename="nope.css")
+    assert "app.config['BUSTWARE_STRICT'] = False" in str(err.value)
+    assert "strict=False" not in str(err.value)
+
+
+def test_stale_manifest_error_names_the_flask_config_key(project):
+    from bustware.build import build
+    from bustware.manifest import ManifestError
+
+    build(project / "static")
+    (project / "static" / "css" / "app.css").write_bytes(CSS + b"/* edited */")
+    with pytest.raises(ManifestError) as err:
+        make_app(project)
+    assert "set app.config['BUSTWARE_MANIFEST_CHECK'] = 'warn'" in str(err.value)
+    assert f"`bustware build {project / 'static'}`" in str(err.value)

@@ -176,3 +176,44 @@ def test_unknown_file_raises_when_strict(root):
     with pytest.raises(AssetNotFound, match="nope"):
         buster(Request.blank("/page"), "nope.css", {})
     assert BustwareCacheBuster(str(root), strict=False)(None, "nope.css", {}) == ("nope.css", {})
+
+
+def test_reload_assets_turns_development_mode_on(root):
+    """pyramid.reload_assets = true alone: an edited stylesheet gets a new
+    URL on the next page and is served fresh."""
+    app = make_app(root, {"pyramid.reload_assets": "true", "bustware.refresh_interval": "0"})
+    assert get(app, page_urls(app)[0]).body == CSS
+    new = b"body { color: #456; margin: 0 }\n"
+    (root / "css" / "app.css").write_bytes(new)
+    url = page_urls(app)[0]
+    assert url == f"/static/css/app.{v(new)}.css"
+    r = get(app, url)
+    assert (r.status_int, r.body, r.headers["Cache-Control"]) == (200, new, IMMUTABLE)
+
+
+def test_reload_assets_wins_over_a_manifest(root, tmp_path):
+    from bustware.build import build
+
+    build(root, tmp_path / "m.json")
+    with Configurator(settings={"pyramid.reload_assets": "true",
+                                "bustware.manifest": str(tmp_path / "m.json")}) as config:
+        config.include("bustware.pyramid")
+        buster = config.add_bustware_static_view("static", str(root))
+    assert buster.assets.autorefresh is True and buster.assets.manifest_path is None
+
+
+def test_bustware_autorefresh_false_wins_over_reload_assets(root):
+    app = make_app(root, {"pyramid.reload_assets": "true", "bustware.autorefresh": "false",
+                          "bustware.refresh_interval": "0"})
+    page_urls(app)
+    (root / "css" / "app.css").write_bytes(b"body { color: #456; margin: 0 }\n")
+    assert page_urls(app)[0] == f"/static/css/app.{v(CSS)}.css"
+
+
+def test_missing_file_error_names_the_pyramid_setting(root):
+    with Configurator(settings={}) as config:
+        config.include("bustware.pyramid")
+        buster = config.add_bustware_static_view("static", str(root))
+    with pytest.raises(AssetNotFound) as err:
+        buster(Request.blank("/page"), "nope.css", {})
+    assert "set bustware.strict = false in the app's settings (.ini file)" in str(err.value)
