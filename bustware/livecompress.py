@@ -33,7 +33,7 @@ import threading
 from collections.abc import Iterable
 from typing import Union
 
-from .assets import Asset, Assets, Variant
+from .assets import Asset, Assets, Variant, open_regular
 from .compress import (
     ENCODINGS,
     MIN_SAVING,
@@ -165,13 +165,15 @@ class LiveCompressor:
             compress_stream(io.BytesIO(asset.body), out, encoding=encoding, size=asset.size)
             return out.getvalue()
         path = asset.served_path or asset.abs_path
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
+        # open_regular: a FIFO swapped in must not block the request.
+        f, st = open_regular(path)
+        with f:
             # Bytes other than the ones the version and the ETag name must not
             # be compressed under them; the identity response says the same
-            # thing to the client (_send_file).
-            if st.st_size != asset.size or (asset.served_path is None
-                                            and st.st_mtime_ns != asset.mtime_ns):
+            # thing to the client (_send_file), by the same identity.
+            if st.st_size != asset.size or (asset.served_path is None and (
+                    st.st_mtime_ns != asset.mtime_ns
+                    or (asset.ino and (st.st_ino, st.st_dev) != (asset.ino, asset.dev)))):
                 log.warning("bustware: %r changed on disk since it was indexed; "
                             "not compressing it", path)
                 return None
