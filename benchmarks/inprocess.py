@@ -14,6 +14,7 @@ the body bytes, so that a figure never times an error page by mistake.
 from __future__ import annotations
 
 import io
+import itertools
 import random
 import statistics
 import sys
@@ -333,3 +334,128 @@ def hot_path_breakdown(site: tree.Site, rounds: int, batch_seconds: float) -> di
     }
     timed = time_rounds(steps, rounds, batch_seconds)
     return {key: value["median"] * 1e6 for key, value in timed.items()}
+
+
+# -- hostile Accept-Encoding (issue 11) ----------------------------------------
+
+#: (key, label, length of the Accept-Encoding value) in table order.
+HOSTILE_CASES = (
+    ("browser", "browser `Accept-Encoding: gzip, deflate, br, zstd`", None),
+    ("hostile_1k", "a new 1 KB value each request (about 140 codings, then gzip)", 1000),
+    ("hostile_8k", "a new 8 KB value each request (about 1,000 codings, then gzip)", 8190),
+)
+HOSTILE_IMPLEMENTATIONS = ("bare", "bustware", "whitenoise", "servestatic")
+#: Distinct values per case: more than bustware's memo holds (512), so that
+#: no implementation answers from a memo what a real attack would make it parse.
+HOSTILE_POOL = 1024
+
+
+def hostile_values(length: int, count: int = HOSTILE_POOL) -> list[str]:
+    """``count`` distinct Accept-Encoding values of ``length`` characters:
+    short unknown codings, then ``gzip`` (WhiteNoise's regex scans the whole
+    value for ``br`` first, then finds ``gzip``)."""
+    values = []
+    for n in range(count):
+        head = ", ".join(f"c{n}x{i}" for i in range(length // 4))
+        head = head[:length - 6].rstrip(", ")
+        values.append(f"{head}, gzip".rjust(length))
+    return values
+
+
+def _rotating_call(app: Callable, envs: list[dict]) -> Callable[[], None]:
+    """Like request_call, with the next environ of ``envs`` each call."""
+    nxt = itertools.cycle(envs).__next__
+    start_response = _noop_start_response
+
+    def call() -> None:
+        it = app(nxt().copy(), start_response)
+        try:
+            for _ in it:
+                pass
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    return call
+
+
+def hostile_site(work) -> tree.Site:
+    """The benchmark's CSS with brotli and gzip variants beside it, so that
+    every implementation negotiates (the main site has no variants)."""
+    import shutil
+    from pathlib import Path
+
+    from bustware.compress import compress_file
+
+    site = tree.site(Path(work))
+    root = Path(work) / "hostile-site"
+    css = root / "static" / tree.CSS
+    if not css.exists() or css.read_bytes() != site.read(tree.CSS):
+        css.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(site.static / tree.CSS, css)
+        compress_file(css, ("br", "gzip"))
+    return tree.Site(root, root / "static")
+
+
+def hostile_accept_encoding(work, names: Sequence[str], rounds: int, batch_seconds: float,
+                            progress: Callable[[str], None] = lambda s: None) -> dict:
+    """``{impl: {case: {us, ratio, note}}}`` for the 2 KiB CSS with variants
+    under the Accept-Encoding values of HOSTILE_CASES; the note is the
+    coding answered."""
+    site = hostile_site(work)
+    body = site.read(tree.CSS)
+    bare = apps.bare_app(body)
+    names = [n for n in names if n in HOSTILE_IMPLEMENTATIONS]
+    calls, notes = {}, {}
+    for name in names:
+        app = apps.build(name, site.root, bare)
+        path = apps.static_path(name, app, tree.CSS)
+        for case, _, length in HOSTILE_CASES:
+            if length is None:
+                envs = [environ(path)]
+            else:
+                envs = [environ(path, HTTP_ACCEPT_ENCODING=v) for v in hostile_values(length)]
+            answer = fetch(app, envs[-1])
+            coding = answer.headers.get("content-encoding", "identity")
+            if answer.status != 200:
+                notes[name, case] = str(answer.status)
+            elif name != "bare" and answer.by_app:
+                notes[name, case] = "fell through to the app"
+            else:
+                notes[name, case] = "" if name == "bare" else coding
+            calls[name, case] = _rotating_call(app, envs)
+    timed = time_rounds(calls, rounds, batch_seconds, progress)
+    table: dict = {}
+    for name in names:
+        row = table[name] = {}
+        for case, _, _ in HOSTILE_CASES:
+            us = timed[name, case]["median"] * 1e6
+            row[case] = {"us": us, "ratio": us / (timed["bare", case]["median"] * 1e6),
+                         "note": notes[name, case]}
+    return table
+
+
+def hostile_markdown(table: dict) -> str:
+    """The report's section for ``hostile_accept_encoding``."""
+    names = list(table)
+    out = ["### Hostile Accept-Encoding, in-process\n",
+           "The 2 KiB CSS with `.br` and `.gz` variants beside it; the same median "
+           "of interleaved rounds as above, xN the ratio to the bare app. In "
+           "parentheses: the coding answered (bustware does not read a value over "
+           "1,024 characters: identity, as without the header).\n",
+           "| Accept-Encoding | " + " | ".join(names) + " | bustware ÷ whitenoise |",
+           "|---" * (len(names) + 2) + "|"]
+    for case, label, _ in HOSTILE_CASES:
+        cells = []
+        for name in names:
+            c = table[name][case]
+            cell = f"{c['us']:.2f} µs" if c["us"] < 100 else f"{c['us']:.0f} µs"
+            if name != "bare":
+                cell += f" x{c['ratio']:.1f} ({c['note']})"
+            cells.append(cell)
+        ratio = ""
+        if "bustware" in table and "whitenoise" in table:
+            ratio = f"{table['bustware'][case]['us'] / table['whitenoise'][case]['us']:.2f}"
+        out.append(f"| {label} | " + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(out) + "\n"

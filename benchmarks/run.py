@@ -32,13 +32,14 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 import adoption  # noqa: E402
 import apps  # noqa: E402
 import e2e  # noqa: E402
+import hostile_e2e  # noqa: E402
 import inprocess  # noqa: E402
 import startup  # noqa: E402
 import tree  # noqa: E402
 
 README = HERE / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-SECTIONS = ("inprocess", "url", "startup", "e2e", "adoption")
+SECTIONS = ("inprocess", "url", "startup", "e2e", "adoption", "hostile", "hostile-e2e")
 
 #: Per mode: in-process rounds and batch seconds, startup tree, startup
 #: rounds, e2e rounds, e2e seconds per wrk run, filler files in the site.
@@ -216,6 +217,10 @@ def markdown(results: dict) -> str:
                 cells.append(cell)
             w(f"| {label} | " + " | ".join(cells) + " |")
         w("")
+    if results.get("hostile"):
+        w(inprocess.hostile_markdown(results["hostile"]))
+    if results.get("hostile_e2e"):
+        w(hostile_e2e.markdown(results["hostile_e2e"], cfg))
     url = results.get("url")
     if url:
         flask = url.get("Flask url_for('static')")
@@ -373,6 +378,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"in-process requests: {', '.join(names)}")
         results["inprocess"] = inprocess.requests(
             site, names, cfg["rounds"], cfg["batch"], lambda s: log(f"in-process: {s}"))
+    if "hostile" in sections:
+        log("in-process requests under hostile Accept-Encoding values")
+        results["hostile"] = inprocess.hostile_accept_encoding(
+            work, names, cfg["rounds"], cfg["batch"], lambda s: log(f"hostile: {s}"))
     if "url" in sections:
         log("URL helpers")
         results["url"] = inprocess.url_helpers(site, cfg["rounds"], cfg["batch"] / 2,
@@ -415,6 +424,12 @@ def main(argv: list[str] | None = None) -> int:
             site, work, impls, cfg["e2e_rounds"], cfg["e2e_seconds"], args.connections,
             lambda s: skip(skipped, s), lambda s: log(f"end to end: {s}"),
             load=cfg["mode"] != "tiny")
+    if "hostile-e2e" in sections:
+        log("end to end under hostile Accept-Encoding values")
+        results["hostile_e2e"] = hostile_e2e.throughput(
+            work, names, cfg["e2e_rounds"], cfg["e2e_seconds"], args.connections,
+            lambda s: skip(skipped, s), lambda s: log(f"hostile end to end: {s}"),
+            load_it=cfg["mode"] != "tiny")
     if "adoption" in sections and cfg["mode"] == "tiny":
         skip(skipped, "adoption: not in --tiny mode (a dozen child processes; "
                       "run it with --only adoption)")

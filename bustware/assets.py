@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 
 from . import bundlers
 from . import references as _refs
-from .contenttypes import content_type
+from .contenttypes import content_encoding, content_type
 from .integrity import asset_integrity
 from .styles import Style, make_style
 from .versions import VersionSource, make_version_source
@@ -38,7 +38,10 @@ __all__ = ["Asset", "AssetNotFound", "Assets", "NotRegularFile", "Variant", "ope
 log = logging.getLogger("bustware")
 
 #: Suffixes of precompressed variants and the coding each stands for.
-VARIANT_SUFFIXES = {".br": "br", ".zst": "zstd", ".gz": "gzip"}
+#: ".zstd" is ServeStatic's name; ".zst" comes after it so that it wins
+#: when both exist, and so that the build (which inverts this table) writes
+#: ".zst".
+VARIANT_SUFFIXES = {".br": "br", ".zstd": "zstd", ".zst": "zstd", ".gz": "gzip"}
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -873,7 +876,7 @@ def _walk(root: str, include_dotfiles: bool):
             variants = {}
             for vsuffix, encoding in VARIANT_SUFFIXES.items():
                 other = files.get(name + vsuffix)
-                if other is not None:
+                if other is not None and content_encoding(name) is None:
                     variants[encoding] = other[0]
             yield f"{rel}{name}", abs_path, est, variants
 

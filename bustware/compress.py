@@ -58,6 +58,7 @@ SKIP_SUFFIXES = frozenset({
     # archives and compressed streams
     ".gz", ".tgz", ".br", ".zst", ".zip", ".7z", ".rar", ".xz", ".bz2", ".lz", ".lzma",
     ".jar", ".apk", ".epub",
+    ".zstd", ".svgz",  # ServeStatic's zstd variants; SVG stored gzip-encoded
     # audio and video
     ".mp4", ".m4v", ".m4a", ".mov", ".mkv", ".webm", ".ogg", ".oga", ".ogv", ".opus",
     ".mp3", ".aac", ".flac",

@@ -11,8 +11,11 @@ whichever answer it saw first.
 from __future__ import annotations
 
 import mimetypes
+import re
+from collections.abc import Mapping
 
-__all__ = ["OVERRIDES", "content_type"]
+__all__ = ["ENCODED_SUFFIXES", "OVERRIDES", "check_content_types", "content_encoding",
+           "content_type", "custom_type"]
 
 OVERRIDES = {
     # Text. RFC 9239: text/javascript is the one registered type for JavaScript.
@@ -53,6 +56,7 @@ OVERRIDES = {
     ".jpeg": "image/jpeg",
     ".gif": "image/gif",
     ".svg": "image/svg+xml",
+    ".svgz": "image/svg+xml",  # gzip-encoded SVG: see ENCODED_SUFFIXES
     ".ico": "image/x-icon",
     ".bmp": "image/bmp",
     ".jxl": "image/jxl",
@@ -80,6 +84,7 @@ OVERRIDES = {
     ".gz": "application/gzip",
     ".br": "application/x-brotli",
     ".zst": "application/zstd",
+    ".zstd": "application/zstd",
     ".tar": "application/x-tar",
     ".7z": "application/x-7z-compressed",
 }
@@ -95,7 +100,17 @@ _TEXT_TYPES = frozenset(
     }
 )
 
+#: Files stored encoded: served with this Content-Encoding, whatever the
+#: client's Accept-Encoding (every browser decodes gzip), and never given a
+#: variant of their own.
+ENCODED_SUFFIXES = {".svgz": "gzip"}
+
 _BUILTIN = mimetypes.MimeTypes()
+
+# A media type with optional parameters (RFC 9110 8.3.1).
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QUOTED = r'"[^"\\\x00-\x1f\x7f\u0100-\U0010ffff]*"'  # latin-1, as WSGI headers are
+_MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|{_QUOTED}))*")
 
 
 def content_type(name: str, charset: str = "utf-8") -> str:
@@ -105,15 +120,59 @@ def content_type(name: str, charset: str = "utf-8") -> str:
     downloaded as is, not a tar file with a Content-Encoding. Suffixes are
     case-insensitive; an unknown one gives ``application/octet-stream``.
     """
-    base = name.rpartition("/")[2]
-    dot = base.rfind(".")
-    suffix = base[dot:].lower() if dot > 0 else ""
+    suffix = _suffix(name)
     ctype = (
         OVERRIDES.get(suffix)
         or _BUILTIN.types_map[True].get(suffix)
         or _BUILTIN.types_map[False].get(suffix)
         or "application/octet-stream"
     )
+    return _with_charset(ctype, charset)
+
+
+def custom_type(name: str, charset: str | None, content_types: Mapping[str, str]) -> str | None:
+    """The Content-Type that ``content_types`` (checked by
+    :func:`check_content_types`) gives ``name``, or None."""
+    ctype = content_types.get(_suffix(name))
+    if ctype is None or ";" in ctype:  # parameters given: taken as written
+        return ctype
+    return _with_charset(ctype, charset)
+
+
+def content_encoding(name: str) -> str | None:
+    """The coding a file is stored in (``.svgz``: gzip), or None."""
+    return ENCODED_SUFFIXES.get(_suffix(name))
+
+
+def check_content_types(content_types: object) -> dict[str, str]:
+    """``{".foo": "application/x-foo"}`` checked, with lowercased suffixes."""
+    if content_types is None:
+        return {}
+    example = "e.g. content_types={'.foo': 'application/x-foo'}"
+    if not isinstance(content_types, Mapping):
+        raise TypeError(f"bustware: content_types={content_types!r} must map file suffixes "
+                        f"to media types, {example}")
+    checked = {}
+    for suffix, ctype in content_types.items():
+        if not (isinstance(suffix, str) and len(suffix) > 1 and suffix[0] == "."
+                and "." not in suffix[1:] and "/" not in suffix):
+            raise ValueError(f"bustware: content_types key {suffix!r} is not a file suffix; "
+                             f"give the last suffix with its dot, {example}")
+        if not (isinstance(ctype, str) and _MEDIA_TYPE.fullmatch(ctype)):
+            raise ValueError(f"bustware: content_types[{suffix!r}] = {ctype!r} is not a media "
+                             f"type such as 'application/x-foo' or 'text/x-foo; charset=utf-8'")
+        checked[suffix.lower()] = ctype
+    return checked
+
+
+def _suffix(name: str) -> str:
+    # Only the last suffix counts, and a leading dot (".htaccess") is none.
+    base = name.rpartition("/")[2]
+    dot = base.rfind(".")
+    return base[dot:].lower() if dot > 0 else ""
+
+
+def _with_charset(ctype: str, charset: str | None) -> str:
     if charset and (ctype.startswith("text/") or ctype in _TEXT_TYPES):
         return f"{ctype}; charset={charset}"
     return ctype

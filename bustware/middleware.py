@@ -16,14 +16,14 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from werkzeug.http import http_date
 
 from . import assets as _assets
-from . import http
+from . import contenttypes, http
 from .assets import Asset, Assets, PathLike, Variant, gc_paused, open_regular
 from .livecompress import CompressOption, LiveCompressor, live_codings
 
@@ -148,9 +148,10 @@ class Bustware:
         plain_cache_control: str = "no-cache",
         mode: str = "serve",
         outdated: str = "serve",
-        missing: str = "404",
+        missing: str | None = None,
         allow_origin: str | None = None,
         add_headers: HeaderHook | None = None,
+        content_types: Mapping[str, str] | None = None,
         discover_interval: float | None = 1.0,
         compress: CompressOption = True,
         **assets_options: Any,
@@ -180,11 +181,23 @@ class Bustware:
                 f"bustware: unknown outdated={outdated!r}: use 'serve' (current bytes, "
                 "no-store), '404' or 'redirect' (307 to the current URL)"
             )
-        if missing not in _MISSING_POLICIES:
+        if missing is not None and missing not in _MISSING_POLICIES:
             raise ValueError(
                 f"bustware: unknown missing={missing!r}: use '404' or 'app' "
                 "(hand unknown paths under the prefix to the wrapped app)"
             )
+        if self.assets.prefix == "/":
+            # Every path is under the prefix "/": a 404 for each one that is
+            # no file would be a 404 for every page of the application.
+            if missing == "404" and app is not None:
+                raise ValueError(
+                    "bustware: prefix='/' with missing='404' answers 404 for every page of "
+                    "the application; leave missing unset (with prefix '/', paths that are "
+                    "no file go to the app) or serve the files under a prefix such as "
+                    "'/static/'")
+            missing = "app"
+        elif missing is None:
+            missing = "404"
         if add_headers is not None and not callable(add_headers):
             raise TypeError(
                 f"bustware: add_headers={add_headers!r} is not callable; pass a function "
@@ -200,6 +213,8 @@ class Bustware:
                             ("plain_cache_control", plain_cache_control),
                             ("allow_origin", allow_origin)):
             _check_header_value(name, value)
+        #: Suffix -> Content-Type, over the built-in table.
+        self.content_types = contenttypes.check_content_types(content_types)
         # With no app (``bustware serve``), everything else is a 404.
         self.app: WSGIApp = app if app is not None else _not_found
         self.mode = mode
@@ -366,13 +381,28 @@ class Bustware:
                         "give (name, value) pairs, e.g. [('X-Frame-Options', 'DENY')]")
                 name, value = item
                 _check_header_value(f"add_headers({asset.path!r}) {name}", value)
+                if name.lower() in _OWN_HEADERS:
+                    raise ValueError(
+                        f"bustware: add_headers({asset.path!r}) gave {name!r}, a header "
+                        f"bustware sends itself (a response may carry it once); "
+                        f"{_OWN_HEADERS[name.lower()]}")
                 extra.append((name, value))
         last_modified = ("Last-Modified", _http_date(asset.mtime))
         tail = shared + cached + extra
         policies = self._policies
+        ctype = asset.content_type
+        if self.content_types:
+            ctype = contenttypes.custom_type(asset.path, self.assets.charset,
+                                             self.content_types) or ctype
+        stored_as = contenttypes.content_encoding(asset.path)
         for rep in reps.values():
+            rep.content_type = ctype  # also what a 206 names
+            if stored_as is not None and rep.encoding == "identity":
+                # A .svgz file is gzip bytes: served as such, never as a
+                # multipart of ranges (see _conditional), never negotiated.
+                rep.encoding = stored_as
             etag = ("ETag", rep.quoted_etag)
-            full = [("Content-Type", asset.content_type), ("Content-Length", str(rep.size)),
+            full = [("Content-Type", ctype), ("Content-Length", str(rep.size)),
                     etag, last_modified]
             if rep.encoding != "identity":
                 full.append(("Content-Encoding", rep.encoding))
@@ -759,6 +789,22 @@ def reload_changed() -> None:
 
 #: A header field name (RFC 9110 5.1).
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_SET_PER_RESPONSE = "bustware computes it for each file and response"
+#: Headers bustware sends, lowercased -> what to use instead of add_headers.
+_OWN_HEADERS = {
+    "cache-control": "pass cache_control= (current versioned URLs) or plain_cache_control= "
+                     "(plain URLs) to Bustware",
+    "content-type": "pass content_types={'.foo': 'application/x-foo'} to Bustware to give "
+                    "the type of a suffix",
+    "access-control-allow-origin": "pass allow_origin= to Bustware",
+    "content-length": _SET_PER_RESPONSE,
+    "content-range": _SET_PER_RESPONSE,
+    "content-encoding": _SET_PER_RESPONSE,
+    "etag": _SET_PER_RESPONSE,
+    "last-modified": _SET_PER_RESPONSE,
+    "accept-ranges": _SET_PER_RESPONSE,
+    "x-content-type-options": "bustware always sends nosniff",
+}
 _STALE_HEADERS = frozenset({"ETag", "Last-Modified", "Cache-Control", "Content-Length"})
 _NEGOTIATED = ("Vary", "Access-Control-Allow-Origin")
 

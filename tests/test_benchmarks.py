@@ -70,6 +70,35 @@ def test_request_table_has_every_case_for_every_implementation(tiny):
 
 
 @pytest.mark.server
+def test_hostile_accept_encoding_rows(tiny):
+    """Issue 11: bustware against WhiteNoise under hostile Accept-Encoding
+    values; each cell answered the coding its implementation chooses."""
+    stdout, _, results = tiny
+    table = results["hostile"]
+    assert list(table)[:2] == ["bare", "bustware"]
+    for name in ("whitenoise", "servestatic"):
+        assert (name in table) != skipped(results, name), name
+    cases = ["browser", "hostile_1k", "hostile_8k"]
+    for name, row in table.items():
+        assert list(row) == cases, name
+        assert all(cell["us"] > 0 and cell["ratio"] > 0 for cell in row.values())
+    # A value over 1,024 characters is not read: identity, as with no header.
+    assert {c: cell["note"] for c, cell in table["bustware"].items()} == {
+        "browser": "br", "hostile_1k": "gzip", "hostile_8k": "identity"}
+    if "whitenoise" in table:
+        assert table["whitenoise"]["hostile_8k"]["note"] == "gzip"
+    assert "### Hostile Accept-Encoding, in-process" in stdout
+    rows = [line for line in stdout.splitlines() if line.startswith("| a new 8 KB value")]
+    assert len(rows) == 1 and rows[0].count("|") == len(table) + 3
+    # End to end, tiny mode starts gunicorn with bustware.gunicorn_conf and
+    # checks one request of each case, without load.
+    if not skipped(results, "gunicorn"):
+        expected = ["gunicorn bustware"] + (
+            [] if skipped(results, "whitenoise") else ["gunicorn whitenoise"])
+        assert results["hostile_e2e"] == {"checked": expected}
+
+
+@pytest.mark.server
 def test_url_helpers_startup_and_servers_are_reported(tiny):
     stdout, _, results = tiny
     assert {"Bustware.url", "Assets.url"} <= set(results["url"])
