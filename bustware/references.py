@@ -104,6 +104,26 @@ class _Undecodable(Exception):
     pass
 
 
+#: What _decode() returns as the codec of a UTF-8 stylesheet it decoded as
+#: latin-1: one character per byte, bytes >= 0x80 standing for themselves.
+#: The tokenizer treats every character >= U+0080 alike (a name character),
+#: so it finds the same tokens at the same places in that text as in the
+#: decoded one; only a reference's URL is decoded, from its bytes
+#: (_utf8_value). The text then costs one byte per byte of the file, where
+#: decoding would cost two (any non-Latin-1 character) or four (any emoji)
+#: for the whole file.
+RAW_UTF8 = "raw-utf-8"
+
+
+def _utf8(raw: str) -> str:
+    """Text that _decode() read as RAW_UTF8, decoded."""
+    return raw.encode("latin-1").decode("utf-8", "surrogateescape")
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
 def _decode(data: bytes, kind: str) -> tuple[str, str]:
     """Text and the (ASCII-compatible) codec it was decoded with."""
     if data.startswith(_UNICODE_BOMS):
@@ -130,6 +150,8 @@ def _decode(data: bytes, kind: str) -> tuple[str, str]:
         except (UnicodeError, LookupError):
             pass
         encoding = "utf-8"  # fall back: UTF-8 with surrogateescape always round-trips
+    if kind == "css":
+        return data.decode("latin-1"), RAW_UTF8
     return data.decode("utf-8", "surrogateescape"), encoding
 
 
@@ -163,10 +185,16 @@ _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?
 _NAME_CLASS = r"A-Za-z0-9_\-\u0080-\U0010ffff"
 _BORING_RUN = (rf"[{_NAME_CLASS}]+(?![{_NAME_CLASS}(\\])|#[{_NAME_CLASS}]+(?![{_NAME_CLASS}\\])"
                r"|/(?!\*)")
-_BORING = re.compile(rf"(?:[ \t\n\r\f;:,.!%*+>~=|^$&?<]|{_BORING_RUN})+")
+#
+# The repeat is bounded: each repetition of a group costs the regex engine
+# a saved state (about 80 bytes) until the match ends, so an unbounded run
+# over a 10 MiB stylesheet of "a{color:red}" held 700 MiB. Every repetition
+# ends on a token boundary, so a long run is simply several OTHER tokens.
+# (Possessive "++" would hold nothing, but needs Python 3.11.)
+_BORING = re.compile(rf"(?:[ \t\n\r\f;:,.!%*+>~=|^$&?<]|{_BORING_RUN}){{1,1024}}")
 # Outside any function, brackets and parentheses are boring too: what they
 # enclose can only hold a reference through a function or an @import.
-_BORING_TOP = re.compile(rf"(?:[ \t\n\r\f;:,.!%*+>~=|^$&?<{{}}()\[\]]|{_BORING_RUN})+")
+_BORING_TOP = re.compile(rf"(?:[ \t\n\r\f;:,.!%*+>~=|^$&?<{{}}()\[\]]|{_BORING_RUN}){{1,1024}}")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 #: (type, start, end, value, value_start, value_end)
@@ -379,23 +407,62 @@ _IMAGE_SET = frozenset({"image-set", "-webkit-image-set"})
 #: What closes each entry of the stack; a function name is closed by ")".
 _CLOSES = {"(": ")", "[": "]", "{": "}"}
 _SOURCEMAP = re.compile(r"[#@]\s*sourceMappingURL=(\S+?)\s*\Z")
+# What any source map comment starts with, read as RAW_UTF8 or decoded
+# alike (the bytes that latin-1 reads as whitespace, 0x85 and 0xA0, only
+# ever follow a byte that is not whitespace).
+_SOURCEMAP_START = re.compile(r"[#@]\s*sourceMappingURL=")
 
 # (kind, context, url, start, end) with str offsets
 _Found = tuple[str, str, str, int, int]
 
 
-def _css_references(s: str) -> list[_Found]:
+def _unescape(text: str, url: bool) -> str:
+    """The value of the inside of a string or (``url``) unquoted url token:
+    escapes decoded, escaped newlines dropped, as _consume_string and
+    _consume_url read it."""
+    parts = []
+    i, n = 0, len(text)
+    while (j := text.find("\\", i)) >= 0:
+        parts.append(text[i:j])
+        if j + 1 >= n:  # a backslash at EOF
+            return "".join(parts) + ("\ufffd" if url else "")
+        if text[j + 1] in _NEWLINES:
+            i = j + (3 if text.startswith("\r\n", j + 1) else 2)
+        else:
+            ch, i = _consume_escape(text, j + 1)
+            parts.append(ch)
+    parts.append(text[i:])
+    return "".join(parts)
+
+
+def _sourcemap_comment(s: str, start: int, end: int, raw: bool) -> _Found | None:
+    """The source map URL in the comment body ``s[start:end]``, if any."""
+    if raw and _SOURCEMAP_START.match(s, start, end) and not s[start:end].isascii():
+        text = _utf8(s[start:end])
+        m = _SOURCEMAP.match(text)
+        if m is None:
+            return None
+        ustart = start + _utf8_len(text[:m.start(1)])
+        return "sourcemap", "", m.group(1), ustart, ustart + _utf8_len(m.group(1))
+    m = _SOURCEMAP.match(s, start, end)
+    return None if m is None else ("sourcemap", "", m.group(1), m.start(1), m.end(1))
+
+
+def _css_references(s: str, raw: bool = False) -> list[_Found]:
+    """``raw``: ``s`` is a UTF-8 stylesheet read as RAW_UTF8."""
     found: list[_Found] = []
     stack: list[str] = []  # open functions (their names) and blocks
     expect: str | None = None  # "url" after url(/src(, "import" after @import
     sourcemap: _Found | None = None
     for t, start, _end, value, vstart, vend in tokenize(s, stack):
         if t == COMMENT:
-            m = _SOURCEMAP.match(s, vstart, vend)
+            m = _sourcemap_comment(s, vstart, vend, raw)
             if m:
-                sourcemap = ("sourcemap", "", m.group(1), m.start(1), m.end(1))
+                sourcemap = m
             continue
         sourcemap = None  # only a trailing source map comment counts
+        if raw and t in (STRING, URL) and not value.isascii():
+            value = _unescape(_utf8(s[vstart:vend]), t == URL)
         if expect is not None:
             kind, expect = expect, None
             if t == STRING:
@@ -429,12 +496,31 @@ _JS_SPACE = " \t\v\f\ufeff\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006
             "\u2008\u2009\u200a\u202f\u205f\u3000"
 
 
+def _line_start(s: str, end: int) -> int:
+    """Where the line that ends at ``end`` starts: just after the last line
+    break before ``end``, or 0. Looks back through windows that double in
+    size, never scanning a character twice, so the cost is that of the line
+    (a plain ``rfind(c, 0, end)`` for each kind of break scans back to the
+    start of the file for every line: quadratic on a script that ends with
+    thousands of blank lines)."""
+    hi = end
+    width = 64
+    while hi > 0:
+        lo = max(0, hi - width)
+        k = max(s.rfind(c, lo, hi) for c in _JS_LINE_BREAKS)
+        if k >= 0:
+            return k + 1
+        hi = lo
+        width *= 2
+    return 0
+
+
 def _js_lines_backwards(s: str) -> Iterator[tuple[int, int]]:
     """(start, end) of each line, last first, without splitting the whole
     file: only its last lines are ever looked at."""
     end = len(s)
     while True:
-        start = max(s.rfind(c, 0, end) for c in _JS_LINE_BREAKS) + 1
+        start = _line_start(s, end)
         yield start, end
         if start == 0:
             return
@@ -477,7 +563,10 @@ def find_references(data: bytes, kind: str) -> tuple[list[Reference], list[tuple
         text, encoding = _decode(data, kind)
     except _Undecodable as exc:
         return [], [(1, str(exc))]
-    found = _css_references(text) if kind == "css" else _js_references(text)
+    if kind == "css":
+        found = _css_references(text, raw=encoding == RAW_UTF8)
+    else:
+        found = _js_references(text)
     if not found:
         return [], []
     found.sort(key=lambda f: f[3])

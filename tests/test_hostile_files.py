@@ -1,0 +1,150 @@
+"""Hostile files and build artefacts (issue 11, points 4, 5, 8, 9 and the
+correctness points found on the way; issue 12, bundler manifests).
+
+Each test builds the tree that triggered the defect and checks the
+behaviour stated in the issue: bounded memory, linear work, what is served
+or refused, and the exact bytes of what is served.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bustware import Assets
+from bustware import references as refs
+
+# -- point 4: tokenizing a stylesheet holds a small multiple of its size ------
+
+
+def _peak_indexing(root, name: str) -> tuple[int, Assets]:
+    size = (root / name).stat().st_size
+    tracemalloc.start()
+    try:
+        assets = Assets(root)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return peak / size, assets
+
+
+@pytest.mark.parametrize("tail", ["", "é", "→", "😀"], ids=["ascii", "latin", "bmp", "astral"])
+@pytest.mark.parametrize("mib", [1, 4])
+def test_indexing_a_big_stylesheet_peaks_within_3x_its_size(tmp_path, mib, tail):
+    # Generated stylesheets are this shape; one non-ASCII character
+    # anywhere used to make the whole decoded text 2 or 4 bytes a character.
+    unit = b"a{color:red}"
+    body = unit * ((mib << 20) // len(unit)) + f"b{{content:'{tail}'}}".encode()
+    root = tmp_path / "static"
+    root.mkdir()
+    (root / "big.css").write_bytes(body)
+    ratio, assets = _peak_indexing(root, "big.css")
+    assert ratio <= 3, f"peak {ratio:.1f}x the stylesheet's size"
+    assert assets["big.css"].digest == __import__("hashlib").sha256(body).hexdigest()
+
+
+def test_references_after_long_runs_are_found_at_every_offset():
+    # The tokenizer skips runs of plain tokens in bounded steps: a reference
+    # just after a step boundary must still be one, at its exact offset.
+    for k in range(1015, 1030):
+        for filler in (b"a{b:c}", b"a ", b"-x "):
+            data = filler * k + b'd{e:url(x.png) f:url("y.png")}'
+            found = refs.find_references(data, "css")[0]
+            assert [(r.url, data[r.start:r.end]) for r in found] == \
+                [("x.png", b"x.png"), ("y.png", b"y.png")]
+
+
+def _decoded_references(data: bytes) -> list[tuple[str, str, int, int]]:
+    """What the tokenizer finds in the decoded text (the way every
+    stylesheet was read before), offsets converted to bytes."""
+    text = data.decode("utf-8", "surrogateescape")
+    out = []
+    for kind, _ctx, url, start, end in refs._css_references(text):
+        bstart = len(text[:start].encode("utf-8", "surrogateescape"))
+        out.append((kind, url, bstart, bstart + len(text[start:end].encode(
+            "utf-8", "surrogateescape"))))
+    return sorted(out, key=lambda f: f[2])
+
+
+_PIECES = ["url(", "url(\"", "'", '"', ")", "\\", "\\e9 ", "\\1F600", "\n", "\r\n", " ",
+           "/*", "*/", "/*# sourceMappingURL=", "@import ", "image-set(", "a", "é", "à",
+           "Å", "\u00a0", "\u0085", "\u2028", "😀", "x.png", "{", "}", ";", "\udcff"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=30))
+def test_reading_utf8_bytes_as_latin1_finds_the_same_references(pieces):
+    data = "".join(pieces).encode("utf-8", "surrogateescape")
+    found = refs.find_references(data, "css")[0]
+    assert [(r.kind, r.url, r.start, r.end) for r in found] == _decoded_references(data)
+
+
+# -- point 5: a script's source map comment is found in linear time -----------
+
+
+class _CountingStr(str):
+    """A str that counts the characters its rfind() calls look through."""
+
+    scanned = 0
+
+    def rfind(self, sub, start=None, end=None):  # type: ignore[override]
+        lo = 0 if start is None else start
+        hi = len(self) if end is None else end
+        _CountingStr.scanned += max(0, hi - lo)
+        return str.rfind(self, sub, lo, hi)
+
+
+def test_js_source_map_scan_does_not_rescan_the_code_for_every_blank_line():
+    # Only the last lines are looked at: the work is the same whatever the
+    # size of the code before them (it used to be lines x file size).
+    scanned = []
+    for mib in (1, 4):
+        s = _CountingStr("x" * (mib << 20) + "\n//# sourceMappingURL=app.js.map" + "\n" * 20000)
+        _CountingStr.scanned = 0
+        assert [f[2] for f in refs._js_references(s)] == ["app.js.map"]
+        scanned.append(_CountingStr.scanned)
+    assert scanned[0] == scanned[1]
+    assert scanned[0] <= 300 * 20000  # a bounded look back per blank line
+
+
+def _naive_lines_backwards(s: str):
+    end = len(s)
+    while True:
+        start = max(s.rfind(c, 0, end) for c in refs._JS_LINE_BREAKS) + 1
+        yield start, end
+        if start == 0:
+            return
+        end = start - 1
+        if s[end] == "\n" and end > 0 and s[end - 1] == "\r":
+            end -= 1
+
+
+@pytest.mark.parametrize("s", ["", "a", "\n", "\r\n", "\r\r\n\n", "a\u2028b\u2029c",
+                               "x" * 1000 + "\n" + "y" * 300, "\n" * 700, "\r" + "z" * 5000,
+                               "a\rb\nc\r\nd\u2028"])
+def test_js_lines_backwards_edge_cases(s):
+    assert list(refs._js_lines_backwards(s)) == list(_naive_lines_backwards(s))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(["a", " ", "\n", "\r", "\u2028", "\u2029", "/"]),
+               max_size=2000))
+def test_js_lines_backwards_matches_splitting_the_whole_file(s):
+    assert list(refs._js_lines_backwards(s)) == list(_naive_lines_backwards(s))
+
+
+@pytest.mark.timeout(10)
+def test_big_script_with_blank_lines_after_its_source_map_indexes(tmp_path):
+    # 8 MiB of code, the comment, then 60,000 blank lines: 8-22 s before.
+    root = tmp_path / "static"
+    (root / "js").mkdir(parents=True)
+    code = b"var a = 1;\n" * ((8 << 20) // 11)
+    (root / "js" / "app.js").write_bytes(code + b"//# sourceMappingURL=app.js.map" + b"\n" * 60000)
+    (root / "js" / "app.js.map").write_bytes(b'{"version":3}')
+    assets = Assets(root)
+    served = assets["js/app.js"].served_bytes()
+    assert served == code + b"//# sourceMappingURL=" + \
+        assets.url("js/app.js.map").encode() + b"\n" * 60000
