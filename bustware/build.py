@@ -652,7 +652,8 @@ def verify(root: PathLike | Sequence[PathLike], manifest_path: PathLike, *,
     files = data["files"]
     seen: set[str] = set()
     for r in roots:
-        for path, abs_path, _st, _variants in _walk(r, False):
+        for path, abs_path, _st, _variants in _walk(
+                r, data["settings"].get("include_dotfiles", False)):
             if path in seen or is_own(abs_path):
                 continue
             seen.add(path)

@@ -20,6 +20,7 @@ A JSON object; unknown keys are ignored, missing or mistyped ones refused::
       "generator": "bustware 0.1.0",
       "settings": {"prefix": "/static/", "style": "filename", "query_param": "v",
                    "base_url": "", "rewrite_references": true,
+                   "include_dotfiles": false,  # absent (older builds): false
                    "roots": 1},             # what the URLs were built with
       "keep": 2,                            # earlier generations kept (--keep)
       "compress": ["br", "gzip"],           # codings made (--compress); optional
@@ -73,7 +74,11 @@ by its content, so its size is all there is to check).
 Loading (:func:`load_into`) validates everything before it trusts anything:
 paths are checked to stay inside the root, digests to be hex, versions to be
 URL-safe. A corrupt file, a foreign JSON file or an unknown schema version is
-a :class:`ManifestError` naming the file and saying to rebuild it.
+a :class:`ManifestError` naming the file and saying to rebuild it. So is a
+manifest that names a file the index's own scan would not serve: a dot
+name when the index has ``include_dotfiles=False``, or (unless
+``manifest_check="off"``, which looks at nothing on disk) a file reached
+through a symlink that leads out of its root.
 """
 
 from __future__ import annotations
@@ -145,6 +150,9 @@ class Problem:
     reason: str
     #: A reference to a file that does not exist: no rebuild fixes it.
     broken_reference: bool = False
+    #: Serving it would serve what a scan hides (a symlink out of the root):
+    #: refused whatever manifest_check says.
+    unsafe: bool = False
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -230,6 +238,8 @@ def validate(data: Any, name: str) -> None:
                       ("base_url", str), ("rewrite_references", bool)):
         if not isinstance(settings.get(key), kind):
             bad(f"settings.{key}", "missing or not a " + kind.__name__)
+    if not isinstance(settings.get("include_dotfiles", False), bool):
+        bad("settings.include_dotfiles", "not a bool")
     broken = data.get("broken_references", [])
     if not isinstance(broken, list) or not all(
             isinstance(b, list) and len(b) == 4 and isinstance(b[1], int)
@@ -486,13 +496,17 @@ def _variant_objects(rec: dict, used: set[str]) -> None:
 def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str,
                identities: dict[str, tuple[int, int]] | None = None) -> list[Problem]:
     """Every way the files on disk differ from what the manifest recorded:
-    a file or an object missing, or its size or mtime changed. With
-    ``identities``, record each file's (st_dev, st_ino) there, by path."""
+    a file or an object missing, or its size or mtime changed; and files
+    reached through a symlink that leads out of their root (``unsafe``).
+    With ``identities``, record each file's (st_dev, st_ino) there, by path."""
     problems: list[Problem] = []
     objects = objects_dir(manifest_path)
+    escapes = _Escapes(roots)
+    dirs, links = escapes.dirs, escapes.links
     for path, rec in data["files"].items():
         abs_path = roots[rec["root"]] + os.sep + path
-        problem = _compare(abs_path, rec["size"], rec["mtime_ns"], identities)
+        problem = _compare(abs_path, rec["size"], rec["mtime_ns"], identities, links)
+        dirs.add((rec["root"], path.rpartition("/")[0]))
         if problem:
             problems.append(Problem(path, problem))
             continue
@@ -504,18 +518,28 @@ def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str,
         for encoding, var in rec.get("variants", {}).items():
             if "file" in var:
                 var_path = roots[rec["root"]] + os.sep + var["file"]
-                problem = _compare(var_path, var["size"], var["mtime_ns"], identities)
+                problem = _compare(var_path, var["size"], var["mtime_ns"], identities, links)
+                dirs.add((rec["root"], var["file"].rpartition("/")[0]))
             else:
                 problem = _compare(object_path(objects, var["object"]), var["size"], None)
             if problem:
                 problems.append(Problem(path, f"its {encoding} variant is {problem}"))
-    return problems
+    return escapes.problems(data["files"]) + problems
 
 
 def _compare(abs_path: str, size: int, mtime_ns: int | None,
-             identities: dict[str, tuple[int, int]] | None = None) -> str | None:
+             identities: dict[str, tuple[int, int]] | None = None,
+             links: set[str] | None = None) -> str | None:
     try:
-        st = os.stat(abs_path)
+        if links is None:
+            st = os.stat(abs_path)
+        else:
+            # lstat: one call for a plain file, as stat; a symlink is noted
+            # (for _Escapes) and followed.
+            st = os.stat(abs_path, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                links.add(abs_path)
+                st = os.stat(abs_path)
     except FileNotFoundError:
         return "missing"
     except OSError as exc:
@@ -550,15 +574,90 @@ def build_command(data: dict[str, Any], manifest_path: PathLike, roots: Sequence
         value = settings.get(key)
         if isinstance(value, str) and value != default:
             args += [flag, value]
+    if settings.get("include_dotfiles") is True:
+        args.append("--include-dotfiles")
     return shlex.join(args)
 
 
-def describe(problems: list[Problem], manifest_path: str, roots: list[str],
-             data: dict[str, Any] | None = None) -> str:
+class _Escapes:
+    """Which files of a manifest are reached through a symlink that leads
+    out of their root: the scan (assets._walk) never serves those, so a
+    manifest must not either. check_tree notes each file's directory and
+    the files that are links (the per-file cost stays one stat call); each
+    directory is resolved once, and the files are looked at again only
+    when a directory or a file leads out."""
+
+    def __init__(self, roots: list[str]) -> None:
+        self.roots = roots
+        self.real_roots = [os.path.realpath(r) for r in roots]
+        self.dirs: set[tuple[int, str]] = set()  # (root, directory of a file)
+        self.links: set[str] = set()  # files that are symlinks, filled by _compare
+
+    def _outside(self, root: int, abs_path: str) -> str | None:
+        """Where ``abs_path`` really is, if that is outside the root."""
+        target = os.path.realpath(abs_path)
+        real_root = self.real_roots[root]
+        if target == real_root or target.startswith(real_root.rstrip(os.sep) + os.sep):
+            return None
+        return target
+
+    def problems(self, files: dict[str, Any]) -> list[Problem]:
+        out_dirs = {}
+        for root, head in self.dirs:
+            target = self._outside(root, os.path.join(self.roots[root], head)) if head else None
+            if target is not None:
+                out_dirs[root, head] = target
+        if not out_dirs and not self.links:
+            return []
+        found = []
+        for path, rec in files.items():
+            names = [("", path)] + [(f"its {encoding} variant is ", var["file"])
+                                    for encoding, var in rec.get("variants", {}).items()
+                                    if "file" in var]
+            for what, name in names:
+                root = rec["root"]
+                target = out_dirs.get((root, name.rpartition("/")[0]))
+                abs_path = self.roots[root] + os.sep + name  # as check_tree wrote it
+                if target is None and abs_path in self.links:
+                    target = self._outside(root, abs_path)
+                if target is not None:
+                    found.append(Problem(path, f"{what}reached through a symlink that leads "
+                                               f"out of the root, to {target!r}; bustware "
+                                               "never serves such a file: copy it into the "
+                                               "root, or point the link inside it",
+                                         unsafe=True))
+                    break
+        return found
+
+
+def hidden_files(data: dict[str, Any]) -> list[Problem]:
+    """The dot names (a file, or a directory above it, whose name starts
+    with ".") that the manifest lists: an index with
+    ``include_dotfiles=False`` hides them, so must not serve them."""
+    files = data["files"]
+    out = [Problem(path, "a dot name", unsafe=True)
+           for path in files if path[0] == "." or "/." in path]
+    for path, rec in files.items():
+        if "variants" in rec:  # most records have none
+            for encoding, var in rec["variants"].items():
+                name = var.get("file")
+                if name is not None and (name[0] == "." or "/." in name):
+                    out.append(Problem(path, f"its {encoding} variant {name!r} is a dot "
+                                             "name", unsafe=True))
+    return out
+
+
+def _listing(problems: list[Problem]) -> str:
     shown = "\n".join(f"  {p}" for p in problems[:_SHOWN])
     more = len(problems) - _SHOWN
     if more > 0:
         shown += f"\n  ... and {more} more"
+    return shown
+
+
+def describe(problems: list[Problem], manifest_path: str, roots: list[str],
+             data: dict[str, Any] | None = None) -> str:
+    shown = _listing(problems)
     root_args = " ".join(roots)
     command = build_command(data or {}, manifest_path, roots)
     return (f"bustware: the manifest {manifest_path!r} does not match the files under "
@@ -583,6 +682,15 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
     name = os.path.abspath(os.fspath(manifest))
     data, manifest_stat = _read(name)
     settings = data["settings"]
+    if not assets.include_dotfiles:
+        hidden = hidden_files(data)
+        if hidden:
+            raise ManifestError(
+                f"bustware: the manifest {name!r} names files that this index hides, as it "
+                f"has include_dotfiles=False:\n{_listing(hidden)}\nPass "
+                "include_dotfiles=True to serve dot names, or rebuild the manifest without "
+                "them (`bustware build` without --include-dotfiles, the default)"
+            )
     _check_settings(assets, settings, name)
     # Resolved now, once: the index serves the release the roots lead to
     # when it loads, whatever a `current` link points to later.
@@ -597,6 +705,14 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
     missing: set[str] = set()
     if check != "off":
         problems = check_tree(data, roots, name, idents)
+        unsafe = [p for p in problems if p.unsafe]
+        if unsafe:
+            # Not a stale file that "warn" may tolerate: the scan would
+            # never serve it.
+            raise ManifestError(
+                f"bustware: the manifest {name!r} names files that bustware does not serve "
+                f"(manifest_check={check!r} cannot allow them):\n{_listing(unsafe)}"
+            )
         if problems:
             message = describe(problems, name, assets.roots, data)
             if check == "error":
@@ -819,6 +935,7 @@ def settings_of(assets: Assets) -> dict[str, Any]:
             "query_param": getattr(assets.style, "param", "v"),
             "base_url": assets.base_url,
             "rewrite_references": assets.rewrite_references,
+            "include_dotfiles": assets.include_dotfiles,
             "roots": len(assets.roots)}
 
 
@@ -826,9 +943,12 @@ def _check_settings(assets: Assets, settings: dict, name: str) -> None:
     # Rewritten files hold URLs built with these settings, and the versions
     # were computed for them; serving with others would mix two URL schemes.
     for key, value in settings_of(assets).items():
-        if settings.get(key) != value:
+        # A manifest from before include_dotfiles was recorded: built with
+        # the default, False (its files were checked for dot names anyway).
+        recorded = settings.get(key, False if key == "include_dotfiles" else None)
+        if recorded != value:
             raise ManifestError(
-                f"bustware: the manifest {name!r} was built with {key}={settings.get(key)!r} "
+                f"bustware: the manifest {name!r} was built with {key}={recorded!r} "
                 f"but this index has {key}={value!r}; pass the same {key}, or rebuild the "
                 "manifest with it: `"
                 + build_command({"settings": settings_of(assets)}, name, assets.roots)

@@ -8,14 +8,20 @@ or refused, and the exact bytes of what is served.
 
 from __future__ import annotations
 
+import json
+import os
 import tracemalloc
+from pathlib import Path
 
 import pytest
+from conftest import via_werkzeug
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bustware import Assets
+from bustware import Assets, Bustware
+from bustware import manifest as mf
 from bustware import references as refs
+from bustware.build import verify
 
 # -- point 4: tokenizing a stylesheet holds a small multiple of its size ------
 
@@ -148,3 +154,114 @@ def test_big_script_with_blank_lines_after_its_source_map_indexes(tmp_path):
     served = assets["js/app.js"].served_bytes()
     assert served == code + b"//# sourceMappingURL=" + \
         assets.url("js/app.js.map").encode() + b"\n" * 60000
+
+
+# -- points 8 and 9: a manifest serves only what a scan would -----------------
+
+
+def _built(tmp_path, files: dict, **options):
+    from conftest import make_tree
+
+    from bustware.build import build
+
+    root = make_tree(tmp_path / "static", files)
+    build(root, **options)
+    return root, str(root / ".bustware" / "manifest.json")
+
+
+def test_manifest_with_dotfiles_is_refused_by_an_index_that_hides_them(tmp_path):
+    root, manifest = _built(tmp_path, {".env": "SECRET=1\n", "css/app.css": "a{}",
+                                       ".well-known/x.txt": "x"}, include_dotfiles=True)
+    with pytest.raises(mf.ManifestError) as err:
+        Bustware(None, root, manifest=manifest)
+    message = str(err.value)
+    assert "  .env: a dot name" in message and "  .well-known/x.txt: a dot name" in message
+    assert "include_dotfiles=False" in message and "include_dotfiles=True" in message
+    # The index that asks for dot names serves them from the same manifest.
+    app = Bustware(None, root, manifest=manifest, include_dotfiles=True)
+    r = via_werkzeug(app, app.url(".env"))
+    assert (r.status, r.body) == (200, b"SECRET=1\n")
+    assert r.header("Cache-Control") == "max-age=31536000, immutable"
+
+
+def test_manifest_records_include_dotfiles_and_a_mismatch_is_refused(tmp_path):
+    root, manifest = _built(tmp_path, {"css/app.css": "a{}"})
+    assert json.loads(Path(manifest).read_text())["settings"]["include_dotfiles"] is False
+    with pytest.raises(mf.ManifestError, match=r"built with include_dotfiles=False but this "
+                                               r"index has include_dotfiles=True"):
+        Assets(root, manifest=manifest, include_dotfiles=True)
+
+
+def test_old_manifest_without_the_setting_loads_as_no_dotfiles(tmp_path):
+    root, manifest = _built(tmp_path, {"css/app.css": "a{}", ".env": "S=1"},
+                            include_dotfiles=True)
+    data = json.loads(Path(manifest).read_text())
+    del data["settings"]["include_dotfiles"]
+    Path(manifest).write_bytes(mf.dumps(data))
+    # Still holds a dot name: refused, though the manifest does not say.
+    with pytest.raises(mf.ManifestError, match=r"\.env: a dot name"):
+        Assets(root, manifest=manifest)
+    del data["files"][".env"]
+    Path(manifest).write_bytes(mf.dumps(data))
+    assert [a.path for a in Assets(root, manifest=manifest)] == ["css/app.css"]
+
+
+def test_mistyped_include_dotfiles_is_refused(tmp_path):
+    root, manifest = _built(tmp_path, {"css/app.css": "a{}"})
+    data = json.loads(Path(manifest).read_text())
+    data["settings"]["include_dotfiles"] = "no"
+    Path(manifest).write_bytes(mf.dumps(data))
+    with pytest.raises(mf.ManifestError, match=r"settings\.include_dotfiles: not a bool"):
+        Assets(root, manifest=manifest)
+
+
+def _swap_for_symlink(path: Path, target: Path) -> None:
+    """Replace ``path`` by a symlink to ``target``, which gets ``path``'s
+    mtime: the size and mtime a staleness check compares stay the same."""
+    st = path.stat()
+    path.unlink() if not path.is_dir() else __import__("shutil").rmtree(path)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    path.symlink_to(target)
+
+
+@pytest.mark.parametrize("check", ["error", "warn"])
+def test_manifest_file_swapped_for_a_symlink_out_of_the_root_is_refused(tmp_path, check):
+    secret = b"TOPSECRET-0123456789\n"
+    root, manifest = _built(tmp_path, {"img/a.txt": b"x" * len(secret), "css/app.css": "a{}"})
+    outside = tmp_path / "secret.txt"
+    outside.write_bytes(secret)
+    _swap_for_symlink(root / "img" / "a.txt", outside)
+    with pytest.raises(mf.ManifestError) as err:
+        Bustware(None, root, manifest=manifest, manifest_check=check)
+    assert "  img/a.txt: reached through a symlink that leads out of the root, to " \
+           f"{str(outside)!r}" in str(err.value)
+
+
+def test_manifest_directory_swapped_for_a_symlink_out_of_the_root_is_refused(tmp_path):
+    root, manifest = _built(tmp_path, {"shared/x.css": "a{}", "css/app.css": "b{}"})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.css").write_bytes(b"z{}")
+    os.utime(elsewhere / "x.css", ns=(0, (root / "shared" / "x.css").stat().st_mtime_ns))
+    _swap_for_symlink(root / "shared", elsewhere)
+    with pytest.raises(mf.ManifestError, match=r"  shared/x\.css: reached through a symlink "
+                                               r"that leads out of the root"):
+        Assets(root, manifest=manifest)
+    # bustware verify says so too.
+    problems = verify(root, manifest)
+    assert [(p.path, p.unsafe) for p in problems] == [("shared/x.css", True)]
+
+
+def test_manifest_symlinks_inside_the_root_still_serve(tmp_path):
+    root = tmp_path / "static"
+    (root / "img").mkdir(parents=True)
+    (root / "img" / "a.txt").write_bytes(b"A\n")
+    (root / "alias").symlink_to(root / "img")
+    (root / "b.txt").symlink_to(root / "img" / "a.txt")
+    from bustware.build import build
+
+    build(root)
+    app = Bustware(None, root, manifest=str(root / ".bustware" / "manifest.json"))
+    for path in ("img/a.txt", "alias/a.txt", "b.txt"):
+        r = via_werkzeug(app, app.url(path))
+        assert (r.status, r.body) == (200, b"A\n")
