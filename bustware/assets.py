@@ -439,6 +439,8 @@ class Assets:
                             "socket or device was put in its place)", abs_path)
                 continue
         if self.rewrite_references:
+            if self._bundlers:  # references to their hashed files: the bundler's URLs
+                bundlers.prepare(self, assets)
             self._link(assets, {path: v for path, _a, _s, v, _o in found})
         for path, _abs_path, _st, variant_paths, old in found:
             asset = assets.get(path)

@@ -42,7 +42,7 @@ import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Union
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .versions import _VERSION_RE
 
@@ -211,6 +211,18 @@ def _locate(file: str, index: dict[str, Asset], prefix: str) -> str | None:
     return None
 
 
+def prepare(assets: Assets, index: dict[str, Asset]) -> None:
+    """Before references between files are rewritten (``Assets._scan``):
+    give each file a bundler hashed its own URL in ``index``, so that a
+    stylesheet naming it is rewritten to that URL. (Rewritten first, it
+    named the file with a version of bustware's own, which apply() then
+    made an old URL, answered no-store.) :func:`apply` still runs after."""
+    if assets._bundlers:
+        for m in assets._bundlers:
+            m.reload()
+        _mark(assets, index)
+
+
 def apply(assets: Assets) -> None:
     """Mark the bundlers' hashed files current under their own names, and
     make their logical names resolve, in ``assets``' index."""
@@ -219,9 +231,26 @@ def apply(assets: Assets) -> None:
         return
     reloaded = any([m.reload() for m in manifests])
     index = dict(assets._assets)
+    aliases, replaced = _mark(assets, index)
+    urls = {path: a.url for path, a in index.items()}
+    for logical, target in aliases.items():
+        urls[logical] = index[target].url
+    bump = replaced or reloaded or aliases != assets.aliases
+    assets._assets = index
+    assets._urls = urls
+    assets.aliases = aliases
+    if bump:
+        assets.generation += 1
+
+
+def _mark(assets: Assets, index: dict[str, Asset]) -> tuple[dict[str, str], bool]:
+    """Give the files the bundlers hashed their bundler version and URL in
+    ``index`` (replacing the Asset, never changing it: a request may hold
+    it). Returns the logical names -> their files, and whether any file was
+    replaced."""
     aliases: dict[str, str] = {}
     replaced = False
-    for manifest in manifests:
+    for manifest in assets._bundlers:
         for entry in manifest.entries:
             target = _locate(entry.file, index, assets.prefix)
             if target is None:
@@ -236,21 +265,13 @@ def apply(assets: Assets) -> None:
             version = hash_of(entry.logical, entry.file)
             asset = index[target]
             if version is not None:
-                url = assets.prefix + quote(target, safe="/")
+                url = assets.plain_url(target)  # with the base_url, as every URL
                 if asset.version != version or asset.url != url:
                     index[target] = asset = replace(asset, version=version, url=url)
                     replaced = True
             if entry.logical and entry.logical != target:
                 aliases.setdefault(entry.logical, target)
-    urls = {path: a.url for path, a in index.items()}
-    for logical, target in aliases.items():
-        urls[logical] = index[target].url
-    bump = replaced or reloaded or aliases != assets.aliases
-    assets._assets = index
-    assets._urls = urls
-    assets.aliases = aliases
-    if bump:
-        assets.generation += 1
+    return aliases, replaced
 
 
 def make(paths: PathLike | Sequence[PathLike] | None) -> list[BundlerManifest]:

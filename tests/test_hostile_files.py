@@ -265,3 +265,76 @@ def test_manifest_symlinks_inside_the_root_still_serve(tmp_path):
     for path in ("img/a.txt", "alias/a.txt", "b.txt"):
         r = via_werkzeug(app, app.url(path))
         assert (r.status, r.body) == (200, b"A\n")
+
+
+# -- bundler manifests: base_url, and references to the files they hashed -----
+
+IMMUTABLE = "max-age=31536000, immutable"
+CDN = "https://cdn.example.com"
+
+
+def _vite_tree(tmp_path, css: bytes):
+    from conftest import make_tree
+
+    manifest = {
+        "src/main.ts": {"file": "assets/main-4889e940.js", "src": "src/main.ts",
+                        "isEntry": True, "css": ["assets/main-b82dbe22.css"]},
+        "src/logo.svg": {"file": "assets/logo-Dc7pX0_a.svg", "src": "src/logo.svg"},
+    }
+    return make_tree(tmp_path / "static", {
+        "assets/main-4889e940.js": b"console.log('main');\n",
+        "assets/main-b82dbe22.css": css,
+        "assets/logo-Dc7pX0_a.svg": b"<svg/>",
+        "robots.txt": b"User-agent: *\n",
+        ".vite/manifest.json": json.dumps(manifest),
+    })
+
+
+def test_bundler_files_get_the_base_url_like_every_other_file(tmp_path):
+    root = _vite_tree(tmp_path, b"body{margin:0}\n")
+    app = Bustware(None, root, base_url=CDN, bundler_manifest=root / ".vite/manifest.json")
+    assert app.url("src/main.ts") == f"{CDN}/static/assets/main-4889e940.js"
+    assert app.url("assets/logo-Dc7pX0_a.svg") == f"{CDN}/static/assets/logo-Dc7pX0_a.svg"
+    assert app.url("robots.txt").startswith(f"{CDN}/static/robots.")
+    # The CDN pulls the path from this process: served, immutable.
+    r = via_werkzeug(app, "/static/assets/main-4889e940.js")
+    assert (r.status, r.body) == (200, b"console.log('main');\n")
+    assert r.header("Cache-Control") == IMMUTABLE
+
+
+def test_django_hashed_stylesheet_names_the_hashed_image_by_its_own_url(tmp_path):
+    # Issue 12's repro: both names in staticfiles.json; the stylesheet used
+    # to name /static/img/a.0123456789ab.796120837694.png, answered no-store.
+    from conftest import make_tree
+
+    root = make_tree(tmp_path / "static", {
+        "css/app.css": b'h1{background:url("../img/a.png")}\n',
+        "css/app.abcdefabcdef.css": b'h1{background:url("../img/a.0123456789ab.png")}\n',
+        "img/a.png": b"PNG-a",
+        "img/a.0123456789ab.png": b"PNG-a",
+        "staticfiles.json": json.dumps({"version": "1.1", "hash": "0", "paths": {
+            "css/app.css": "css/app.abcdefabcdef.css", "img/a.png": "img/a.0123456789ab.png"}}),
+    })
+    app = Bustware(None, root, bundler_manifest=root / "staticfiles.json")
+    assert app.url("img/a.png") == "/static/img/a.0123456789ab.png"
+    css_url = app.url("css/app.css")
+    assert css_url == "/static/css/app.abcdefabcdef.css"
+    r = via_werkzeug(app, css_url)
+    assert r.status == 200 and r.header("Cache-Control") == IMMUTABLE
+    assert r.body == b'h1{background:url("/static/img/a.0123456789ab.png")}\n'
+    img = via_werkzeug(app, "/static/img/a.0123456789ab.png")
+    assert (img.status, img.body, img.header("Cache-Control")) == (200, b"PNG-a", IMMUTABLE)
+
+
+@pytest.mark.parametrize("base_url", [None, CDN])
+def test_vite_stylesheet_names_the_hashed_asset_by_its_own_url(tmp_path, base_url):
+    root = _vite_tree(tmp_path, b".logo{background:url(logo-Dc7pX0_a.svg)}\n")
+    app = Bustware(None, root, base_url=base_url,
+                   bundler_manifest=root / ".vite/manifest.json")
+    logo = f"{base_url or ''}/static/assets/logo-Dc7pX0_a.svg"
+    assert app.url("src/logo.svg") == logo
+    r = via_werkzeug(app, "/static/assets/main-b82dbe22.css")
+    assert r.status == 200 and r.header("Cache-Control") == IMMUTABLE
+    assert r.body == f".logo{{background:url({logo})}}\n".encode()
+    svg = via_werkzeug(app, "/static/assets/logo-Dc7pX0_a.svg")
+    assert (svg.status, svg.body, svg.header("Cache-Control")) == (200, b"<svg/>", IMMUTABLE)
