@@ -859,8 +859,13 @@ def _walk(root: str, include_dotfiles: bool):
                     continue
             try:
                 est = os.stat(abs_path)
-            except OSError:
-                continue  # dangling symlink, or a loop
+            except OSError as exc:
+                if exc.errno == errno.ENAMETOOLONG:
+                    log.warning("bustware: skipping %r: its path is longer than this system "
+                                "allows (%s); move it nearer the root", abs_path, exc.strerror)
+                elif exc.errno not in (errno.ENOENT, errno.ELOOP):
+                    log.warning("bustware: skipping %r: %s", abs_path, exc.strerror)
+                continue  # else a dangling symlink, or a loop
             if stat.S_ISDIR(est.st_mode):
                 stack.append((abs_path, f"{rel}{name}/", ancestors))
             elif stat.S_ISREG(est.st_mode):

@@ -338,3 +338,37 @@ def test_vite_stylesheet_names_the_hashed_asset_by_its_own_url(tmp_path, base_ur
     assert r.body == f".logo{{background:url({logo})}}\n".encode()
     svg = via_werkzeug(app, "/static/assets/logo-Dc7pX0_a.svg")
     assert (svg.status, svg.body, svg.header("Cache-Control")) == (200, b"<svg/>", IMMUTABLE)
+
+
+# -- a directory deeper than the system's path limit --------------------------
+
+
+def test_directory_beyond_the_path_limit_is_a_warning_naming_it(tmp_path, caplog):
+    import logging
+    import shutil
+
+    root = tmp_path / "static"
+    root.mkdir()
+    (root / "top.txt").write_bytes(b"top")
+    names = [f"{i:02d}" + "d" * 250 for i in range(17)]  # > 4096 bytes in all
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for name in names:  # relative to a directory fd: no long path needed
+            os.mkdir(name, dir_fd=fd)
+            deeper = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = deeper
+        f = os.open("deep.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.close(f)
+    finally:
+        os.close(fd)
+    try:
+        with caplog.at_level(logging.WARNING, logger="bustware"):
+            assets = Assets(root)
+        assert [a.path for a in assets] == ["top.txt"]
+        paths = {os.path.join(root, *names[:k]) for k in range(1, len(names) + 1)}
+        warned = [r for r in caplog.records if "longer than this system allows" in r.message]
+        assert len(warned) == 1 and warned[0].args[0] in paths
+        assert warned[0].message.startswith(f"bustware: skipping {warned[0].args[0]!r}: ")
+    finally:
+        shutil.rmtree(root)
