@@ -166,11 +166,15 @@ def build(
     keep: int | None = None,
     workers: int | None = None,
     include_dotfiles: bool = False,
+    bundler_manifest: PathLike | Sequence[PathLike] | None = None,
     progress: Callable[[int], Progress | None] | None = None,
 ) -> BuildReport:
     """Index ``root`` and write its manifest (``ROOT/.bustware/manifest.json``
     unless ``out`` is given). ``keep``: how many earlier generations to keep,
     bytes included (default: as many as the existing manifest keeps, else 0).
+    ``bundler_manifest``: as for :class:`Assets`, so that stylesheets name the
+    files a bundler hashed by their own URLs; the index that loads the
+    manifest must be given it too.
     ``progress``: called with the number of files, returns a :class:`Progress`
     or ``None``."""
     started = time.monotonic()
@@ -239,7 +243,8 @@ def build(
     # 3. The index, from what was read: versions, references, rewritten bytes.
     assets = _BuildAssets(infos, roots, prefix, style=style, query_param=query_param,
                           include_dotfiles=include_dotfiles, base_url=base_url,
-                          rewrite_references=rewrite_references)
+                          rewrite_references=rewrite_references,
+                          bundler_manifest=bundler_manifest)
     files: dict[str, Any] = {}
     for asset in assets:
         entry = jobs.get(asset.abs_path) if asset.abs_path in jobs else None

@@ -156,6 +156,9 @@ def _add_build_commands(sub) -> None:
     build.add_argument("--query-param", default="v", help="parameter of the query style")
     build.add_argument("--base-url", default=None,
                        help="CDN origin the URLs start with, e.g. https://cdn.example.com")
+    build.add_argument("--bundler-manifest", action="append", metavar="PATH",
+                       help="a Vite, webpack-manifest-plugin or Django manifest (may be "
+                            "repeated); the index needs bundler_manifest= too")
     build.add_argument("--include-dotfiles", action="store_true",
                        help="index dot names (.well-known/); the index that serves the "
                             "manifest needs include_dotfiles=True too")
@@ -215,7 +218,8 @@ def _build_command(args) -> int:
             report = b.build(args.roots, args.out, prefix=args.prefix, style=args.style,
                              query_param=args.query_param, base_url=args.base_url,
                              compress=codings, keep=args.keep,
-                             include_dotfiles=args.include_dotfiles, progress=progress)
+                             include_dotfiles=args.include_dotfiles,
+                             bundler_manifest=args.bundler_manifest, progress=progress)
             for warning in report.warnings:
                 # --quiet prints only errors: a file left out of the manifest.
                 if not args.quiet or warning.startswith("cannot read"):

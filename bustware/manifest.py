@@ -21,6 +21,7 @@ A JSON object; unknown keys are ignored, missing or mistyped ones refused::
       "settings": {"prefix": "/static/", "style": "filename", "query_param": "v",
                    "base_url": "", "rewrite_references": true,
                    "include_dotfiles": false,  # absent (older builds): false
+                   "bundler_manifest": false,  # built with one; absent: false
                    "roots": 1},             # what the URLs were built with
       "keep": 2,                            # earlier generations kept (--keep)
       "compress": ["br", "gzip"],           # codings made (--compress); optional
@@ -238,8 +239,9 @@ def validate(data: Any, name: str) -> None:
                       ("base_url", str), ("rewrite_references", bool)):
         if not isinstance(settings.get(key), kind):
             bad(f"settings.{key}", "missing or not a " + kind.__name__)
-    if not isinstance(settings.get("include_dotfiles", False), bool):
-        bad("settings.include_dotfiles", "not a bool")
+    for key in ("include_dotfiles", "bundler_manifest"):
+        if not isinstance(settings.get(key, False), bool):
+            bad(f"settings.{key}", "not a bool")
     broken = data.get("broken_references", [])
     if not isinstance(broken, list) or not all(
             isinstance(b, list) and len(b) == 4 and isinstance(b[1], int)
@@ -936,7 +938,12 @@ def settings_of(assets: Assets) -> dict[str, Any]:
             "base_url": assets.base_url,
             "rewrite_references": assets.rewrite_references,
             "include_dotfiles": assets.include_dotfiles,
+            "bundler_manifest": bool(assets._bundlers),
             "roots": len(assets.roots)}
+
+
+#: Settings that older manifests do not record; absent means False.
+_OPTIONAL = ("include_dotfiles", "bundler_manifest")
 
 
 def _check_settings(assets: Assets, settings: dict, name: str) -> None:
@@ -945,7 +952,9 @@ def _check_settings(assets: Assets, settings: dict, name: str) -> None:
     for key, value in settings_of(assets).items():
         # A manifest from before include_dotfiles was recorded: built with
         # the default, False (its files were checked for dot names anyway).
-        recorded = settings.get(key, False if key == "include_dotfiles" else None)
+        recorded = settings.get(key, False if key in _OPTIONAL else None)
+        if key == "bundler_manifest" and value and not recorded:
+            continue  # allowed, as before; see "Other bundlers" in the README
         if recorded != value:
             raise ManifestError(
                 f"bustware: the manifest {name!r} was built with {key}={recorded!r} "

@@ -372,3 +372,42 @@ def test_directory_beyond_the_path_limit_is_a_warning_naming_it(tmp_path, caplog
         assert warned[0].message.startswith(f"bustware: skipping {warned[0].args[0]!r}: ")
     finally:
         shutil.rmtree(root)
+
+
+def _django_tree(tmp_path):
+    from conftest import make_tree
+
+    return make_tree(tmp_path / "static", {
+        "css/app.abcdefabcdef.css": b'h1{background:url("../img/a.0123456789ab.png")}\n',
+        "img/a.0123456789ab.png": b"PNG-a",
+        "staticfiles.json": json.dumps({"version": "1.1", "hash": "0", "paths": {
+            "css/app.css": "css/app.abcdefabcdef.css", "img/a.png": "img/a.0123456789ab.png"}}),
+    })
+
+
+def test_build_with_a_bundler_manifest_names_hashed_files_by_their_own_urls(tmp_path):
+    from bustware.build import build
+
+    root = _django_tree(tmp_path)
+    build(root, bundler_manifest=root / "staticfiles.json")
+    manifest = root / ".bustware" / "manifest.json"
+    app = Bustware(None, root, manifest=manifest, bundler_manifest=root / "staticfiles.json")
+    r = via_werkzeug(app, app.url("css/app.css"))
+    assert app.url("css/app.css") == "/static/css/app.abcdefabcdef.css"
+    assert r.status == 200 and r.header("Cache-Control") == IMMUTABLE
+    assert r.body == b'h1{background:url("/static/img/a.0123456789ab.png")}\n'
+    # The manifest says it was built with one: an index without it is refused.
+    with pytest.raises(mf.ManifestError, match=r"built with bundler_manifest=True but this "
+                                               r"index has bundler_manifest=False"):
+        Assets(root, manifest=manifest)
+
+
+def test_cli_build_takes_bundler_manifests(tmp_path):
+    from bustware.cli import main
+
+    root = _django_tree(tmp_path)
+    assert main(["build", str(root), "--quiet", "--bundler-manifest",
+                 str(root / "staticfiles.json")]) == 0
+    data = json.loads((root / ".bustware" / "manifest.json").read_text())
+    assert data["settings"]["bundler_manifest"] is True
+    assert data["files"]["img/a.0123456789ab.png"]["version"] == "0123456789ab"
