@@ -237,6 +237,22 @@ def test_manifest_file_swapped_for_a_symlink_out_of_the_root_is_refused(tmp_path
            f"{str(outside)!r}" in str(err.value)
 
 
+def test_manifest_variant_swapped_for_a_symlink_out_of_the_root_is_refused(tmp_path):
+    import gzip
+
+    body = b"body{color:red}\n" * 20
+    root, manifest = _built(tmp_path, {"css/app.css": body,
+                                       "css/app.css.gz": gzip.compress(body, mtime=0)})
+    rec = json.loads(Path(manifest).read_text())["files"]["css/app.css"]
+    assert rec["variants"]["gzip"]["file"] == "css/app.css.gz"
+    outside = tmp_path / "secret.gz"
+    outside.write_bytes(b"S" * (root / "css" / "app.css.gz").stat().st_size)
+    _swap_for_symlink(root / "css" / "app.css.gz", outside)
+    with pytest.raises(mf.ManifestError, match=r"  css/app\.css: its gzip variant is reached "
+                                               r"through a symlink that leads out of the root"):
+        Assets(root, manifest=manifest, manifest_check="warn")
+
+
 def test_manifest_directory_swapped_for_a_symlink_out_of_the_root_is_refused(tmp_path):
     root, manifest = _built(tmp_path, {"shared/x.css": "a{}", "css/app.css": "b{}"})
     elsewhere = tmp_path / "elsewhere"
