@@ -801,7 +801,8 @@ def _held(item: Asset | Variant) -> int:
     return len(item.body) if item.body is not None else 0
 
 
-#: Paths of FIFOs, sockets and devices already warned about by _walk.
+#: Paths of FIFOs, sockets and devices, and of entries that could not be
+#: stat'ed (a path too long), already warned about by _walk.
 _special_warned: set[str] = set()
 
 
@@ -860,12 +861,16 @@ def _walk(root: str, include_dotfiles: bool):
             try:
                 est = os.stat(abs_path)
             except OSError as exc:
-                if exc.errno == errno.ENAMETOOLONG:
-                    log.warning("bustware: skipping %r: its path is longer than this system "
-                                "allows (%s); move it nearer the root", abs_path, exc.strerror)
-                elif exc.errno not in (errno.ENOENT, errno.ELOOP):
-                    log.warning("bustware: skipping %r: %s", abs_path, exc.strerror)
-                continue  # else a dangling symlink, or a loop
+                # A dangling symlink or a loop is skipped silently; anything
+                # else (a path too long for the system) once per path.
+                if exc.errno not in (errno.ENOENT, errno.ELOOP) \
+                        and abs_path not in _special_warned:
+                    if len(_special_warned) < 10_000:
+                        _special_warned.add(abs_path)
+                    advice = "; move it nearer the root" \
+                        if exc.errno == errno.ENAMETOOLONG else ""
+                    log.warning("bustware: skipping %r: %s%s", abs_path, exc.strerror, advice)
+                continue
             if stat.S_ISDIR(est.st_mode):
                 stack.append((abs_path, f"{rel}{name}/", ancestors))
             elif stat.S_ISREG(est.st_mode):
