@@ -21,14 +21,11 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Union
 from urllib.parse import quote, urlsplit
 
-from . import bundlers
-from . import references as _refs
 from .contenttypes import content_type
-from .integrity import asset_integrity
 from .styles import Style, make_style
 from .versions import VersionSource, make_version_source
 
@@ -48,10 +45,41 @@ _CHUNK = 1 << 20
 MAX_ALIASES = 16
 
 
+def _references():
+    """bustware.references, imported on first use: compiling its tokenizer's
+    expressions takes about 30 ms, and neither ``import bustware`` nor a
+    start from a manifest needs them."""
+    global _refs
+    if _refs is None:
+        from . import references
+
+        _refs = references
+    return _refs
+
+
+_refs = None
+
+
 class AssetNotFound(LookupError):
     """``url()`` was asked for a path that is not in the index."""
 
 
+def _slotted(cls):
+    """``cls``, a dataclass, remade with ``__slots__``: what
+    ``dataclass(slots=True)`` does from Python 3.10 on (3.9 is supported).
+    An index holds one record per file; without a ``__dict__`` each takes
+    about 200 bytes instead of 700, and attribute reads are faster.
+    ``dataclasses.replace`` and ``fields`` keep working."""
+    names = tuple(f.name for f in fields(cls))
+    body = {k: v for k, v in cls.__dict__.items()
+            if k not in names and k not in ("__dict__", "__weakref__")}
+    body["__slots__"] = (*names, "__weakref__")  # integrations key weak maps by record
+    new = type(cls)(cls.__name__, cls.__bases__, body)
+    new.__qualname__ = cls.__qualname__
+    return new
+
+
+@_slotted
 @dataclass(eq=False)
 class Variant:
     """A precompressed copy of an asset (``app.css.br`` beside ``app.css``)."""
@@ -64,6 +92,7 @@ class Variant:
     mtime_ns: int = 0
 
 
+@_slotted
 @dataclass(eq=False)
 class Asset:
     """One file of the index. ``path`` is the logical path: relative to its
@@ -204,7 +233,12 @@ class Assets:
             self.manifest_path = os.path.abspath(os.fspath(manifest))
         #: Logical names from bundler manifests -> the path of their file.
         self.aliases: dict[str, str] = {}
-        self._bundlers = bundlers.make(bundler_manifest)
+        if bundler_manifest is None:
+            self._bundlers: list = []
+        else:  # imported only when used
+            from . import bundlers
+
+            self._bundlers = bundlers.make(bundler_manifest)
         self.refresh()
         if autorefresh:
             # Production url() stays a bare dictionary lookup; only
@@ -301,6 +335,8 @@ class Assets:
             )
         value = asset.integrity
         if value is None:
+            from .integrity import asset_integrity
+
             try:
                 value, fresh = asset_integrity(asset)
             except OSError as exc:
@@ -314,6 +350,7 @@ class Assets:
     def broken_references(self) -> list[tuple[str, int, str, str]]:
         """``(path, line, url as written, logical path named)`` for every
         reference to a file that is not in the index, sorted."""
+        _refs = _references()
         out = []
         for asset in list(self._assets.values()):
             if None not in asset.links.values():
@@ -384,6 +421,8 @@ class Assets:
         if changed:
             self.generation += 1
         if self._bundlers:
+            from . import bundlers
+
             bundlers.apply(self)
 
     # -- internals ----------------------------------------------------------
@@ -399,7 +438,7 @@ class Assets:
                 f"bustware: cannot read {abs_path!r} ({exc.strerror}); make it readable "
                 "by this process, or move it out of the static root"
             ) from None
-        if self.rewrite_references and _refs.kind_of(path) is not None:
+        if self.rewrite_references and _references().kind_of(path) is not None:
             body, digest, st = self._read_links(path, abs_path, body, digest, st)
         busted = self.extensions is None or path.lower().endswith(self.extensions)
         version = self._source(path, abs_path, digest, st.st_mtime) if busted else None
@@ -464,6 +503,7 @@ class Assets:
         _read() just digested. A file with any is read whole, as its served
         bytes are computed from it (_link, which then holds or spills them);
         one without follows the memory policy."""
+        _refs = _references()
         counted = body is not None
         if body is None:
             if _refs.kind_of(path) == "js" and not self._tail_may_link(path, abs_path, st):
@@ -486,6 +526,7 @@ class Assets:
         # Reading a large bundle whole just to look at its last lines would
         # double the startup reads; the last 64 KiB hold any source map
         # comment but an inline data: one, which is no link anyway.
+        _refs = _references()
         try:
             with open(abs_path, "rb") as f:
                 f.seek(max(0, st.st_size - 65536))
@@ -517,6 +558,7 @@ class Assets:
         An asset whose file and whose references' URLs did not change since
         the last scan is kept as it is (autorefresh stays cheap).
         """
+        _refs = _references()
         fresh, self._fresh = self._fresh, {}
 
         def targets(path: str) -> Iterable[str]:

@@ -95,7 +95,15 @@ _TEXT_TYPES = frozenset(
     }
 )
 
-_BUILTIN = mimetypes.MimeTypes()
+_builtin: mimetypes.MimeTypes | None = None
+
+
+def _builtin_types() -> mimetypes.MimeTypes:
+    # Built on first use (about 3 ms): the overrides answer the common suffixes.
+    global _builtin
+    if _builtin is None:
+        _builtin = mimetypes.MimeTypes()
+    return _builtin
 
 
 def content_type(name: str, charset: str = "utf-8") -> str:
@@ -108,12 +116,11 @@ def content_type(name: str, charset: str = "utf-8") -> str:
     base = name.rpartition("/")[2]
     dot = base.rfind(".")
     suffix = base[dot:].lower() if dot > 0 else ""
-    ctype = (
-        OVERRIDES.get(suffix)
-        or _BUILTIN.types_map[True].get(suffix)
-        or _BUILTIN.types_map[False].get(suffix)
-        or "application/octet-stream"
-    )
+    ctype = OVERRIDES.get(suffix)
+    if ctype is None:
+        types_map = _builtin_types().types_map
+        ctype = (types_map[True].get(suffix) or types_map[False].get(suffix)
+                 or "application/octet-stream")
     if charset and (ctype.startswith("text/") or ctype in _TEXT_TYPES):
         return f"{ctype}; charset={charset}"
     return ctype

@@ -14,8 +14,6 @@ import threading
 from collections.abc import Iterable
 from typing import Union
 
-from werkzeug.http import parse_date, parse_etags, parse_range_header
-
 __all__ = [
     "ENCODING_PREFERENCE",
     "MAX_RANGES",
@@ -34,6 +32,23 @@ MAX_RANGES = 16
 #: A Range header longer than this is ignored without parsing it.
 MAX_RANGE_HEADER = 1024
 
+
+
+def _werkzeug():
+    """werkzeug.http, imported on first use: importing any werkzeug module
+    runs its package __init__, which loads its development server and test
+    client (about 40 ms), and only conditional and Range requests need its
+    parsers."""
+    global _werkzeug_http
+    if _werkzeug_http is None:
+        import werkzeug.http
+
+        _werkzeug_http = werkzeug.http
+    return _werkzeug_http
+
+
+_werkzeug_http = None
+
 Ranges = list[tuple[int, int]]
 RangeResult = Union[Ranges, None]
 
@@ -49,7 +64,7 @@ def evaluate_preconditions(environ: dict, etag: str, mtime: int) -> int | None:
     if if_match is not None:
         # Strong comparison: a W/ tag never matches. strip(): werkzeug's
         # list parser reads a leading space as part of the first tag.
-        if not parse_etags(if_match.strip()).contains(etag):
+        if not _werkzeug().parse_etags(if_match.strip()).contains(etag):
             return 412
     else:
         since = _date(environ.get("HTTP_IF_UNMODIFIED_SINCE"))
@@ -58,7 +73,7 @@ def evaluate_preconditions(environ: dict, etag: str, mtime: int) -> int | None:
     if_none_match = environ.get("HTTP_IF_NONE_MATCH")
     if if_none_match is not None:
         # Weak comparison: W/"x" matches "x".
-        if parse_etags(if_none_match.strip()).contains_weak(etag):
+        if _werkzeug().parse_etags(if_none_match.strip()).contains_weak(etag):
             return 304
         return None
     since = _date(environ.get("HTTP_IF_MODIFIED_SINCE"))
@@ -89,7 +104,7 @@ def _date(value: str | None) -> int | None:
     if not value or value.count(",") > 1:
         return None
     try:
-        parsed = parse_date(value)
+        parsed = _werkzeug().parse_date(value)
     except OverflowError:
         # werkzeug catches ValueError only; a year such as 99999999999 makes
         # the stdlib raise OverflowError. An unparsable date is ignored.
@@ -118,7 +133,7 @@ def resolve_ranges(header: str, length: int) -> RangeResult:
         if not kept:
             return []
         header = f"{unit}={', '.join(kept)}"
-    parsed = parse_range_header(header)
+    parsed = _werkzeug().parse_range_header(header)
     if parsed is None or parsed.units != "bytes":
         return None
     ranges: Ranges = []
