@@ -455,40 +455,55 @@ def _variant_objects(rec: dict, used: set[str]) -> None:
 # -- checking against the tree ---------------------------------------------
 
 
-def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str) -> list[Problem]:
+def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str,
+               mtimes: dict[str, int] | None = None) -> list[Problem]:
     """Every way the files on disk differ from what the manifest recorded:
-    a file or an object missing, or its size or mtime changed."""
+    a file or an object missing, or its size or mtime changed. ``mtimes``,
+    if given, receives the real mtime of every object found (object path
+    -> mtime_ns), so that a loader does not stat them again."""
     problems: list[Problem] = []
-    objects = objects_dir(manifest_path)
+    objects_sep = objects_dir(manifest_path) + os.sep
+    sep = os.sep
+    # Concatenation, not os.path.join (which costs as much as the stat):
+    # the paths are validated relative paths and the roots absolute.
     for path, rec in data["files"].items():
-        abs_path = os.path.join(roots[rec["root"]], path)
-        problem = _compare(abs_path, rec["size"], rec["mtime_ns"])
+        root = roots[rec["root"]]
+        problem = _compare(root + sep + path, rec["size"], rec["mtime_ns"])
         if problem:
             problems.append(Problem(path, problem))
             continue
         served = rec.get("served")
         if served is not None:
-            problem = _compare(object_path(objects, served["object"]), served["size"], None)
+            obj = served["object"]
+            problem = _compare(f"{objects_sep}{obj[:2]}{sep}{obj}", served["size"], None,
+                               mtimes)
             if problem:
                 problems.append(Problem(path, f"its rewritten bytes are {problem}"))
-        for encoding, var in rec.get("variants", {}).items():
+        variants = rec.get("variants")
+        if not variants:
+            continue
+        for encoding, var in variants.items():
             if "file" in var:
-                var_path = os.path.join(roots[rec["root"]], var["file"])
-                problem = _compare(var_path, var["size"], var["mtime_ns"])
+                problem = _compare(root + sep + var["file"], var["size"], var["mtime_ns"])
             else:
-                problem = _compare(object_path(objects, var["object"]), var["size"], None)
+                obj = var["object"]
+                problem = _compare(f"{objects_sep}{obj[:2]}{sep}{obj}", var["size"], None,
+                                   mtimes)
             if problem:
                 problems.append(Problem(path, f"its {encoding} variant is {problem}"))
     return problems
 
 
-def _compare(abs_path: str, size: int, mtime_ns: int | None) -> str | None:
+def _compare(abs_path: str, size: int, mtime_ns: int | None,
+             mtimes: dict[str, int] | None = None) -> str | None:
     try:
         st = os.stat(abs_path)
     except FileNotFoundError:
         return "missing"
     except OSError as exc:
         return f"unreadable ({exc.strerror})"
+    if mtimes is not None:
+        mtimes[abs_path] = st.st_mtime_ns
     if not stat.S_ISREG(st.st_mode):
         return "not a regular file"
     if st.st_size != size:
@@ -534,7 +549,7 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
     mtimes: dict[str, int] = {}  # object path -> real mtime_ns, from the check
     missing: set[str] = set()
     if check != "off":
-        problems = check_tree(data, roots, name)
+        problems = check_tree(data, roots, name, mtimes)
         if problems:
             message = describe(problems, name, roots)
             if check == "error":
@@ -543,7 +558,8 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
                 )
             log.warning("%s", message)
             missing = {p.path for p in problems if p.reason == "missing"}
-        mtimes = _object_mtimes(files, objects)
+            # check_tree skipped the objects of the files it found changed
+            mtimes = _object_mtimes(files, objects)
 
     source = assets._source
     digest_versions = getattr(source, "name", "") == "digest"
@@ -553,14 +569,19 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
     charset = assets.charset
     types: dict[str, str] = {}
     result: dict[str, Asset] = {}
+    urls: dict[str, str] = {}
     sep = os.sep
     objects_sep = objects + sep
+    plain = _PLAIN.match
+    # This loop runs once per file at every production start: locals, no
+    # helper calls on the common path, one constructor call per record.
     for path, rec in files.items():
-        if path in missing:
+        if missing and path in missing:
             continue
         # Concatenation, not os.path.join: validated relative paths, and
         # join costs more than the rest of a record together.
-        abs_path = roots[rec["root"]] + sep + path
+        root = roots[rec["root"]]
+        abs_path = root + sep + path
         mtime_ns = rec["mtime_ns"]
         mtime = mtime_ns // 1_000_000_000
         if extensions is not None and not path.lower().endswith(extensions):
@@ -570,7 +591,9 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
             version = rec["version"] if digest_versions else \
                 source(path, abs_path, rec["digest"], mtime_ns / 1e9)
             url_path, query = build(path, version)
-            url = prefix + _quote(url_path) + (f"?{query}" if query else "")
+            url = prefix + (url_path if plain(url_path) else quote(url_path, safe="/"))
+            if query:
+                url = f"{url}?{query}"
         served = rec.get("served")
         if served is not None:
             obj = served["object"]
@@ -580,23 +603,22 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
             mtime = served.get("mtime", mtime)
         else:
             served_path, size, served_mtime = abs_path, rec["size"], mtime_ns
-        suffix = path[path.rfind("."):] if "." in path else ""
+        dot = path.rfind(".")
+        suffix = path[dot:] if dot >= 0 else ""
         ctype = types.get(suffix)
         if ctype is None:
             ctype = types[suffix] = content_type(path, charset)
-        asset = Asset(path=path, abs_path=served_path, size=size, mtime=mtime,
-                      mtime_ns=served_mtime, digest=rec["digest"], version=version, url=url,
-                      content_type=ctype)
-        asset.integrity = rec["integrity"]
         variants = rec.get("variants")
-        if variants:
-            asset.variants = _variants(Variant, variants, roots[rec["root"]], objects_sep,
-                                       mtimes)
-        result[path] = asset
+        result[path] = Asset(
+            path=path, abs_path=served_path, size=size, mtime=mtime, mtime_ns=served_mtime,
+            digest=rec["digest"], version=version, url=url, content_type=ctype,
+            variants=_variants(Variant, variants, root, objects_sep, mtimes) if variants
+            else {}, integrity=rec["integrity"])
+        urls[path] = url
     old = _old_versions(assets, data, result, objects, Asset, Variant) if data["previous"] \
         else []
     assets._assets = result
-    assets._urls = {path: a.url for path, a in result.items()}
+    assets._urls = urls
     assets.old_versions = old
     assets.manifest = data
     assets.manifest_path = name
