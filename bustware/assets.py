@@ -14,6 +14,7 @@ import gc
 import hashlib
 import logging
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -172,6 +173,7 @@ class Assets:
         manifest: PathLike | None = None,
         manifest_check: str = "error",
         bundler_manifest: PathLike | Sequence[PathLike] | None = None,
+        digest_cache: bool | PathLike | None = None,
     ) -> None:
         self.roots = _check_roots(root)
         self.prefix = _check_prefix(prefix)
@@ -231,6 +233,18 @@ class Assets:
                     "snapshot for production, autorefresh rescans the files in development"
                 )
             self.manifest_path = os.path.abspath(os.fspath(manifest))
+        #: Where digests persist between starts (bustware.digestcache): None
+        #: (the default) uses one with autorefresh=True, in development only;
+        #: True always; a directory to keep it there; False never.
+        if digest_cache is None:
+            digest_cache = autorefresh
+        if digest_cache is not False and digest_cache is not True \
+                and not isinstance(digest_cache, (str, os.PathLike)):
+            raise TypeError(f"bustware: digest_cache={digest_cache!r} must be True, False, "
+                            "None (on with autorefresh) or a directory")
+        self.digest_cache = digest_cache
+        self._types: dict[str, str] = {}
+        self._cache = None  # the DigestCache of the scan under way
         #: Logical names from bundler manifests -> the path of their file.
         self.aliases: dict[str, str] = {}
         if bundler_manifest is None:
@@ -308,7 +322,7 @@ class Assets:
         return asset, parsed[1]
 
     def plain_url(self, path: str) -> str:
-        return self.base_url + self.prefix + quote(path, safe="/")
+        return self.base_url + self.prefix + _quote(path)
 
     def url_for_version(self, path: str, version: str | None) -> str:
         """The URL of ``path`` at ``version`` (``None``: the plain URL), with
@@ -316,8 +330,8 @@ class Assets:
         if version is None:
             return self.plain_url(path)
         url_path, query = self.style.build(path, version)
-        return (self.base_url + self.prefix + quote(url_path, safe="/")
-                + (f"?{query}" if query else ""))
+        url = self.base_url + self.prefix + _quote(url_path)
+        return f"{url}?{query}" if query else url
 
     def integrity(self, path: str) -> str:
         """The subresource integrity value (``"sha384-<base64>"``) of the
@@ -370,19 +384,35 @@ class Assets:
 
                 load_into(self, self.manifest_path, self._manifest_check)
             else:
-                self._scan()
+                self._scan(self._open_cache())
             self._checked_at = time.monotonic()
 
-    def _scan(self) -> None:
+    def _open_cache(self):
+        if self.digest_cache is False:
+            return None
+        from .digestcache import DigestCache
+
+        location = None if self.digest_cache is True else os.fspath(self.digest_cache)
+        return DigestCache(self.roots, location, salt=f"{self.prefix}\0{self.rewrite_references}")
+
+    def _scan(self, cache=None) -> None:
+        """Index the roots. ``cache``, a DigestCache (refresh() passes one
+        when digest_cache allows), gives the digests of files unchanged
+        since an earlier start, which are then not read."""
         previous = self._assets
+        self._cache = cache
         self._fresh = {}  # filled by _index_file, used by _link
         # First decide what can be kept as it is, so that the memory budget
         # counts the bytes that stay held before new files claim any.
         found: list[tuple[str, str, os.stat_result, dict, Asset | None]] = []
         seen: set[str] = set()
         self.memory_used = 0
+        # A file's stat is needed only to compare it with what is known of
+        # it; a first scan without a cache takes it from the read (fstat).
+        stat_files = bool(previous) or cache is not None
         for root in self.roots:
-            for path, abs_path, st, variant_paths in _walk(root, self.include_dotfiles):
+            for path, abs_path, st, variant_paths in _walk(root, self.include_dotfiles,
+                                                           stat_files):
                 if path in seen:
                     continue  # an earlier root wins
                 seen.add(path)
@@ -390,6 +420,8 @@ class Assets:
                 if old is not None and (old.abs_path != abs_path or not _unchanged(old, st)):
                     old = None
                 if old is not None:
+                    if cache is not None:
+                        cache.keep(abs_path)
                     # Counted whole, variants included; if a variant turns
                     # out changed, the count is high until the next scan,
                     # never low.
@@ -418,6 +450,9 @@ class Assets:
         )
         self._assets = assets
         self._urls = {path: asset.url for path, asset in assets.items()}
+        self._cache = None
+        if cache is not None:
+            cache.save()
         if changed:
             self.generation += 1
         if self._bundlers:
@@ -427,22 +462,42 @@ class Assets:
 
     # -- internals ----------------------------------------------------------
 
-    def _index_file(self, path: str, abs_path: str, st: os.stat_result) -> Asset:
+    def _index_file(self, path: str, abs_path: str, st: os.stat_result | None) -> Asset:
         # The size and mtime recorded are those of the file we read (fstat),
         # so a file replaced between the scan and the read is never recorded
-        # with another file's validators.
-        try:
-            body, digest, st = self._read(abs_path)
-        except PermissionError as exc:
-            raise PermissionError(
-                f"bustware: cannot read {abs_path!r} ({exc.strerror}); make it readable "
-                "by this process, or move it out of the static root"
-            ) from None
-        if self.rewrite_references and _references().kind_of(path) is not None:
-            body, digest, st = self._read_links(path, abs_path, body, digest, st)
+        # with another file's validators. ``st`` is the walk's stat, or None.
+        kind = _references().kind_of(path) if self.rewrite_references else None
+        cache = self._cache
+        entry = cache.get(abs_path, st) if cache is not None and st is not None else None
+        if entry is not None and not entry[6]:
+            # Unchanged since a start digested it, and nothing to rewrite:
+            # not read (served from disk, as from a manifest).
+            body, digest = None, entry[5]
+        else:
+            try:
+                if kind is None:
+                    body, digest, st = self._read(abs_path)
+                    data = body
+                else:
+                    body, digest, st, data = self._read_source(abs_path, kind)
+            except PermissionError as exc:
+                raise PermissionError(
+                    f"bustware: cannot read {abs_path!r} ({exc.strerror}); make it readable "
+                    "by this process, or move it out of the static root"
+                ) from None
+            source_digest = digest
+            if kind is not None:
+                body, digest, st = self._read_links(path, abs_path, body, digest, st, data)
+            if cache is not None:
+                cache.put(abs_path, st, source_digest, path in self._fresh)
         busted = self.extensions is None or path.lower().endswith(self.extensions)
         version = self._source(path, abs_path, digest, st.st_mtime) if busted else None
-        url = self.url_for_version(path, version)
+        # Content types by suffix: one string per type, not one per file.
+        dot = path.rfind(".")
+        suffix = path[dot:] if dot >= 0 else ""
+        ctype = self._types.get(suffix)
+        if ctype is None:
+            ctype = self._types[suffix] = content_type(path, self.charset)
         return Asset(
             path=path,
             abs_path=abs_path,
@@ -451,8 +506,8 @@ class Assets:
             mtime_ns=st.st_mtime_ns,
             digest=digest,
             version=version,
-            url=url,
-            content_type=content_type(path, self.charset),
+            url=self.url_for_version(path, version),
+            content_type=ctype,
             body=body,
         )
 
@@ -495,18 +550,51 @@ class Assets:
                 digest.update(chunk)
             return None, digest.hexdigest(), st
 
+    def _read_source(self, abs_path: str, kind: str
+                     ) -> tuple[bytes | None, str, os.stat_result, bytes | None]:
+        """_read() for a file that may hold references: also returns the
+        bytes to look for them in (the whole file, or a script's last 64 KiB
+        when it is too large to read whole), from the same single open."""
+        if type(self)._read is not _ASSETS_READ:
+            # A subclass (the build) or a test decides how files are read.
+            body, digest, st = self._read(abs_path)
+            return body, digest, st, body
+        with open(abs_path, "rb") as f:
+            st = os.fstat(f.fileno())
+            size = st.st_size
+            fits = size <= self.memory_threshold and self.memory_used + size <= self.memory_budget
+            if fits or kind != "js" or size <= _WHOLE_SCRIPT:
+                data = f.read()
+                digest = hashlib.sha256(data).hexdigest()
+                if fits and len(data) == size:
+                    self.memory_used += size
+                    return data, digest, st, data
+                return None, digest, st, data
+            h = hashlib.sha256()
+            tail = b""
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+                tail = (tail + chunk)[-_TAIL:] if len(chunk) < _TAIL else chunk[-_TAIL:]
+            return None, h.hexdigest(), st, tail
+
     # -- references between files (see bustware.references) ----------------
 
     def _read_links(self, path: str, abs_path: str, body: bytes | None, digest: str,
-                    st: os.stat_result) -> tuple[bytes | None, str, os.stat_result]:
+                    st: os.stat_result, data: bytes | None = None
+                    ) -> tuple[bytes | None, str, os.stat_result]:
         """Find the references into the prefix of a stylesheet or script that
-        _read() just digested. A file with any is read whole, as its served
+        _read_source() just digested (``data``: the bytes it read, whole or
+        a script's tail). A file with any is read whole, as its served
         bytes are computed from it (_link, which then holds or spills them);
         one without follows the memory policy."""
         _refs = _references()
         counted = body is not None
-        if body is None:
-            if _refs.kind_of(path) == "js" and not self._tail_may_link(path, abs_path, st):
+        if body is None and data is not None and len(data) == st.st_size:
+            body = data  # read whole already: not held (yet), so not counted
+        elif body is None:
+            if _refs.kind_of(path) == "js" and not (
+                    _refs.find_links(data, path, self.prefix).links if data is not None
+                    else self._tail_may_link(path, abs_path, st)):
                 return None, digest, st  # a big script: only its end can name a map
             with open(abs_path, "rb") as f:
                 st = os.fstat(f.fileno())
@@ -703,6 +791,20 @@ class Assets:
         return self.plain_url(path.lstrip("/"))
 
 
+_ASSETS_READ = Assets._read
+#: Scripts up to this size are read whole when they may name a source map
+#: (one open); larger ones are streamed, keeping their last _TAIL bytes.
+_WHOLE_SCRIPT = 8 << 20
+_TAIL = 65536
+_PLAIN = re.compile(r"[A-Za-z0-9_.\-~/]*\Z")
+
+
+def _quote(path: str) -> str:
+    # quote() costs microseconds a call; most static file names are plain
+    # ASCII that it would return unchanged, so they skip it.
+    return path if _PLAIN.match(path) else quote(path, safe="/")
+
+
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while an index is built.
@@ -736,8 +838,11 @@ def _held(item: Asset | Variant) -> int:
     return len(item.body) if item.body is not None else 0
 
 
-def _walk(root: str, include_dotfiles: bool):
+def _walk(root: str, include_dotfiles: bool, stat_files: bool = True):
     """Yield ``(path, abs_path, stat, variants)`` for every regular file.
+    With ``stat_files=False``, ``stat`` is None for files that are not
+    symlinks: their type comes from the directory listing (``d_type``),
+    without a ``stat`` call per file.
 
     Symlinks are followed only while they resolve inside the root; a link
     to one of its own ancestors (a loop) is not entered, found by the
@@ -770,7 +875,7 @@ def _walk(root: str, include_dotfiles: bool):
         except OSError as exc:
             log.warning("bustware: cannot list %r: %s", directory, exc)
             continue
-        files: dict[str, tuple[str, os.stat_result]] = {}
+        files: dict[str, tuple[str, os.stat_result | None]] = {}
         for entry in entries:
             name = entry.name
             if name.startswith(".") and not include_dotfiles:
@@ -783,12 +888,15 @@ def _walk(root: str, include_dotfiles: bool):
                 # no URL can carry (quote() raises on them).
                 log.warning("bustware: skipping %r: its name is not UTF-8", abs_path)
                 continue
-            if entry.is_symlink():
-                target = os.path.realpath(abs_path)
-                if os.path.commonpath([target, real_root]) != real_root:
-                    log.info("bustware: skipping %r: symlink leaves the root", abs_path)
-                    continue
             try:
+                if entry.is_symlink():
+                    target = os.path.realpath(abs_path)
+                    if os.path.commonpath([target, real_root]) != real_root:
+                        log.info("bustware: skipping %r: symlink leaves the root", abs_path)
+                        continue
+                elif not stat_files and entry.is_file(follow_symlinks=False):
+                    files[name] = (abs_path, None)
+                    continue
                 est = os.stat(abs_path)
             except OSError:
                 continue  # dangling symlink, or a loop

@@ -177,7 +177,7 @@ def build(
     jobs: dict[str, tuple[int, str, bool, tuple[str, ...]]] = {}  # abs -> (root, path, ...)
     seen: set[str] = set()
     for i, r in enumerate(roots):
-        for path, abs_path, _st, variant_paths in _walk(r, include_dotfiles):
+        for path, abs_path, _st, variant_paths in _walk(r, include_dotfiles, False):
             if path in seen or is_own(abs_path):
                 continue
             seen.add(path)
@@ -619,7 +619,7 @@ def verify(root: PathLike | Sequence[PathLike], manifest_path: PathLike, *,
     files = data["files"]
     seen: set[str] = set()
     for r in roots:
-        for path, abs_path, _st, _variants in _walk(r, False):
+        for path, abs_path, _st, _variants in _walk(r, False, False):
             if path in seen or is_own(abs_path):
                 continue
             seen.add(path)
