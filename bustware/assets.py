@@ -469,7 +469,7 @@ class Assets:
         kind = _references().kind_of(path) if self.rewrite_references else None
         cache = self._cache
         entry = cache.get(abs_path, st) if cache is not None and st is not None else None
-        if entry is not None and not entry[6]:
+        if entry is not None and entry[6] is False:
             # Unchanged since a start digested it, and nothing to rewrite:
             # not read (served from disk, as from a manifest).
             body, digest = None, entry[5]
@@ -487,9 +487,14 @@ class Assets:
                 ) from None
             source_digest = digest
             if kind is not None:
-                body, digest, st = self._read_links(path, abs_path, body, digest, st, data)
+                # References found at an earlier start, if these are the
+                # bytes they were found in: the tokenizer need not run again.
+                known = cache.links_of(entry) if entry is not None and entry[5] == digest \
+                    else None
+                body, digest, st = self._read_links(path, abs_path, body, digest, st, data,
+                                                    known)
             if cache is not None:
-                cache.put(abs_path, st, source_digest, path in self._fresh)
+                cache.put(abs_path, st, source_digest, self._fresh.get(path))
         busted = self.extensions is None or path.lower().endswith(self.extensions)
         version = self._source(path, abs_path, digest, st.st_mtime) if busted else None
         # Content types by suffix: one string per type, not one per file.
@@ -580,7 +585,7 @@ class Assets:
     # -- references between files (see bustware.references) ----------------
 
     def _read_links(self, path: str, abs_path: str, body: bytes | None, digest: str,
-                    st: os.stat_result, data: bytes | None = None
+                    st: os.stat_result, data: bytes | None = None, known=None
                     ) -> tuple[bytes | None, str, os.stat_result]:
         """Find the references into the prefix of a stylesheet or script that
         _read_source() just digested (``data``: the bytes it read, whole or
@@ -592,15 +597,18 @@ class Assets:
         if body is None and data is not None and len(data) == st.st_size:
             body = data  # read whole already: not held (yet), so not counted
         elif body is None:
-            if _refs.kind_of(path) == "js" and not (
+            if known is None and _refs.kind_of(path) == "js" and not (
                     _refs.find_links(data, path, self.prefix).links if data is not None
                     else self._tail_may_link(path, abs_path, st)):
                 return None, digest, st  # a big script: only its end can name a map
             with open(abs_path, "rb") as f:
                 st = os.fstat(f.fileno())
                 body = f.read()
-            digest = hashlib.sha256(body).hexdigest()
-        links = _refs.find_links(body, path, self.prefix)
+            reread = hashlib.sha256(body).hexdigest()
+            if reread != digest:
+                known = None  # changed since: search what is there now
+            digest = reread
+        links = known if known is not None else _refs.find_links(body, path, self.prefix)
         for line, message in links.problems:
             log.warning("bustware: %s line %d: %s", path, line, message)
         if not links.links:

@@ -4,11 +4,13 @@ again.
 
 An entry maps a file's absolute path to its identity, ``(st_dev, st_ino,
 st_size, st_mtime_ns, st_ctime_ns)``, and what reading it gave: its SHA-256
-and whether it can hold references (a stylesheet or script with none need not
-be read to be served). An entry is used only when all five fields of a fresh
-``stat`` are equal; any difference, and the file is read as if there were no
-cache. The ctime cannot be set by a program (``touch -d`` and ``os.utime``
-set it to now), so a rewrite that keeps size and mtime still shows.
+and the references into the prefix found in it (a file with none need not be
+read to be served; one with some is read, to be rewritten, but not searched
+again once its bytes are checked against the digest). An entry is used only
+when all five fields of a fresh ``stat`` are equal; any difference, and the
+file is read as if there were no cache. The ctime cannot be set by a program
+(``touch -d`` and ``os.utime`` set it to now), so a rewrite that keeps size
+and mtime still shows.
 
 Timestamps have a granularity, so a file changed twice within one tick keeps
 its ctime: as git does with its index, an entry is only written for a file
@@ -32,6 +34,8 @@ import logging
 import os
 import tempfile
 import time
+from dataclasses import fields
+from typing import Any
 
 __all__ = ["SETTLE_NS", "DigestCache", "default_dir"]
 
@@ -44,8 +48,9 @@ _FORMAT = "bustware-digest-cache 1"
 
 #: (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)
 Identity = tuple[int, int, int, int, int]
-#: (identity..., sha256 hex, may hold references)
-Entry = tuple[int, int, int, int, int, str, bool]
+#: (identity..., sha256 hex, references found: False for none, else
+#: {"links": [[Reference fields..., target, suffix], ...], "problems": [...]})
+Entry = tuple[int, int, int, int, int, str, Any]
 
 
 def default_dir() -> str:
@@ -65,8 +70,11 @@ class DigestCache:
 
     def __init__(self, roots: list[str], location: str | None, salt: str = "") -> None:
         from . import __version__  # a new tokenizer may find other references
+        from .references import Reference
 
-        key = hashlib.sha256("\0".join([_FORMAT, __version__, salt, *roots])
+        self._ref_fields = len(fields(Reference))
+        layout = ",".join(f.name for f in fields(Reference))
+        key = hashlib.sha256("\0".join([_FORMAT, __version__, layout, salt, *roots])
                              .encode("utf-8", "surrogatepass"))
         directory = default_dir() if location is None else location
         self.path = os.path.join(directory, f"digests-{key.hexdigest()[:24]}.json")
@@ -99,7 +107,7 @@ class DigestCache:
         """The entry for this file if its identity is unchanged, else None."""
         entry = self.entries.get(abs_path)
         if entry is None or entry[:5] != identity(st) or type(entry[5]) is not str \
-                or len(entry[5]) != 64:
+                or len(entry[5]) != 64 or (entry[6] is not False and type(entry[6]) is not dict):
             return None
         self.seen[abs_path] = entry
         return entry
@@ -111,12 +119,33 @@ class DigestCache:
         if entry is not None:
             self.seen[abs_path] = entry
 
-    def put(self, abs_path: str, st: os.stat_result, digest: str, links: bool) -> None:
-        """Record what reading the file gave, if it is settled."""
+    def put(self, abs_path: str, st: os.stat_result, digest: str, links: Any = None) -> None:
+        """Record what reading the file gave (``links``: the
+        references.Links found in it, if any), if it is settled."""
         if st.st_ctime_ns >= self.settled_before or st.st_mtime_ns >= self.settled_before:
             return  # it may still change within the same timestamp tick
-        self.seen[abs_path] = (*identity(st), digest, links)
+        found: Any = False
+        if links is not None and (links.links or links.problems):
+            found = {"links": [[getattr(link.reference, f.name) for f in
+                                fields(link.reference)] + [link.target, link.suffix]
+                               for link in links.links],
+                     "problems": [list(p) for p in links.problems]}
+        self.seen[abs_path] = (*identity(st), digest, found)
         self.changed = True
+
+    def links_of(self, entry: Entry) -> Any:
+        """The references.Links an entry recorded, or None if it cannot be
+        read back (then the file is searched again)."""
+        from .references import Link, Links, Reference
+
+        found = entry[6]
+        try:
+            n = self._ref_fields
+            return Links(links=[Link(Reference(*item[:n]), item[n], item[n + 1])
+                                for item in found["links"] if len(item) == n + 2],
+                         problems=[(line, message) for line, message in found["problems"]])
+        except (TypeError, ValueError, KeyError):
+            return None
 
     def save(self) -> None:
         """Write the entries of this scan (files gone since are dropped), if

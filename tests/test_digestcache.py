@@ -216,3 +216,25 @@ def test_processes_starting_together(tree, tmp_path):
     fresh = Assets(root, digest_cache=False)
     cached = Assets(root, digest_cache=cache)
     assert {a.path: a.url for a in cached} == {a.path: a.url for a in fresh}
+
+
+def test_references_found_at_an_earlier_start_are_not_searched_again(tree, tmp_path, settled,
+                                                                      monkeypatch):
+    import bustware.references as refs
+
+    root = tree({"css/app.css": b"a{background:url(../img/a.png)}", "img/a.png": b"PNG1"})
+    cache = tmp_path / "cache"
+    Assets(root, digest_cache=cache)
+    searched = []
+    real = refs.find_links
+
+    def counting(data, path, prefix):
+        searched.append(path)
+        return real(data, path, prefix)
+
+    monkeypatch.setattr(refs, "find_links", counting)
+    (root / "img/a.png").write_bytes(b"PNG2")  # the stylesheet is unchanged, its image not
+    assets = Assets(root, digest_cache=cache)
+    assert searched == []
+    png = f"/static/img/a.{v(b'PNG2')}.png"
+    assert assets["css/app.css"].served_bytes() == f"a{{background:url({png})}}".encode()
