@@ -223,7 +223,9 @@ class Assets:
         #: With ``manifest=``: its path and content (see bustware.manifest),
         #: and the versions of earlier generations served from stored bytes.
         self.manifest_path: str | None = None
-        self.manifest: dict | None = None
+        self._manifest: dict | None = None
+        #: The loaded manifest file's identity, to read it again on demand.
+        self._manifest_identity: tuple | None = None
         self.old_versions: list[Asset] = []
         self._manifest_check = manifest_check
         if manifest is not None:
@@ -260,6 +262,23 @@ class Assets:
             self.url = self._url_autorefresh  # type: ignore[method-assign]
 
     # -- public API ---------------------------------------------------------
+
+    @property
+    def manifest(self) -> dict | None:
+        """The content of the manifest this index was loaded from (None
+        without one). Not kept from the start, where it would double the
+        index's memory: read again on first use, from the same file, which
+        must still be the one loaded (same inode, size, mtime and ctime),
+        else :class:`~bustware.manifest.ManifestError`."""
+        if self._manifest is None and self._manifest_identity is not None:
+            from .manifest import reread
+
+            self._manifest = reread(self.manifest_path, self._manifest_identity)
+        return self._manifest
+
+    @manifest.setter
+    def manifest(self, value: dict | None) -> None:
+        self._manifest, self._manifest_identity = value, None
 
     def url(self, path: str) -> str:
         """The versioned URL of the file at ``path`` (relative to the root)."""
