@@ -78,6 +78,9 @@ def _files(root: str) -> list[str]:
 #: Where the "restart" kind keeps its digest cache (a directory the runner
 #: owns, so that a run never reads the user's own cache).
 CACHE_ENV = "BUSTWARE_BENCH_CACHE"
+#: Set: trace allocations during the step (tracemalloc) and report what the
+#: index keeps; a traced process is never timed.
+TRACE_ENV = "BUSTWARE_BENCH_TRACE"
 
 
 def _child(kind: str, root: str, manifest: str | None) -> dict:
@@ -106,6 +109,11 @@ def _child(kind: str, root: str, manifest: str | None) -> dict:
     else:
         raise SystemExit(f"unknown kind {kind!r}: use one of {sorted(KINDS)}")
     gc.collect()
+    traced = bool(os.environ.get(TRACE_ENV))
+    if traced:
+        import tracemalloc
+
+        tracemalloc.start()
     before = _reset_peak()
     start = time.perf_counter()
     cpu = time.process_time()
@@ -154,9 +162,12 @@ def _child(kind: str, root: str, manifest: str | None) -> dict:
     # the step only needed for a while, such as a parsed manifest).
     gc.collect()
     retained = (_status("VmRSS") or 0) - before
+    out = {"seconds": seconds, "cpu_seconds": cpu, "files": count, "peak_rss_kib": after,
+           "peak_growth_kib": after - before, "retained_kib": retained}
+    if traced:
+        out["traced_bytes"] = tracemalloc.get_traced_memory()[0]
     del kept
-    return {"seconds": seconds, "cpu_seconds": cpu, "files": count, "peak_rss_kib": after,
-            "peak_growth_kib": after - before, "retained_kib": retained}
+    return out
 
 
 def _status(field: str) -> int | None:
@@ -191,9 +202,12 @@ def _peak() -> int:
 
 
 def measure(kind: str, root: Path, manifest: Path | None, rounds: int,
-            timeout: float = 300, cache: Path | None = None) -> dict:
+            timeout: float = 300, cache: Path | None = None, traced: bool = False) -> dict:
     """Median over ``rounds`` fresh processes. ``cache``: the digest cache
-    directory of the "restart" kind (filled by a first, untimed process)."""
+    directory of the "restart" kind (filled by a first, untimed process).
+    ``traced``: one more process measures the bytes the index keeps
+    (tracemalloc: the objects alive after the step, not the RSS, which also
+    holds memory freed but not returned to the system)."""
     runs = []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)])}
     env.pop("PYTHONDEVMODE", None)  # dev mode's checks would be timed too
@@ -212,7 +226,18 @@ def measure(kind: str, root: Path, manifest: Path | None, rounds: int,
             raise RuntimeError(f"startup {kind} failed:\n{proc.stderr}")
         if i >= warmup:
             runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    index_bytes = None
+    if traced:
+        cmd = [sys.executable, str(HERE / "startup.py"), kind, str(root)]
+        if manifest is not None:
+            cmd.append(str(manifest))
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * 3,
+                              env={**env, TRACE_ENV: "1"})
+        if proc.returncode != 0:
+            raise RuntimeError(f"startup {kind} (traced) failed:\n{proc.stderr}")
+        index_bytes = json.loads(proc.stdout.strip().splitlines()[-1])["traced_bytes"]
     return {
+        "index_bytes": index_bytes,
         "ms": statistics.median(r["seconds"] for r in runs) * 1e3,
         "cpu_ms": statistics.median(r["cpu_seconds"] for r in runs) * 1e3,
         "files": runs[0]["files"],

@@ -21,8 +21,9 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
 from typing import Union
 from urllib.parse import quote, urlsplit
 
@@ -533,6 +534,8 @@ class Assets:
             url=self.url_for_version(path, version),
             content_type=ctype,
             body=body,
+            variants=_EMPTY,
+            links=_EMPTY,
         )
 
     def _index_variants(self, paths: dict[str, str], old: Asset | None) -> dict[str, Variant]:
@@ -819,6 +822,10 @@ class Assets:
 
 
 _ASSETS_READ = Assets._read
+#: The empty ``variants`` and ``links`` of a record: one shared read-only
+#: mapping instead of two empty dicts per file (128 bytes of a record of
+#: about 900). Records are replaced (dataclasses.replace), never changed.
+_EMPTY: Mapping = MappingProxyType({})
 #: Scripts up to this size are read whole when they may name a source map
 #: (one open); larger ones are streamed, keeping their last _TAIL bytes.
 _WHOLE_SCRIPT = 8 << 20

@@ -80,9 +80,8 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import quote
 
@@ -548,7 +547,7 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
     """Fill ``assets`` from the manifest: no file is read, and with
     ``check="off"`` none is even stat'ed. Files are streamed from disk by the
     middleware (``Asset.body`` stays ``None``)."""
-    from .assets import Asset, Variant  # assets imports this module lazily
+    from .assets import _EMPTY, Asset, Variant  # assets imports this module lazily
 
     if check not in CHECK_MODES:
         raise ValueError(
@@ -630,7 +629,7 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
             path=path, abs_path=served_path, size=size, mtime=mtime, mtime_ns=served_mtime,
             digest=rec["digest"], version=version, url=url, content_type=ctype,
             variants=_variants(Variant, variants, root, objects_sep, mtimes) if variants
-            else _NONE, links=_NONE, integrity=rec["integrity"])
+            else _EMPTY, links=_EMPTY, integrity=rec["integrity"])
         urls[path] = url
     old = _old_versions(assets, data, result, objects, Asset, Variant) if data["previous"] \
         else []
@@ -646,12 +645,6 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
         from .bundlers import apply
 
         apply(assets)
-
-
-#: The empty ``variants`` and ``links`` of records loaded from a manifest:
-#: one shared read-only mapping instead of two empty dicts per file (128
-#: bytes of a record of about 900). A record is replaced, never changed.
-_NONE: Mapping[str, Any] = MappingProxyType({})
 
 
 def _quote(path: str) -> str:
