@@ -3,7 +3,7 @@
 
     pip install -e '.[bench]'            # the competitors and servers
     apt-get install -y wrk nginx-light   # optional: end-to-end rows
-    python3 benchmarks/run.py            # full run, about 6 minutes on 2 cores
+    python3 benchmarks/run.py            # full run, about 10 minutes on 2 cores
     python3 benchmarks/run.py --quick    # fewer rounds, about a minute
     python3 benchmarks/run.py --write-readme   # also refresh benchmarks/README.md
 
