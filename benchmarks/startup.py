@@ -34,7 +34,10 @@ KINDS = {
     "assets": "bustware `Assets(root)`, cold",
     "bustware": "bustware `Bustware(None, root)`, cold (index + routing table)",
     "manifest": "bustware `Assets(root, manifest=...)`",
+    "manifest-nocheck": "bustware `Assets(root, manifest=..., manifest_check='off')`",
     "manifest-bustware": "bustware `Bustware(None, root, manifest=...)`",
+    "restart": "bustware `Assets(root, autorefresh=True)`, restart with a warm digest cache",
+    "assets-nobytes": "bustware `Assets(root, memory_budget=0)`, cold (no bytes held)",
     "whitenoise": "WhiteNoise(None, root) (stat only, no hashing)",
     "servestatic": "ServeStatic(None, root) (stat only, no hashing)",
 }
@@ -72,6 +75,14 @@ def _files(root: str) -> list[str]:
     return found
 
 
+#: Where the "restart" kind keeps its digest cache (a directory the runner
+#: owns, so that a run never reads the user's own cache).
+CACHE_ENV = "BUSTWARE_BENCH_CACHE"
+#: Set: trace allocations during the step (tracemalloc) and report what the
+#: index keeps; a traced process is never timed.
+TRACE_ENV = "BUSTWARE_BENCH_TRACE"
+
+
 def _child(kind: str, root: str, manifest: str | None) -> dict:
     prepared = None
     if kind == "hashlib-read":
@@ -81,8 +92,16 @@ def _child(kind: str, root: str, manifest: str | None) -> dict:
         for path in _files(root):
             with open(path, "rb") as f:
                 prepared.append(f.read())
-    elif kind in ("assets", "bustware", "manifest", "manifest-bustware"):
+    elif kind in ("assets", "bustware", "manifest", "manifest-bustware", "manifest-nocheck",
+                  "restart", "assets-nobytes"):
         from bustware import Assets, Bustware
+        # Modules before the clock, as for the other kinds: bustware loads
+        # these on first use (`import bustware` is timed on its own).
+        if kind.startswith("manifest"):
+            import bustware.manifest
+        else:
+            import bustware.digestcache
+            import bustware.references  # noqa: F401
     elif kind == "whitenoise":
         from whitenoise import WhiteNoise
     elif kind == "servestatic":
@@ -90,8 +109,15 @@ def _child(kind: str, root: str, manifest: str | None) -> dict:
     else:
         raise SystemExit(f"unknown kind {kind!r}: use one of {sorted(KINDS)}")
     gc.collect()
+    traced = bool(os.environ.get(TRACE_ENV))
+    if traced:
+        import tracemalloc
+
+        tracemalloc.start()
     before = _reset_peak()
     start = time.perf_counter()
+    cpu = time.process_time()
+    kept = None
     if kind == "hashlib-read":
         for path in prepared:
             with open(path, "rb") as f:
@@ -102,21 +128,46 @@ def _child(kind: str, root: str, manifest: str | None) -> dict:
             hashlib.sha256(data).hexdigest()
         count = len(prepared)
     elif kind == "assets":
-        count = len(Assets(root))
+        kept = Assets(root)
+        count = len(kept)
+    elif kind == "assets-nobytes":
+        kept = Assets(root, memory_budget=0)
+        count = len(kept)
     elif kind == "bustware":
-        count = len(Bustware(None, root).assets)
+        kept = Bustware(None, root)
+        count = len(kept.assets)
     elif kind == "manifest":
-        count = len(Assets(root, manifest=manifest))
+        kept = Assets(root, manifest=manifest)
+        count = len(kept)
+    elif kind == "manifest-nocheck":
+        kept = Assets(root, manifest=manifest, manifest_check="off")
+        count = len(kept)
     elif kind == "manifest-bustware":
-        count = len(Bustware(None, root, manifest=manifest).assets)
+        kept = Bustware(None, root, manifest=manifest)
+        count = len(kept.assets)
+    elif kind == "restart":
+        kept = Assets(root, autorefresh=True, digest_cache=os.environ[CACHE_ENV])
+        count = len(kept)
     elif kind == "whitenoise":
-        count = len(WhiteNoise(None, root=root).files)
+        kept = WhiteNoise(None, root=root)
+        count = len(kept.files)
     else:
-        count = len(ServeStatic(None, root=root).files)
+        kept = ServeStatic(None, root=root)
+        count = len(kept.files)
     seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     after = _peak()
-    return {"seconds": seconds, "files": count, "peak_rss_kib": after,
-            "peak_growth_kib": after - before}
+    # What the index keeps: the resident size with it alive, garbage
+    # collected, above the size before the step (the peak also counts what
+    # the step only needed for a while, such as a parsed manifest).
+    gc.collect()
+    retained = (_status("VmRSS") or 0) - before
+    out = {"seconds": seconds, "cpu_seconds": cpu, "files": count, "peak_rss_kib": after,
+           "peak_growth_kib": after - before, "retained_kib": retained}
+    if traced:
+        out["traced_bytes"] = tracemalloc.get_traced_memory()[0]
+    del kept
+    return out
 
 
 def _status(field: str) -> int | None:
@@ -151,25 +202,64 @@ def _peak() -> int:
 
 
 def measure(kind: str, root: Path, manifest: Path | None, rounds: int,
-            timeout: float = 300) -> dict:
-    """Median over ``rounds`` fresh processes."""
+            timeout: float = 300, cache: Path | None = None, traced: bool = False) -> dict:
+    """Median over ``rounds`` fresh processes. ``cache``: the digest cache
+    directory of the "restart" kind (filled by a first, untimed process).
+    ``traced``: one more process measures the bytes the index keeps
+    (tracemalloc: the objects alive after the step, not the RSS, which also
+    holds memory freed but not returned to the system)."""
     runs = []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)])}
     env.pop("PYTHONDEVMODE", None)  # dev mode's checks would be timed too
-    for _ in range(rounds):
+    warmup = 0
+    if kind == "restart":
+        if cache is None:
+            raise ValueError("the restart kind needs a cache directory")
+        env[CACHE_ENV] = str(cache)
+        warmup = 1  # the first start fills the cache; the next ones restart
+    for i in range(warmup + rounds):
         cmd = [sys.executable, str(HERE / "startup.py"), kind, str(root)]
         if manifest is not None:
             cmd.append(str(manifest))
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"startup {kind} failed:\n{proc.stderr}")
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        if i >= warmup:
+            runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    index_bytes = None
+    if traced:
+        cmd = [sys.executable, str(HERE / "startup.py"), kind, str(root)]
+        if manifest is not None:
+            cmd.append(str(manifest))
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * 3,
+                              env={**env, TRACE_ENV: "1"})
+        if proc.returncode != 0:
+            raise RuntimeError(f"startup {kind} (traced) failed:\n{proc.stderr}")
+        index_bytes = json.loads(proc.stdout.strip().splitlines()[-1])["traced_bytes"]
     return {
+        "index_bytes": index_bytes,
         "ms": statistics.median(r["seconds"] for r in runs) * 1e3,
+        "cpu_ms": statistics.median(r["cpu_seconds"] for r in runs) * 1e3,
         "files": runs[0]["files"],
         "peak_growth_mib": statistics.median(r["peak_growth_kib"] for r in runs) / 1024,
+        "retained_mib": statistics.median(r["retained_kib"] for r in runs) / 1024,
         "rounds": rounds,
     }
+
+
+def import_ms(rounds: int, module: str = "bustware") -> float:
+    """Median CPU time of ``import module`` in fresh interpreters (after the
+    interpreter's own start; CPU time, as the startup targets use)."""
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    env.pop("PYTHONDEVMODE", None)
+    code = (f"import time; t = time.process_time(); import {module}; "
+            "print(time.process_time() - t)")
+    times = []
+    for _ in range(rounds):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60, env=env, check=True)
+        times.append(float(proc.stdout.strip().splitlines()[-1]))
+    return statistics.median(times) * 1e3
 
 
 if __name__ == "__main__":

@@ -15,21 +15,20 @@ import gc
 import hashlib
 import logging
 import os
+import re
 import shutil
 import stat
 import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
 from typing import Any, Callable, Union
 from urllib.parse import quote, urlsplit
 
-from . import bundlers
-from . import references as _refs
 from .contenttypes import content_encoding, content_type
-from .integrity import asset_integrity
 from .styles import Style, make_style
 from .versions import VersionSource, make_version_source
 
@@ -50,6 +49,21 @@ _CHUNK = 1 << 20
 #: How many paths (through symlinks) may lead to one directory before the
 #: walk stops entering it.
 MAX_ALIASES = 16
+
+
+def _references():
+    """bustware.references, imported on first use: compiling its tokenizer's
+    expressions takes about 30 ms, and neither ``import bustware`` nor a
+    start from a manifest needs them."""
+    global _refs
+    if _refs is None:
+        from . import references
+
+        _refs = references
+    return _refs
+
+
+_refs = None
 
 
 class AssetNotFound(LookupError):
@@ -79,6 +93,22 @@ def open_regular(path: str):
         raise
 
 
+def _slotted(cls):
+    """``cls``, a dataclass, remade with ``__slots__``: what
+    ``dataclass(slots=True)`` does from Python 3.10 on (3.9 is supported).
+    An index holds one record per file; without a ``__dict__`` each takes
+    about 200 bytes instead of 700, and attribute reads are faster.
+    ``dataclasses.replace`` and ``fields`` keep working."""
+    names = tuple(f.name for f in fields(cls))
+    body = {k: v for k, v in cls.__dict__.items()
+            if k not in names and k not in ("__dict__", "__weakref__")}
+    body["__slots__"] = (*names, "__weakref__")  # integrations key weak maps by record
+    new = type(cls)(cls.__name__, cls.__bases__, body)
+    new.__qualname__ = cls.__qualname__
+    return new
+
+
+@_slotted
 @dataclass(eq=False)
 class Variant:
     """A precompressed copy of an asset (``app.css.br`` beside ``app.css``)."""
@@ -95,6 +125,7 @@ class Variant:
     ino: int = 0
 
 
+@_slotted
 @dataclass(eq=False)
 class Asset:
     """One file of the index. ``path`` is the logical path: relative to its
@@ -180,6 +211,7 @@ class Assets:
         manifest: PathLike | None = None,
         manifest_check: str = "error",
         bundler_manifest: PathLike | Sequence[PathLike] | None = None,
+        digest_cache: bool | PathLike | None = None,
     ) -> None:
         self.roots = _check_roots(root)
         #: The roots with symlinks resolved when the index was loaded: files
@@ -233,9 +265,11 @@ class Assets:
         #: With ``manifest=``: its path and content (see bustware.manifest),
         #: and the versions of earlier generations served from stored bytes.
         self.manifest_path: str | None = None
-        self.manifest: dict | None = None
+        self._manifest: dict | None = None
         self.old_versions: list[Asset] = []
-        #: (st_dev, st_ino, st_size, st_mtime_ns) of the manifest loaded.
+        #: (st_dev, st_ino, st_size, st_mtime_ns) of the manifest loaded:
+        #: tells a reload that it changed, and Assets.manifest that the file
+        #: is still the one loaded.
         self.manifest_stat: tuple[int, int, int, int] | None = None
         self._manifest_check = manifest_check
         if manifest is not None:
@@ -245,9 +279,26 @@ class Assets:
                     "snapshot for production, autorefresh rescans the files in development"
                 )
             self.manifest_path = os.path.abspath(os.fspath(manifest))
+        #: Where digests persist between starts (bustware.digestcache): None
+        #: (the default) uses one with autorefresh=True, in development only;
+        #: True always; a directory to keep it there; False never.
+        if digest_cache is None:
+            digest_cache = autorefresh
+        if digest_cache is not False and digest_cache is not True \
+                and not isinstance(digest_cache, (str, os.PathLike)):
+            raise TypeError(f"bustware: digest_cache={digest_cache!r} must be True, False, "
+                            "None (on with autorefresh) or a directory")
+        self.digest_cache = digest_cache
+        self._types: dict[str, str] = {}
+        self._cache = None  # the DigestCache of the scan under way
         #: Logical names from bundler manifests -> the path of their file.
         self.aliases: dict[str, str] = {}
-        self._bundlers = bundlers.make(bundler_manifest)
+        if bundler_manifest is None:
+            self._bundlers: list = []
+        else:  # imported only when used
+            from . import bundlers
+
+            self._bundlers = bundlers.make(bundler_manifest)
         self.refresh()
         _LIVE.add(self)
         if autorefresh:
@@ -256,6 +307,19 @@ class Assets:
             self.url = self._url_autorefresh  # type: ignore[method-assign]
 
     # -- public API ---------------------------------------------------------
+
+    @property
+    def manifest(self) -> dict | None:
+        """The content of the manifest this index was loaded from (None
+        without one). Not kept from the start, where it would double the
+        index's memory: read again on first use, from the same file, which
+        must still be the one loaded (same device, inode, size and mtime),
+        else :class:`~bustware.manifest.ManifestError`."""
+        if self._manifest is None and self.manifest_stat is not None:
+            from .manifest import reread
+
+            self._manifest = reread(self.manifest_path, self.manifest_stat)
+        return self._manifest
 
     def url(self, path: str) -> str:
         """The versioned URL of the file at ``path`` (relative to the root)."""
@@ -318,7 +382,7 @@ class Assets:
         return asset, parsed[1]
 
     def plain_url(self, path: str) -> str:
-        return self.base_url + self.prefix + quote(path, safe="/")
+        return self.base_url + self.prefix + _quote(path)
 
     def url_for_version(self, path: str, version: str | None) -> str:
         """The URL of ``path`` at ``version`` (``None``: the plain URL), with
@@ -326,8 +390,8 @@ class Assets:
         if version is None:
             return self.plain_url(path)
         url_path, query = self.style.build(path, version)
-        return (self.base_url + self.prefix + quote(url_path, safe="/")
-                + (f"?{query}" if query else ""))
+        url = self.base_url + self.prefix + _quote(url_path)
+        return f"{url}?{query}" if query else url
 
     def integrity(self, path: str) -> str:
         """The subresource integrity value (``"sha384-<base64>"``) of the
@@ -345,6 +409,8 @@ class Assets:
             )
         value = asset.integrity
         if value is None:
+            from .integrity import asset_integrity
+
             try:
                 value, fresh = asset_integrity(asset)
             except OSError as exc:
@@ -358,6 +424,7 @@ class Assets:
     def broken_references(self) -> list[tuple[str, int, str, str]]:
         """``(path, line, url as written, logical path named)`` for every
         reference to a file that is not in the index, sorted."""
+        _refs = _references()
         out = []
         for asset in list(self._assets.values()):
             if None not in asset.links.values():
@@ -377,7 +444,7 @@ class Assets:
 
                 load_into(self, self.manifest_path, self._manifest_check)
             else:
-                self._scan()
+                self._scan(self._open_cache())
             self._checked_at = time.monotonic()
 
     def reload_if_changed(self) -> bool:
@@ -404,8 +471,20 @@ class Assets:
             return False
         return True
 
-    def _scan(self) -> None:
+    def _open_cache(self):
+        if self.digest_cache is False:
+            return None
+        from .digestcache import DigestCache
+
+        location = None if self.digest_cache is True else os.fspath(self.digest_cache)
+        return DigestCache(self.roots, location, salt=f"{self.prefix}\0{self.rewrite_references}")
+
+    def _scan(self, cache=None) -> None:
+        """Index the roots. ``cache``, a DigestCache (refresh() passes one
+        when digest_cache allows), gives the digests of files unchanged
+        since an earlier start, which are then not read."""
         previous = self._assets
+        self._cache = cache
         # Resolved again at each scan: development mode follows a switched link.
         self.real_roots = [os.path.realpath(r) for r in self.roots]
         self._fresh = {}  # filled by _index_file, used by _link
@@ -414,8 +493,12 @@ class Assets:
         found: list[tuple[str, str, os.stat_result, dict, Asset | None]] = []
         seen: set[str] = set()
         self.memory_used = 0
+        # A file's stat is needed only to compare it with what is known of
+        # it; a first scan without a cache takes it from the read (fstat).
+        stat_files = bool(previous) or cache is not None
         for root in self.real_roots:
-            for path, abs_path, st, variant_paths in _walk(root, self.include_dotfiles):
+            for path, abs_path, st, variant_paths in _walk(root, self.include_dotfiles,
+                                                           stat_files):
                 if path in seen:
                     continue  # an earlier root wins
                 seen.add(path)
@@ -423,6 +506,8 @@ class Assets:
                 if old is not None and (old.abs_path != abs_path or not _unchanged(old, st)):
                     old = None
                 if old is not None:
+                    if cache is not None:
+                        cache.keep(abs_path)
                     # Counted whole, variants included; if a variant turns
                     # out changed, the count is high until the next scan,
                     # never low.
@@ -440,6 +525,8 @@ class Assets:
                 continue
         if self.rewrite_references:
             if self._bundlers:  # references to their hashed files: the bundler's URLs
+                from . import bundlers
+
                 bundlers.prepare(self, assets)
             self._link(assets, {path: v for path, _a, _s, v, _o in found})
         for path, _abs_path, _st, variant_paths, old in found:
@@ -457,29 +544,59 @@ class Assets:
         )
         self._assets = assets
         self._urls = {path: asset.url for path, asset in assets.items()}
+        self._cache = None
+        if cache is not None:
+            cache.save()
         if changed:
             self.generation += 1
         if self._bundlers:
+            from . import bundlers
+
             bundlers.apply(self)
 
     # -- internals ----------------------------------------------------------
 
-    def _index_file(self, path: str, abs_path: str, st: os.stat_result) -> Asset:
+    def _index_file(self, path: str, abs_path: str, st: os.stat_result | None) -> Asset:
         # The size and mtime recorded are those of the file we read (fstat),
         # so a file replaced between the scan and the read is never recorded
-        # with another file's validators.
-        try:
-            body, digest, st = self._read(abs_path)
-        except PermissionError as exc:
-            raise PermissionError(
-                f"bustware: cannot read {abs_path!r} ({exc.strerror}); make it readable "
-                "by this process, or move it out of the static root"
-            ) from None
-        if self.rewrite_references and _refs.kind_of(path) is not None:
-            body, digest, st = self._read_links(path, abs_path, body, digest, st)
+        # with another file's validators. ``st`` is the walk's stat, or None.
+        kind = _references().kind_of(path) if self.rewrite_references else None
+        cache = self._cache
+        entry = cache.get(abs_path, st) if cache is not None and st is not None else None
+        if entry is not None and entry[6] is False:
+            # Unchanged since a start digested it, and nothing to rewrite:
+            # not read (served from disk, as from a manifest).
+            body, digest = None, entry[5]
+        else:
+            try:
+                if kind is None:
+                    body, digest, st = self._read(abs_path)
+                    data = body
+                else:
+                    body, digest, st, data = self._read_source(abs_path, kind)
+            except PermissionError as exc:
+                raise PermissionError(
+                    f"bustware: cannot read {abs_path!r} ({exc.strerror}); make it readable "
+                    "by this process, or move it out of the static root"
+                ) from None
+            source_digest = digest
+            if kind is not None:
+                # References found at an earlier start, if these are the
+                # bytes they were found in: the tokenizer need not run again.
+                known = cache.links_of(entry) if entry is not None and entry[5] == digest \
+                    else None
+                body, digest, st = self._read_links(path, abs_path, body, digest, st, data,
+                                                    known)
+            if cache is not None:
+                cache.put(abs_path, st, source_digest, self._fresh.get(path))
         busted = self.extensions is None or path.lower().endswith(self.extensions)
         version = self._source(path, abs_path, digest, st.st_mtime) if busted else None
-        url = self.url_for_version(path, version)
+        # Content types by suffix: one string per type, not one per file.
+        dot = path.rfind(".")
+        suffix = path[dot:] if dot >= 0 else ""
+        ctype = self._types.get(suffix)
+        if ctype is None:
+            ctype = self._types[suffix] = content_type(path, self.charset)
         return Asset(
             path=path,
             abs_path=abs_path,
@@ -488,11 +605,13 @@ class Assets:
             mtime_ns=st.st_mtime_ns,
             digest=digest,
             version=version,
-            url=url,
-            content_type=content_type(path, self.charset),
+            url=self.url_for_version(path, version),
+            content_type=ctype,
             body=body,
             dev=st.st_dev,
             ino=st.st_ino,
+            variants=_EMPTY,
+            links=_EMPTY,
         )
 
     def _index_variants(self, paths: dict[str, str], old: Asset | None) -> dict[str, Variant]:
@@ -535,23 +654,60 @@ class Assets:
                 digest.update(chunk)
             return None, digest.hexdigest(), st
 
+    def _read_source(self, abs_path: str, kind: str
+                     ) -> tuple[bytes | None, str, os.stat_result, bytes | None]:
+        """_read() for a file that may hold references: also returns the
+        bytes to look for them in (the whole file, or a script's last 64 KiB
+        when it is too large to read whole), from the same single open."""
+        if type(self)._read is not _ASSETS_READ:
+            # A subclass (the build) or a test decides how files are read.
+            body, digest, st = self._read(abs_path)
+            return body, digest, st, body
+        f, st = open_regular(abs_path)
+        with f:
+            size = st.st_size
+            fits = size <= self.memory_threshold and self.memory_used + size <= self.memory_budget
+            if fits or kind != "js" or size <= _WHOLE_SCRIPT:
+                data = f.read()
+                digest = hashlib.sha256(data).hexdigest()
+                if fits and len(data) == size:
+                    self.memory_used += size
+                    return data, digest, st, data
+                return None, digest, st, data
+            h = hashlib.sha256()
+            tail = b""
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+                tail = (tail + chunk)[-_TAIL:] if len(chunk) < _TAIL else chunk[-_TAIL:]
+            return None, h.hexdigest(), st, tail
+
     # -- references between files (see bustware.references) ----------------
 
     def _read_links(self, path: str, abs_path: str, body: bytes | None, digest: str,
-                    st: os.stat_result) -> tuple[bytes | None, str, os.stat_result]:
+                    st: os.stat_result, data: bytes | None = None, known=None
+                    ) -> tuple[bytes | None, str, os.stat_result]:
         """Find the references into the prefix of a stylesheet or script that
-        _read() just digested. A file with any is read whole, as its served
+        _read_source() just digested (``data``: the bytes it read, whole or
+        a script's tail). A file with any is read whole, as its served
         bytes are computed from it (_link, which then holds or spills them);
         one without follows the memory policy."""
+        _refs = _references()
         counted = body is not None
-        if body is None:
-            if _refs.kind_of(path) == "js" and not self._tail_may_link(path, abs_path, st):
+        if body is None and data is not None and len(data) == st.st_size:
+            body = data  # read whole already: not held (yet), so not counted
+        elif body is None:
+            if known is None and _refs.kind_of(path) == "js" and not (
+                    _refs.find_links(data, path, self.prefix).links if data is not None
+                    else self._tail_may_link(path, abs_path, st)):
                 return None, digest, st  # a big script: only its end can name a map
             f, st = open_regular(abs_path)
             with f:
                 body = f.read()
-            digest = hashlib.sha256(body).hexdigest()
-        links = _refs.find_links(body, path, self.prefix)
+            reread = hashlib.sha256(body).hexdigest()
+            if reread != digest:
+                known = None  # changed since: search what is there now
+            digest = reread
+        links = known if known is not None else _refs.find_links(body, path, self.prefix)
         for line, message in links.problems:
             log.warning("bustware: %s line %d: %s", path, line, message)
         if not links.links:
@@ -565,6 +721,7 @@ class Assets:
         # Reading a large bundle whole just to look at its last lines would
         # double the startup reads; the last 64 KiB hold any source map
         # comment but an inline data: one, which is no link anyway.
+        _refs = _references()
         try:
             f, _st = open_regular(abs_path)
             with f:
@@ -597,6 +754,7 @@ class Assets:
         An asset whose file and whose references' URLs did not change since
         the last scan is kept as it is (autorefresh stays cheap).
         """
+        _refs = _references()
         fresh, self._fresh = self._fresh, {}
 
         def targets(path: str) -> Iterable[str]:
@@ -750,6 +908,24 @@ class Assets:
         return self.plain_url(path.lstrip("/"))
 
 
+_ASSETS_READ = Assets._read
+#: The empty ``variants`` and ``links`` of a record: one shared read-only
+#: mapping instead of two empty dicts per file (128 bytes of a record of
+#: about 900). Records are replaced (dataclasses.replace), never changed.
+_EMPTY: Mapping = MappingProxyType({})
+#: Scripts up to this size are read whole when they may name a source map
+#: (one open); larger ones are streamed, keeping their last _TAIL bytes.
+_WHOLE_SCRIPT = 8 << 20
+_TAIL = 65536
+_PLAIN = re.compile(r"[A-Za-z0-9_.\-~/]*\Z")
+
+
+def _quote(path: str) -> str:
+    # quote() costs microseconds a call; most static file names are plain
+    # ASCII that it would return unchanged, so they skip it.
+    return path if _PLAIN.match(path) else quote(path, safe="/")
+
+
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while an index is built.
@@ -806,8 +982,11 @@ def _held(item: Asset | Variant) -> int:
 _special_warned: set[str] = set()
 
 
-def _walk(root: str, include_dotfiles: bool):
+def _walk(root: str, include_dotfiles: bool, stat_files: bool = True):
     """Yield ``(path, abs_path, stat, variants)`` for every regular file.
+    With ``stat_files=False``, ``stat`` is None for files that are not
+    symlinks: their type comes from the directory listing (``d_type``),
+    without a ``stat`` call per file.
 
     Symlinks are followed only while they resolve inside the root; a link
     to one of its own ancestors (a loop) is not entered, found by the
@@ -840,7 +1019,7 @@ def _walk(root: str, include_dotfiles: bool):
         except OSError as exc:
             log.warning("bustware: cannot list %r: %s", directory, exc)
             continue
-        files: dict[str, tuple[str, os.stat_result]] = {}
+        files: dict[str, tuple[str, os.stat_result | None]] = {}
         for entry in entries:
             name = entry.name
             if name.startswith(".") and not include_dotfiles:
@@ -853,12 +1032,15 @@ def _walk(root: str, include_dotfiles: bool):
                 # no URL can carry (quote() raises on them).
                 log.warning("bustware: skipping %r: its name is not UTF-8", abs_path)
                 continue
-            if entry.is_symlink():
-                target = os.path.realpath(abs_path)
-                if os.path.commonpath([target, real_root]) != real_root:
-                    log.info("bustware: skipping %r: symlink leaves the root", abs_path)
-                    continue
             try:
+                if entry.is_symlink():
+                    target = os.path.realpath(abs_path)
+                    if os.path.commonpath([target, real_root]) != real_root:
+                        log.info("bustware: skipping %r: symlink leaves the root", abs_path)
+                        continue
+                elif not stat_files and entry.is_file(follow_symlinks=False):
+                    files[name] = (abs_path, None)
+                    continue
                 est = os.stat(abs_path)
             except OSError as exc:
                 # A dangling symlink or a loop is skipped silently; anything

@@ -111,35 +111,54 @@ class _Info:
     sha384: bytes
     body: bytes | None
     variants: dict[str, tuple[str, int]]  # encoding -> (object digest, size)
+    deferred: bool = False  # compression left to _record (see _digest_file)
 
 
 class Progress:
     """A one-line progress bar on a terminal (stderr); silent elsewhere."""
 
-    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30) -> None:
+    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.total = total
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
         self.done = 0
         self.bytes = 0
-        self._shown = 0.0
+        self._clock = clock
+        self._started = clock()
+        self._shown = float("-inf")
 
     def advance(self, nbytes: int) -> None:
         self.done += 1
         self.bytes += nbytes
-        now = time.monotonic()
+        now = self._clock()
         # Redrawing costs a write per file; ten times a second is enough.
         if now - self._shown >= 0.1 or self.done == self.total:
             self._shown = now
             filled = self.width * self.done // max(self.total, 1)
             bar = "#" * filled + "-" * (self.width - filled)
+            elapsed = now - self._started
+            pace = ""
+            if elapsed > 0:
+                rate = self.done / elapsed
+                left = round((self.total - self.done) / rate)
+                shown = f"{rate:.1f}" if rate < 10 else f"{rate:,.0f}"
+                pace = f", {shown} files/s, {_duration(left)} left"
             self.stream.write(f"\rbustware: [{bar}] {self.done}/{self.total} files, "
-                              f"{_size(self.bytes)}")
+                              f"{_size(self.bytes)}{pace}\x1b[K")
             self.stream.flush()
 
     def close(self) -> None:
         self.stream.write("\r\x1b[K")  # erase the bar; the summary follows
         self.stream.flush()
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def wants_progress(stream: TextIO, quiet: bool) -> bool:
@@ -196,7 +215,7 @@ def build(
     jobs: dict[str, tuple[int, str, bool, tuple[str, ...]]] = {}  # abs -> (root, path, ...)
     seen: set[str] = set()
     for i, r in enumerate(roots):
-        for path, abs_path, _st, variant_paths in _walk(r, include_dotfiles):
+        for path, abs_path, _st, variant_paths in _walk(r, include_dotfiles, False):
             if path in seen or is_own(abs_path):
                 continue
             seen.add(path)
@@ -214,9 +233,13 @@ def build(
     held = 0
     try:
         with ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 1) + 4)) as ex:
+            # A stylesheet or script may be rewritten (its references get
+            # versioned URLs): its codings are made once the index knows
+            # which bytes it serves (step 3), so no byte is compressed twice.
             futures = {
                 ex.submit(_digest_file, abs_path, wanted, store, keep > 0 and main,
-                          threshold): abs_path
+                          threshold, rewrite_references and _linkable(abs_path) is not None):
+                abs_path
                 for abs_path, (_i, _p, main, wanted) in jobs.items()
             }
             for future in as_completed(futures):
@@ -246,12 +269,22 @@ def build(
                           rewrite_references=rewrite_references,
                           bundler_manifest=bundler_manifest)
     files: dict[str, Any] = {}
-    for asset in assets:
-        entry = jobs.get(asset.abs_path) if asset.abs_path in jobs else None
-        source = infos.get(asset.abs_path)
-        if entry is None or source is None:
-            continue  # unreadable, or appeared after the walk
-        files[asset.path] = _record(asset, entry[0], source, encodings, store, infos)
+    pending: list[tuple[dict, dict, Any]] = []
+    with ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 1) + 4)) as ex:
+        for asset in assets:
+            entry = jobs.get(asset.abs_path) if asset.abs_path in jobs else None
+            source = infos.get(asset.abs_path)
+            if entry is None or source is None:
+                continue  # unreadable, or appeared after the walk
+            rec, variants, job = _record(asset, entry[0], source, encodings, store, infos)
+            files[asset.path] = rec
+            if job is not None:
+                pending.append((rec, variants, ex.submit(_compress, *job)))
+        for rec, variants, future in pending:
+            for encoding, (digest, size) in future.result().items():
+                variants.setdefault(encoding, {"object": digest, "size": size})
+            if variants:
+                rec["variants"] = variants
     report.files = len(files)
     report.variants = sum(len(r.get("variants", {})) for r in files.values())
 
@@ -318,7 +351,9 @@ def _own_files(manifest_path: str):
 
 
 def _digest_file(abs_path: str, encodings: tuple[str, ...], store: _Store,
-                 keep_bytes: bool, threshold: int) -> _Info:
+                 keep_bytes: bool, threshold: int, defer: bool = False) -> _Info:
+    """``defer``: the file may be rewritten; if it is read whole, leave its
+    compression to _record, which knows the bytes served."""
     f, st = open_regular(abs_path)  # a FIFO swapped in since the walk: an OSError
     with f:
         if st.st_size <= _WHOLE:
@@ -327,12 +362,13 @@ def _digest_file(abs_path: str, encodings: tuple[str, ...], store: _Store,
             sha384 = hashlib.sha384(data).digest()
             if keep_bytes:
                 store.put(data, sha256)
-            variants = _compress(data, encodings, store) if encodings else {}
+            variants = _compress(data, encodings, store) if encodings and not defer else {}
             # Stylesheets and scripts are searched for references by the
             # index, so their bytes are kept whatever their size: the index
             # must not read them a second time.
             keep = len(data) <= threshold or _linkable(abs_path) is not None
-            return _Info(st, sha256, sha384, data if keep else None, variants)
+            return _Info(st, sha256, sha384, data if keep else None, variants,
+                         bool(encodings) and defer)
         h256, h384 = hashlib.sha256(), hashlib.sha384()
         sink = store.open_temp() if keep_bytes else None
         try:
@@ -490,7 +526,10 @@ class _BuildAssets(Assets):
 
 
 def _record(asset, root_index: int, source: _Info, encodings: Sequence[str], store: _Store,
-            infos: dict[str, _Info]) -> dict[str, Any]:
+            infos: dict[str, _Info]) -> tuple[dict[str, Any], dict[str, Any], tuple | None]:
+    """The manifest record of one file, its variants so far, and the
+    compression still to do (arguments for _compress), if any: the caller
+    runs those in parallel and adds what they make to the variants."""
     rec: dict[str, Any] = {
         "root": root_index,
         "size": source.st.st_size,
@@ -499,6 +538,7 @@ def _record(asset, root_index: int, source: _Info, encodings: Sequence[str], sto
         "digest": asset.digest,
     }
     variants: dict[str, Any] = {}
+    job = None
     if asset.digest == source.sha256:
         rec["integrity"] = _sri(source.sha384)
         for encoding, variant in asset.variants.items():
@@ -512,6 +552,14 @@ def _record(asset, root_index: int, source: _Info, encodings: Sequence[str], sto
                 "digest": vinfo.sha256,
             }
         built = source.variants
+        if source.deferred:  # not rewritten after all: compress its own bytes
+            wanted = [e for e in encodings if e not in variants and is_compressible(asset.path)]
+            if wanted:
+                body = source.body
+                if body is None:
+                    with open(asset.abs_path, "rb") as f:
+                        body = f.read()
+                job = (body, wanted, store)
     else:
         # Served bytes differ from the file (references rewritten): they
         # live in the store, and so do their variants, made from them.
@@ -535,14 +583,15 @@ def _record(asset, root_index: int, source: _Info, encodings: Sequence[str], sto
                     data = f.read()
             built[encoding] = (_put(store, data), len(data))
         wanted = [e for e in encodings if e not in built and is_compressible(asset.path)]
-        built.update(_compress(body, wanted, store))
+        if wanted:
+            job = (body, wanted, store)
     for encoding, (digest, size) in built.items():
         if encoding in variants:
             continue
         variants[encoding] = {"object": digest, "size": size}
-    if variants:
+    if job is None and variants:
         rec["variants"] = variants
-    return rec
+    return rec, variants, job
 
 
 def _sri(sha384: bytes) -> str:
@@ -658,7 +707,7 @@ def verify(root: PathLike | Sequence[PathLike], manifest_path: PathLike, *,
     seen: set[str] = set()
     for r in roots:
         for path, abs_path, _st, _variants in _walk(
-                r, data["settings"].get("include_dotfiles", False)):
+                r, data["settings"].get("include_dotfiles", False), False):
             if path in seen or is_own(abs_path):
                 continue
             seen.add(path)

@@ -105,7 +105,16 @@ _TEXT_TYPES = frozenset(
 #: variant of their own.
 ENCODED_SUFFIXES = {".svgz": "gzip"}
 
-_BUILTIN = mimetypes.MimeTypes()
+_builtin: mimetypes.MimeTypes | None = None
+
+
+def _builtin_types() -> mimetypes.MimeTypes:
+    # Built on first use (about 3 ms): the overrides answer the common suffixes.
+    global _builtin
+    if _builtin is None:
+        _builtin = mimetypes.MimeTypes()
+    return _builtin
+
 
 # A media type with optional parameters (RFC 9110 8.3.1).
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
@@ -121,12 +130,11 @@ def content_type(name: str, charset: str = "utf-8") -> str:
     case-insensitive; an unknown one gives ``application/octet-stream``.
     """
     suffix = _suffix(name)
-    ctype = (
-        OVERRIDES.get(suffix)
-        or _BUILTIN.types_map[True].get(suffix)
-        or _BUILTIN.types_map[False].get(suffix)
-        or "application/octet-stream"
-    )
+    ctype = OVERRIDES.get(suffix)
+    if ctype is None:
+        types_map = _builtin_types().types_map
+        ctype = (types_map[True].get(suffix) or types_map[False].get(suffix)
+                 or "application/octet-stream")
     return _with_charset(ctype, charset)
 
 

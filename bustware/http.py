@@ -17,8 +17,6 @@ import threading
 from collections.abc import Iterable
 from typing import Union
 
-from werkzeug.http import parse_date, parse_etags, parse_range_header
-
 __all__ = [
     "ENCODING_PREFERENCE",
     "MAX_ACCEPT_ENCODING",
@@ -42,6 +40,22 @@ MAX_RANGE_HEADER = 1024
 #: parser loops in Python over its entity tags (0.9 ms for 8 KB of them), so
 #: a longer list is searched for our one tag instead (see _LongETags).
 MAX_ETAG_LIST = 1024
+
+
+def _werkzeug():
+    """werkzeug.http, imported on first use: importing any werkzeug module
+    runs its package __init__, which loads its development server and test
+    client (about 40 ms), and only conditional and Range requests need its
+    parsers."""
+    global _werkzeug_http
+    if _werkzeug_http is None:
+        import werkzeug.http
+
+        _werkzeug_http = werkzeug.http
+    return _werkzeug_http
+
+
+_werkzeug_http = None
 
 Ranges = list[tuple[int, int]]
 RangeResult = Union[Ranges, None]
@@ -80,7 +94,7 @@ def _etags(value: str):
         return _LongETags(value)
     # strip(): werkzeug's list parser reads a leading space as part of the
     # first tag.
-    return parse_etags(value.strip())
+    return _werkzeug().parse_etags(value.strip())
 
 
 class _LongETags:
@@ -131,7 +145,7 @@ def _date(value: str | None) -> int | None:
     if not value or value.count(",") > 1:
         return None
     try:
-        parsed = parse_date(value)
+        parsed = _werkzeug().parse_date(value)
     except OverflowError:
         # werkzeug catches ValueError only; a year such as 99999999999 makes
         # the stdlib raise OverflowError. An unparsable date is ignored.
@@ -160,7 +174,7 @@ def resolve_ranges(header: str, length: int) -> RangeResult:
         if not kept:
             return []
         header = f"{unit}={', '.join(kept)}"
-    parsed = parse_range_header(header)
+    parsed = _werkzeug().parse_range_header(header)
     if parsed is None or parsed.units != "bytes":
         return None
     ranges: Ranges = []

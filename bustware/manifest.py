@@ -189,12 +189,24 @@ def object_path(objects: str, digest: str) -> str:
 
 def read(path: PathLike) -> dict[str, Any]:
     """Load and validate the manifest at ``path``."""
-    return _read(path)[0]
+    return _read(os.fspath(path))[0]
 
 
-def _read(path: PathLike) -> tuple[dict[str, Any], tuple[int, int, int, int]]:
-    """The manifest and the identity of the file read (see _file_key)."""
-    name = os.fspath(path)
+def reread(path: str, identity: tuple) -> dict[str, Any]:
+    """The manifest at ``path`` if its file is still the one whose
+    ``identity`` (see load_into) was recorded."""
+    data, now = _read(path)
+    if now != identity:
+        raise ManifestError(
+            f"bustware: the manifest {path!r} changed since this index loaded it; "
+            "restart the process to serve the new one")
+    return data
+
+
+def _read(name: str) -> tuple[dict[str, Any], tuple[int, int, int, int]]:
+    """The manifest and the identity of the file read (see assets._file_key)."""
+    from .assets import _file_key
+
     try:
         with open(name, "rb") as f:
             key = _file_key(os.fstat(f.fileno()))
@@ -496,34 +508,47 @@ def _variant_objects(rec: dict, used: set[str]) -> None:
 
 
 def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str,
-               identities: dict[str, tuple[int, int]] | None = None) -> list[Problem]:
+               identities: dict[str, tuple[int, int]] | None = None,
+               mtimes: dict[str, int] | None = None) -> list[Problem]:
     """Every way the files on disk differ from what the manifest recorded:
     a file or an object missing, or its size or mtime changed; and files
     reached through a symlink that leads out of their root (``unsafe``).
-    With ``identities``, record each file's (st_dev, st_ino) there, by path."""
+    With ``identities``, record each file's and object's (st_dev, st_ino)
+    there, by path; with ``mtimes``, the real mtime of every object found
+    (object path -> mtime_ns), so that a loader does not stat them again."""
     problems: list[Problem] = []
-    objects = objects_dir(manifest_path)
+    objects_sep = objects_dir(manifest_path) + os.sep
+    sep = os.sep
     escapes = _Escapes(roots)
     dirs, links = escapes.dirs, escapes.links
+    # Concatenation, not os.path.join (which costs as much as the stat):
+    # the paths are validated relative paths and the roots absolute.
     for path, rec in data["files"].items():
-        abs_path = roots[rec["root"]] + os.sep + path
-        problem = _compare(abs_path, rec["size"], rec["mtime_ns"], identities, links)
+        root = roots[rec["root"]]
+        problem = _compare(root + sep + path, rec["size"], rec["mtime_ns"], identities, links)
         dirs.add((rec["root"], path.rpartition("/")[0]))
         if problem:
             problems.append(Problem(path, problem))
             continue
         served = rec.get("served")
         if served is not None:
-            problem = _compare(object_path(objects, served["object"]), served["size"], None)
+            obj = served["object"]
+            problem = _compare(f"{objects_sep}{obj[:2]}{sep}{obj}", served["size"], None,
+                               identities, mtimes=mtimes)
             if problem:
                 problems.append(Problem(path, f"its rewritten bytes are {problem}"))
-        for encoding, var in rec.get("variants", {}).items():
+        variants = rec.get("variants")
+        if not variants:
+            continue
+        for encoding, var in variants.items():
             if "file" in var:
-                var_path = roots[rec["root"]] + os.sep + var["file"]
-                problem = _compare(var_path, var["size"], var["mtime_ns"], identities, links)
+                problem = _compare(root + sep + var["file"], var["size"], var["mtime_ns"],
+                                   identities, links)
                 dirs.add((rec["root"], var["file"].rpartition("/")[0]))
             else:
-                problem = _compare(object_path(objects, var["object"]), var["size"], None)
+                obj = var["object"]
+                problem = _compare(f"{objects_sep}{obj[:2]}{sep}{obj}", var["size"], None,
+                                   identities, mtimes=mtimes)
             if problem:
                 problems.append(Problem(path, f"its {encoding} variant is {problem}"))
     return escapes.problems(data["files"]) + problems
@@ -531,7 +556,8 @@ def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str,
 
 def _compare(abs_path: str, size: int, mtime_ns: int | None,
              identities: dict[str, tuple[int, int]] | None = None,
-             links: set[str] | None = None) -> str | None:
+             links: set[str] | None = None,
+             mtimes: dict[str, int] | None = None) -> str | None:
     try:
         if links is None:
             st = os.stat(abs_path)
@@ -546,6 +572,8 @@ def _compare(abs_path: str, size: int, mtime_ns: int | None,
         return "missing"
     except OSError as exc:
         return f"unreadable ({exc.strerror})"
+    if mtimes is not None:
+        mtimes[abs_path] = st.st_mtime_ns
     if not stat.S_ISREG(st.st_mode):
         return "not a regular file"
     if st.st_size != size:
@@ -674,7 +702,7 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
     """Fill ``assets`` from the manifest: no file is read, and with
     ``check="off"`` none is even stat'ed. Files are streamed from disk by the
     middleware (``Asset.body`` stays ``None``)."""
-    from .assets import Asset, Variant  # assets imports this module lazily
+    from .assets import _EMPTY, Asset, Variant  # assets imports this module lazily
 
     if check not in CHECK_MODES:
         raise ValueError(
@@ -706,7 +734,7 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
     idents: dict[str, tuple[int, int]] = {}
     missing: set[str] = set()
     if check != "off":
-        problems = check_tree(data, roots, name, idents)
+        problems = check_tree(data, roots, name, idents, mtimes)
         unsafe = [p for p in problems if p.unsafe]
         if unsafe:
             # Not a stale file that "warn" may tolerate: the scan would
@@ -724,7 +752,8 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
                 )
             log.warning("%s", message)
             missing = {p.path for p in problems if p.reason == "missing"}
-        mtimes = _object_mtimes(files, objects, idents)
+            # check_tree skipped the objects of the files it found changed
+            mtimes = _object_mtimes(files, objects, idents)
 
     source = assets._source
     digest_versions = getattr(source, "name", "") == "digest"
@@ -734,14 +763,19 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
     charset = assets.charset
     types: dict[str, str] = {}
     result: dict[str, Asset] = {}
+    urls: dict[str, str] = {}
     sep = os.sep
     objects_sep = objects + sep
+    plain = _PLAIN.match
+    # This loop runs once per file at every production start: locals, no
+    # helper calls on the common path, one constructor call per record.
     for path, rec in files.items():
-        if path in missing:
+        if missing and path in missing:
             continue
         # Concatenation, not os.path.join: validated relative paths, and
         # join costs more than the rest of a record together.
-        abs_path = roots[rec["root"]] + sep + path
+        root = roots[rec["root"]]
+        abs_path = root + sep + path
         mtime_ns = rec["mtime_ns"]
         mtime = mtime_ns // 1_000_000_000
         if extensions is not None and not path.lower().endswith(extensions):
@@ -751,7 +785,9 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
             version = rec["version"] if digest_versions else \
                 source(path, abs_path, rec["digest"], mtime_ns / 1e9)
             url_path, query = build(path, version)
-            url = prefix + _quote(url_path) + (f"?{query}" if query else "")
+            url = prefix + (url_path if plain(url_path) else quote(url_path, safe="/"))
+            if query:
+                url = f"{url}?{query}"
         served = rec.get("served")
         if served is not None:
             obj = served["object"]
@@ -761,29 +797,31 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
             mtime = served.get("mtime", mtime)
         else:
             served_path, size, served_mtime = abs_path, rec["size"], mtime_ns
-        suffix = path[path.rfind("."):] if "." in path else ""
+        dot = path.rfind(".")
+        suffix = path[dot:] if dot >= 0 else ""
         ctype = types.get(suffix)
         if ctype is None:
             ctype = types[suffix] = content_type(path, charset)
-        asset = Asset(path=path, abs_path=served_path, size=size, mtime=mtime,
-                      mtime_ns=served_mtime, digest=rec["digest"], version=version, url=url,
-                      content_type=ctype)
-        asset.integrity = rec["integrity"]
-        if idents:
-            asset.dev, asset.ino = idents.get(served_path, (0, 0))
         variants = rec.get("variants")
-        if variants:
-            asset.variants = _variants(Variant, variants, roots[rec["root"]], objects_sep,
-                                       mtimes, idents)
-        result[path] = asset
+        ident = idents.get(served_path) if idents else None
+        dev, ino = ident if ident is not None else (0, 0)
+        result[path] = Asset(
+            path=path, abs_path=served_path, size=size, mtime=mtime, mtime_ns=served_mtime,
+            digest=rec["digest"], version=version, url=url, content_type=ctype,
+            variants=_variants(Variant, variants, root, objects_sep, mtimes, idents)
+            if variants else _EMPTY, links=_EMPTY, integrity=rec["integrity"],
+            dev=dev, ino=ino)
+        urls[path] = url
     old = _old_versions(assets, data, result, objects, Asset, Variant) if data["previous"] \
         else []
     assets.real_roots = roots
     assets.manifest_stat = manifest_stat
     assets._assets = result
-    assets._urls = {path: a.url for path, a in result.items()}
+    assets._urls = urls
     assets.old_versions = old
-    assets.manifest = data
+    # Not kept: its per-file records would double the index's memory
+    # (Assets.manifest reads it again, from the file of manifest_stat).
+    assets._manifest = None
     assets.manifest_path = name
     assets.generation += 1
     if assets._bundlers:
@@ -818,11 +856,6 @@ def _variants(variant_cls, variants: dict, root: str, objects_sep: str, mtimes: 
                                         mtimes.get(vpath, OBJECT_MTIME_NS),
                                         *idents.get(vpath, (0, 0)))
     return out
-
-
-def _file_key(st: os.stat_result) -> tuple[int, int, int, int]:
-    """What tells that the manifest was replaced or rewritten, in one ``stat``."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _object_mtimes(files: dict, objects: str, idents: dict | None = None) -> dict[str, int]:

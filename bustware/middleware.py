@@ -17,15 +17,15 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import unquote_to_bytes, urlsplit
-
-from werkzeug.http import http_date
 
 from . import assets as _assets
 from . import contenttypes, http
 from .assets import Asset, Assets, PathLike, Variant, gc_paused, open_regular
-from .livecompress import CompressOption, LiveCompressor, live_codings
+
+if TYPE_CHECKING:
+    from .livecompress import CompressOption
 
 __all__ = ["Bustware", "reload_changed"]
 
@@ -247,6 +247,9 @@ class Bustware:
         self._discover_reset()
         # Compression without a build step; in rewrite mode the app's view
         # sends the bytes, and what it sends is its own business.
+        # Imported here: the codecs and gzip are not needed to import bustware.
+        from .livecompress import LiveCompressor, live_codings
+
         codings = () if self._rewrite else live_codings(compress)
         self._live = LiveCompressor(self.assets, codings) if codings else None
         if self._live is not None and self.add_headers is not None:
@@ -873,8 +876,13 @@ def _not_found(environ: dict, start_response: Callable) -> Iterable[bytes]:
 @functools.lru_cache(maxsize=1024)
 def _http_date(mtime: int) -> str:
     # Files of one deploy share a handful of mtimes; formatting each date
-    # once keeps the startup of a large tree short.
-    return http_date(mtime)
+    # once keeps the startup of a large tree short. The standard library's
+    # IMF-fixdate (RFC 9110 5.6.7, English names whatever the locale),
+    # imported here: werkzeug's http_date would load all of werkzeug (about
+    # 40 ms) on the first request of any file.
+    from email.utils import formatdate
+
+    return formatdate(mtime, usegmt=True)
 
 
 def _wsgi_path(url: str) -> str:

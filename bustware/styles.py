@@ -53,6 +53,12 @@ class FilenameStyle(Style):
     name = "filename"
 
     def build(self, path: str, version: str) -> tuple[str, str]:
+        # The common case (a name with a suffix, no leading dot) by index
+        # arithmetic: built once per file at every start.
+        slash = path.rfind("/")
+        dot = path.rfind(".")
+        if dot > slash + 1 and path[slash + 1] != "." and slash != 0:
+            return f"{path[:dot]}.{version}{path[dot:]}", ""
         head, _, base = path.rpartition("/")
         lead = len(base) - len(base.lstrip("."))
         stem, dot, suffix = base[lead:].rpartition(".")

@@ -18,6 +18,19 @@ import webob
 from werkzeug.test import Client
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_home(tmp_path_factory):
+    """Digest caches (autorefresh=True turns one on) go to a directory of the
+    test run, never to the user's ~/.cache."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache-home"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
 def make_tree(root: Path, files: Mapping[str, bytes | str]) -> Path:
     """Write ``{relative path: content}`` under ``root`` and return it."""
     for rel, content in files.items():

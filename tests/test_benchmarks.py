@@ -111,6 +111,18 @@ def test_url_helpers_startup_and_servers_are_reported(tiny):
     assert ("manifest" in startup) != any(
         line.startswith("manifest support not available") for line in results["skipped"])
     assert "### Startup: 200 files" in stdout
+    # Issue 13's rows: the small-files tree, the scale trees, import time.
+    assert results["small"]["restart"]["files"] == 100
+    assert set(results["scale"]) == {"50", "150"}
+    for files, steps in results["scale"].items():
+        assert {"assets-nobytes", "restart"} <= set(steps)
+        assert all(r["files"] == int(files) for k, r in steps.items()
+                   if k not in ("whitenoise", "servestatic"))
+    assert "### Scale: start and memory by tree size" in stdout
+    assert results["import"]["bustware"] > 0
+    for target in ("cold index within 1.5x of hashlib alone", "`import bustware` in at most",
+                   "at most 1 KB of index memory per file, 150 files"):
+        assert f"| {target}" in stdout, target
 
     if not skipped(results, "gunicorn"):
         assert {"gunicorn bare", "gunicorn bustware"} <= set(results["e2e"]["checked"])

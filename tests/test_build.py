@@ -49,6 +49,34 @@ def test_every_file_is_read_once(tree, monkeypatch):
     assert sorted(opened) == sorted(str(root / p) for p in ("a.css", "b/c.js", "b/d.txt"))
 
 
+def test_every_byte_is_compressed_once(tree, monkeypatch):
+    # A stylesheet whose references are rewritten is compressed from its
+    # served bytes only, never also from its source; a first build into an
+    # empty store removes nothing.
+    png = b"\x89PNG" + bytes(range(256)) * 4
+    root = tree({"css/app.css": TEXT + b"a{background:url(../img/a.png)}\n",
+                 "css/plain.css": TEXT, "js/app.js": TEXT.replace(b".rule", b"var r"),
+                 "img/a.png": png})
+    calls = []
+    real = b.compress_bytes
+
+    def counting(data, encoding, *args, **kwargs):
+        calls.append((hashlib.sha256(data).hexdigest(), encoding))
+        return real(data, encoding, *args, **kwargs)
+
+    monkeypatch.setattr(b, "compress_bytes", counting)
+    report = b.build(root, compress=["gzip", "br"])
+    assert report.objects_removed == 0
+    files = load(root)["files"]
+    served = {files[p]["digest"] for p in ("css/app.css", "css/plain.css", "js/app.js")}
+    assert sorted(calls) == sorted((d, e) for d in served for e in ("gzip", "br"))
+    rewritten = objects(root)[files["css/app.css"]["served"]["object"]]
+    assert b"/static/img/a." in rewritten
+    gz = files["css/app.css"]["variants"]["gzip"]["object"]
+    assert gzip.decompress(objects(root)[gz]) == rewritten
+    assert set(objects(root)) == mf.referenced_objects(load(root))
+
+
 def test_rebuilding_an_unchanged_tree_writes_the_same_manifest(tree):
     root = tree({"a.css": TEXT, "js/app.js": TEXT * 2, "img/x.png": b"\x89PNG" + bytes(300)})
     b.build(root, compress=["gzip", "br", "zstd"], keep=1)
@@ -219,6 +247,22 @@ def test_progress_bar_draws_on_a_terminal_only(monkeypatch):
     bar.close()
     assert "[##########] 2/2 files, 2.0 KB" in out.getvalue()
     assert out.getvalue().endswith("\r\x1b[K")
+
+
+def test_progress_bar_shows_files_per_second_and_time_left():
+    now = [100.0]
+    out = io.StringIO()
+    bar = b.Progress(1000, out, width=4, clock=lambda: now[0])
+    now[0] = 102.0
+    bar.advance(2048)  # 1 file in 2 s: 0.5 files/s, 999 files left
+    now[0] = 102.05
+    for _ in range(398):
+        bar.advance(1)  # under a tenth of a second since the last draw: not drawn
+    now[0] = 110.0
+    bar.advance(1)  # 400 files in 10 s: 40 files/s, 600 left: 15 s
+    assert out.getvalue() == (
+        "\rbustware: [----] 1/1000 files, 2.0 KB, 0.5 files/s, 33m18s left\x1b[K"
+        "\rbustware: [#---] 400/1000 files, 2.4 KB, 40 files/s, 15s left\x1b[K")
 
 
 def test_build_uses_the_progress_factory(tree):
