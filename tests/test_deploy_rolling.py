@@ -225,23 +225,29 @@ def test_a_file_swapped_for_a_fifo_is_a_404_without_blocking(tree, autorefresh):
         unblock_fifo(fifo)
 
 
+def fifo_once_walked(monkeypatch, module, root: Path, rel: str) -> Path:
+    """Make ``module``'s walk turn ``root/rel`` into a FIFO right after it
+    lists it as a regular file, before anything reads it."""
+    real_walk = module._walk
+    path = root / rel
+
+    def racing_walk(*args):
+        for item in real_walk(*args):
+            if item[0] == rel:
+                path.unlink()
+                os.mkfifo(path)
+            yield item
+
+    monkeypatch.setattr(module, "_walk", racing_walk)
+    return path
+
+
 def test_a_fifo_swapped_in_while_indexing_is_skipped_with_a_warning(tree, monkeypatch,
                                                                     caplog):
     import bustware.assets as assets_module
 
     root = tree({"js/app.js": JS1, "css/site.css": b"p{}"})
-    fifo = root / "js/app.js"
-    real_walk = assets_module._walk
-
-    def racing_walk(*args):
-        # The walk saw a regular file; it becomes a FIFO before it is read.
-        for item in real_walk(*args):
-            if item[0] == "js/app.js":
-                fifo.unlink()
-                os.mkfifo(fifo)
-            yield item
-
-    monkeypatch.setattr(assets_module, "_walk", racing_walk)
+    fifo = fifo_once_walked(monkeypatch, assets_module, root, "js/app.js")
     try:
         with caplog.at_level(logging.WARNING, logger="bustware"):
             t, result = bounded(lambda: Assets(root))
@@ -257,17 +263,7 @@ def test_a_fifo_swapped_in_while_building_is_a_warning(tree, monkeypatch):
     import bustware.build as build_module
 
     root = tree({"js/app.js": JS1, "css/site.css": b"p{}"})
-    fifo = root / "js/app.js"
-    real_walk = build_module._walk
-
-    def racing_walk(*args):
-        for item in real_walk(*args):
-            if item[0] == "js/app.js":
-                fifo.unlink()
-                os.mkfifo(fifo)
-            yield item
-
-    monkeypatch.setattr(build_module, "_walk", racing_walk)
+    fifo = fifo_once_walked(monkeypatch, build_module, root, "js/app.js")
     try:
         t, result = bounded(lambda: b.build(root))
         assert not t.is_alive(), "the build blocked on the FIFO"
