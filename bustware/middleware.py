@@ -301,6 +301,14 @@ class Bustware:
         if ("HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MODIFIED_SINCE" in environ
                 or "HTTP_RANGE" in environ or "HTTP_IF_MATCH" in environ
                 or "HTTP_IF_UNMODIFIED_SINCE" in environ):
+            if (environ.get("HTTP_IF_NONE_MATCH") == rep.quoted_etag
+                    and "HTTP_IF_MATCH" not in environ
+                    and "HTTP_IF_UNMODIFIED_SINCE" not in environ):
+                # The browser's revalidation, answered here as
+                # respond.conditional would: going through a Reply record
+                # costs a 304 half as much again (0.73 -> 1.08 us).
+                start_response("304 Not Modified", rep.headers_304[kind][:])
+                return []
             return self._wsgi(environ, start_response,
                               respond.conditional(environ, method, rep, kind))
         if method == "HEAD":
