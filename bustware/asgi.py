@@ -144,7 +144,8 @@ class BustwareASGI:
 
 
 def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    # Lowercase names, as the ASGI spec writes them and HTTP/2 requires.
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
 async def _send_reply(send: Send, reply: Reply) -> None:
