@@ -9,10 +9,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import re
 import sys
 
 import pytest
 from conftest import Response, free_port, make_tree, serving
+from examples import readme
 from test_http import assert_lint_clean
 from test_http_gunicorn import raw_get
 
@@ -59,15 +61,15 @@ async def app(scope, receive, send):
 '''
 
 
-def command(server: str, port: int) -> list[str]:
+def command(server: str, port: int, target: str = "asgiapp:app") -> list[str]:
     if server == "uvicorn":
         return [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
-                "--no-access-log", "asgiapp:app"]
+                "--no-access-log", target]
     if server == "hypercorn":
         return [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}",
-                "asgiapp:app"]
+                target]
     return [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", "1", "--no-ws", "asgiapp:app"]
+            "--port", str(port), "--workers", "1", "--no-ws", target]
 
 
 @pytest.fixture(scope="module", params=["uvicorn", "hypercorn", "granian"])
@@ -131,3 +133,25 @@ def test_a_streamed_file(served):
     # granian offers http.response.pathsend: the whole file goes by it.
     used = int(page.body.rpartition(b"=")[2])
     assert used >= 1 if server == "granian" else used == 0
+
+
+def test_the_readme_starlette_quick_start_under_uvicorn(tmp_path):
+    pytest.importorskip("starlette")
+    readme.write("asgi", tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    env.pop("PYTHONDEVMODE", None)
+    env.pop("DEBUG", None)
+    port = free_port()
+    with serving(command("uvicorn", port, "app:app"), port, cwd=tmp_path, env=env,
+                 timeout=30) as proc:
+        status, _, page = raw_get(proc.url, "/")
+        assert status == 200
+        urls = re.findall(r'(?:href|src)="([^"]+)"', page.decode())
+        assets = Assets(tmp_path / "static")
+        assert urls == [assets.url("css/app.css"), assets.url("js/app.js")]
+        assert all(re.fullmatch(r"/static/(css|js)/app\.[0-9a-f]{12}\.(css|js)", u)
+                   for u in urls)
+        for url, rel in zip(urls, ("static/css/app.css", "static/js/app.js")):
+            r = fetch(proc.url, url)
+            assert (r.status, r.body) == (200, readme.STATIC[rel])
+            assert r.header("Cache-Control") == IMMUTABLE
