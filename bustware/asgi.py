@@ -157,8 +157,9 @@ async def _send_reply(send: Send, reply: Reply) -> None:
 
 async def _stream(scope: Scope, receive: Receive, send: Send, o: Opened) -> None:
     """Send an opened file: by the server's ``pathsend`` when it offers it
-    and the body is the whole file, else in bounded reads in a thread. A
-    client that disconnects stops the reads; the file is always closed."""
+    and the body is the whole file, else by its ``zerocopysend`` when it
+    offers that, else in bounded reads in a thread. A client that
+    disconnects stops the reads; the file is always closed."""
     fd = o.f.fileno()
     try:
         start = {"type": "http.response.start", "status": int(o.status[:3]),
@@ -172,6 +173,20 @@ async def _stream(scope: Scope, receive: Receive, send: Send, o: Opened) -> None
             # path-based sender (nginx, X-Sendfile) has too.
             await send(start)
             await send({"type": "http.response.pathsend", "path": os.path.abspath(o.path)})
+            return
+        if "http.response.zerocopysend" in extensions:
+            # The server sends from our open file (sendfile); it has done so
+            # when send() returns, so the file is closed after.
+            await send(start)
+            last = len(o.pieces) - 1
+            for i, piece in enumerate(o.pieces):
+                if isinstance(piece, bytes):
+                    await send({"type": "http.response.body", "body": piece,
+                                "more_body": i < last})
+                else:
+                    await send({"type": "http.response.zerocopysend", "file": o.f,
+                                "offset": piece[0], "count": piece[1] - piece[0],
+                                "more_body": i < last})
             return
         gone = asyncio.ensure_future(_disconnected(receive))
         try:

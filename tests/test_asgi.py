@@ -235,3 +235,46 @@ def test_a_non_ascii_path(site):
     assert "%C3%A9" in url
     r = via_asgi(mw, url)
     assert (r.status, r.body) == (200, b"cafe")
+
+
+def test_zerocopysend_when_the_server_offers_it(site):
+    mw = BustwareASGI(None, site, memory_threshold=1024, compress=False)
+    offers = {"http.response.zerocopysend": {}}
+    seen = []
+
+    def check(sent):
+        # What a server does with each message: sendfile from the open file.
+        body = b""
+        for m in sent[1:]:
+            if m["type"] == "http.response.zerocopysend":
+                assert not m["file"].closed
+                body += os.pread(m["file"].fileno(), m["count"], m["offset"])
+            else:
+                body += m["body"]
+        return body
+
+    async def server_send(app, scope):
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+            seen.append(check([None, message]) if message["type"] != "http.response.start"
+                        else b"")
+
+        await app(scope, receive, send)
+        return sent
+
+    sent = asyncio.run(server_send(mw, asgi_scope(mw.url("big.bin"), extensions=offers)))
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.zerocopysend"]
+    assert sent[1]["more_body"] is False and sent[1]["file"].closed  # closed after
+    assert b"".join(seen) == BIG
+    seen.clear()
+    scope = asgi_scope(mw.url("big.bin"), headers={"Range": "bytes=0-1,-2"}, extensions=offers)
+    sent = asyncio.run(server_send(mw, scope))
+    kinds = ["http.response.body", "http.response.zerocopysend"] * 2 + ["http.response.body"]
+    assert [m["type"] for m in sent[1:]] == kinds
+    body = b"".join(seen)
+    assert body == via_asgi(mw, mw.url("big.bin"), headers={"Range": "bytes=0-1,-2"}).body
