@@ -38,6 +38,9 @@ _HEADERS = {
     b"if-range": "HTTP_IF_RANGE",
 }
 
+#: Those that send a request off the common path (bustware.asgi._answered).
+_PRECONDITIONS = frozenset(_HEADERS) - {b"accept-encoding", b"if-none-match"}
+
 
 class BustwareASGI:
     """ASGI middleware serving the files of an :class:`Assets` index under
@@ -96,7 +99,20 @@ class BustwareASGI:
         if route is None and not path.startswith(core.prefix):
             return await self._app(scope, receive, send)
         method = scope["method"]
-        query = scope.get("query_string", b"").decode("latin-1")
+        if (route is not None and route[1] <= PLAIN and (method == "GET" or method == "HEAD")
+                and route[0].identity is not None and not core._rewrite):
+            # The common requests first. dict() reads the header list in C
+            # (the loop below costs a static hit 1.5 us for ten browser
+            # headers); a repeated field (HTTP/2 splits Cookie) takes the
+            # loop, which joins repeats.
+            raw = scope["headers"]
+            fields = dict(raw)
+            if len(fields) == len(raw) and fields.keys().isdisjoint(_PRECONDITIONS):
+                ae = fields.get(b"accept-encoding")
+                inm = fields.get(b"if-none-match")
+                if await _answered(route, method, None if ae is None else ae.decode("latin-1"),
+                                   None if inm is None else inm.decode("latin-1"), send):
+                    return
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:
             key = _HEADERS.get(name)
@@ -104,6 +120,7 @@ class BustwareASGI:
                 # Repeated fields joined with a comma, as WSGI servers do.
                 value = value.decode("latin-1")
                 headers[key] = f"{headers[key]},{value}" if key in headers else value
+        query = scope.get("query_string", b"").decode("latin-1")
         if route is not None and route[1] <= PLAIN and route[0].identity is not None:
             decision = core._decide(path, query, method, headers)
         else:
@@ -141,6 +158,36 @@ class BustwareASGI:
             await send(message)
 
         return await self._app(scope, receive, set_policy)
+
+
+async def _answered(route: tuple, method: str, accept_encoding: str | None,
+                    if_none_match: str | None, send: Send) -> bool:
+    """The common requests, answered as ``Bustware._decide`` would, from
+    header lists encoded once per file: a GET or HEAD of a file in memory,
+    and a browser's revalidation; the request has no other precondition
+    and no Range. (Through the records, a static hit costs twice as much.)
+    False: the request takes the general path."""
+    entry, kind = route
+    rep = entry.identity
+    if entry.offers is not None:
+        rep = entry.reps[entry.owner._negotiator.choose(accept_encoding, entry.offers)]
+    asgi = rep.asgi
+    if asgi is None:
+        asgi = rep.asgi = (tuple(_encode(h) for h in rep.headers),
+                           tuple(_encode(h) for h in rep.headers_304))
+    if if_none_match is None and (rep.body is not None or method == "HEAD"):
+        # A copy: outer middleware may append to the list.
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": asgi[0][kind][:]})
+        await send({"type": "http.response.body",
+                    "body": rep.body if method == "GET" else b""})
+        return True
+    if if_none_match is not None and if_none_match == rep.quoted_etag:
+        await send({"type": "http.response.start", "status": 304,
+                    "headers": asgi[1][kind][:]})
+        await send({"type": "http.response.body", "body": b""})
+        return True
+    return False
 
 
 def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

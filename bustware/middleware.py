@@ -54,8 +54,9 @@ _MISSING_POLICIES = ("404", "app")
 class _Rep:
     """One representation of a file: identity or a precompressed variant."""
 
-    __slots__ = ("abs_path", "body", "content_type", "dev", "digest", "encoding", "etag",
-                 "headers", "headers_304", "ino", "mtime", "mtime_ns", "quoted_etag", "size")
+    __slots__ = ("abs_path", "asgi", "body", "content_type", "dev", "digest", "encoding",
+                 "etag", "headers", "headers_304", "ino", "mtime", "mtime_ns", "quoted_etag",
+                 "size")
 
     def __init__(self, encoding: str, src: Asset | Variant, asset: Asset, mtime_ns: int) -> None:
         self.encoding = encoding
@@ -74,6 +75,9 @@ class _Rep:
         self.mtime_ns = mtime_ns
         self.headers: tuple[list, list, list] = ([], [], [])
         self.headers_304: tuple[list, list, list] = ([], [], [])
+        #: headers and headers_304 as ASGI byte pairs, made by bustware.asgi
+        #: on first use.
+        self.asgi: tuple | None = None
 
 
 class _Entry:

@@ -278,3 +278,23 @@ def test_zerocopysend_when_the_server_offers_it(site):
     assert [m["type"] for m in sent[1:]] == kinds
     body = b"".join(seen)
     assert body == via_asgi(mw, mw.url("big.bin"), headers={"Range": "bytes=0-1,-2"}).body
+
+
+def test_repeated_fields_and_the_common_path_agree(site):
+    """The common path reads headers with dict() (the last of a repeated
+    field); a repeated field must take the path that joins them."""
+    (site / "css" / "long.css").write_bytes(b".a { color: red }\n" * 200)
+    mw = BustwareASGI(None, site)  # compression without a build: gzip, br...
+    url = mw.url("css/long.css")
+    run_asgi(mw, asgi_scope(url))  # its first request: built in a thread
+    one = run_asgi(mw, asgi_scope(url, headers={"Accept-Encoding": "gzip"}))
+    assert headers_of(one[0])["content-encoding"] == "gzip"
+    scope = asgi_scope(url)
+    scope["headers"] += [(b"cookie", b"a=1"), (b"cookie", b"b=2"),
+                         (b"accept-encoding", b"gzip;q=0.9"), (b"accept-encoding", b"br;q=0.1")]
+    two = run_asgi(mw, scope)
+    assert headers_of(two[0])["content-encoding"] == "gzip"  # the last alone says br
+    # The header list sent is the caller's to change.
+    one[0]["headers"].append((b"x-outer", b"1"))
+    again = run_asgi(mw, asgi_scope(url, headers={"Accept-Encoding": "gzip"}))
+    assert b"x-outer" not in dict(again[0]["headers"])
