@@ -38,7 +38,7 @@ _HEADERS = {
     b"if-range": "HTTP_IF_RANGE",
 }
 
-#: Those that send a request off the common path (bustware.asgi._answered).
+#: Those that send a request off the common path (see BustwareASGI.__call__).
 _PRECONDITIONS = frozenset(_HEADERS) - {b"accept-encoding", b"if-none-match"}
 
 
@@ -108,10 +108,32 @@ class BustwareASGI:
             raw = scope["headers"]
             fields = dict(raw)
             if len(fields) == len(raw) and fields.keys().isdisjoint(_PRECONDITIONS):
-                ae = fields.get(b"accept-encoding")
+                # Answered as core._decide would, from header lists encoded
+                # once per file: a GET or HEAD of a file in memory, and a
+                # browser's revalidation. (Through the records of
+                # bustware.respond, a static hit costs twice as much.)
+                entry, kind = route
+                rep = entry.identity
+                if entry.offers is not None:
+                    ae = fields.get(b"accept-encoding")
+                    rep = entry.reps[core._negotiator.choose(
+                        None if ae is None else ae.decode("latin-1"), entry.offers)]
+                asgi = rep.asgi
+                if asgi is None:
+                    asgi = rep.asgi = _encoded(rep)
                 inm = fields.get(b"if-none-match")
-                if await _answered(route, method, None if ae is None else ae.decode("latin-1"),
-                                   None if inm is None else inm.decode("latin-1"), send):
+                if inm is None:
+                    if rep.body is not None or method == "HEAD":
+                        # A copy: outer middleware may append to the list.
+                        await send({"type": "http.response.start", "status": 200,
+                                    "headers": asgi[0][kind][:]})
+                        await send({"type": "http.response.body",
+                                    "body": rep.body if method == "GET" else b""})
+                        return
+                elif inm == asgi[2]:
+                    await send({"type": "http.response.start", "status": 304,
+                                "headers": asgi[1][kind][:]})
+                    await send({"type": "http.response.body", "body": b""})
                     return
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:
@@ -160,34 +182,11 @@ class BustwareASGI:
         return await self._app(scope, receive, set_policy)
 
 
-async def _answered(route: tuple, method: str, accept_encoding: str | None,
-                    if_none_match: str | None, send: Send) -> bool:
-    """The common requests, answered as ``Bustware._decide`` would, from
-    header lists encoded once per file: a GET or HEAD of a file in memory,
-    and a browser's revalidation; the request has no other precondition
-    and no Range. (Through the records, a static hit costs twice as much.)
-    False: the request takes the general path."""
-    entry, kind = route
-    rep = entry.identity
-    if entry.offers is not None:
-        rep = entry.reps[entry.owner._negotiator.choose(accept_encoding, entry.offers)]
-    asgi = rep.asgi
-    if asgi is None:
-        asgi = rep.asgi = (tuple(_encode(h) for h in rep.headers),
-                           tuple(_encode(h) for h in rep.headers_304))
-    if if_none_match is None and (rep.body is not None or method == "HEAD"):
-        # A copy: outer middleware may append to the list.
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": asgi[0][kind][:]})
-        await send({"type": "http.response.body",
-                    "body": rep.body if method == "GET" else b""})
-        return True
-    if if_none_match is not None and if_none_match == rep.quoted_etag:
-        await send({"type": "http.response.start", "status": 304,
-                    "headers": asgi[1][kind][:]})
-        await send({"type": "http.response.body", "body": b""})
-        return True
-    return False
+def _encoded(rep: Any) -> tuple:
+    """A representation's header lists (by kind of URL) and 304 header
+    lists as ASGI byte pairs, and its quoted ETag as bytes."""
+    return (tuple(_encode(h) for h in rep.headers), tuple(_encode(h) for h in rep.headers_304),
+            rep.quoted_etag.encode("latin-1"))
 
 
 def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
