@@ -31,6 +31,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import adoption  # noqa: E402
 import apps  # noqa: E402
+import asgi_inprocess  # noqa: E402
 import e2e  # noqa: E402
 import hostile_e2e  # noqa: E402
 import inprocess  # noqa: E402
@@ -39,7 +40,8 @@ import tree  # noqa: E402
 
 README = HERE / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-SECTIONS = ("inprocess", "url", "startup", "scale", "e2e", "adoption", "hostile", "hostile-e2e")
+SECTIONS = ("inprocess", "url", "startup", "scale", "e2e", "adoption", "hostile", "hostile-e2e",
+            "asgi")
 
 #: Per mode: in-process rounds and batch seconds, startup tree, startup
 #: rounds, e2e rounds, e2e seconds per wrk run, filler files in the site,
@@ -269,6 +271,8 @@ def markdown(results: dict) -> str:
                 cells.append(cell)
             w(f"| {label} | " + " | ".join(cells) + " |")
         w("")
+    if results.get("asgi"):
+        w(asgi_inprocess.markdown(results["asgi"], cfg))
     if results.get("hostile"):
         w(inprocess.hostile_markdown(results["hostile"]))
     if results.get("hostile_e2e"):
@@ -533,6 +537,17 @@ def main(argv: list[str] | None = None) -> int:
         log(f"in-process requests: {', '.join(names)}")
         results["inprocess"] = inprocess.requests(
             site, names, cfg["rounds"], cfg["batch"], lambda s: log(f"in-process: {s}"))
+    if "asgi" in sections:
+        asgi_names = []
+        for name in asgi_inprocess.IMPLEMENTATIONS:
+            why = asgi_inprocess.missing(name)
+            if why:
+                skip(skipped, why)
+            else:
+                asgi_names.append(name)
+        log(f"in-process requests under ASGI: {', '.join(asgi_names)}")
+        results["asgi"] = asgi_inprocess.requests(
+            site, asgi_names, cfg["rounds"], cfg["batch"], lambda s: log(f"asgi: {s}"))
     if "hostile" in sections:
         log("in-process requests under hostile Accept-Encoding values")
         results["hostile"] = inprocess.hostile_accept_encoding(

@@ -9,5 +9,14 @@
 from .assets import Asset, AssetNotFound, Assets, Variant
 from .middleware import Bustware
 
-__all__ = ["Asset", "AssetNotFound", "Assets", "Bustware", "Variant"]
+__all__ = ["Asset", "AssetNotFound", "Assets", "Bustware", "BustwareASGI", "Variant"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # The ASGI middleware loads asyncio (about 30 ms): only for who asks.
+    if name == "BustwareASGI":
+        from .asgi import BustwareASGI
+
+        return BustwareASGI
+    raise AttributeError(f"module 'bustware' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """Django integration.
 
-``wsgi.py``::
+``wsgi.py`` (or ``asgi.py``, with ``get_asgi_application()``)::
 
     application = bustware.django.wrap(get_wsgi_application())
 
@@ -137,11 +137,13 @@ def url(path: str) -> str:
         raise AssetNotFound(_missing_message(path)) from None
 
 
-def wrap(application: Callable, **overrides: Any) -> Bustware:
-    """Wrap Django's WSGI application: versioned URLs under ``STATIC_URL``
-    are answered by bustware (``mode="serve"``), or stripped of their version
-    and passed to Django's static view (``mode="rewrite"``). ``overrides``
-    win over ``settings.BUSTWARE``."""
+def wrap(application: Callable, **overrides: Any) -> Any:
+    """Wrap Django's WSGI application (a :class:`Bustware`) or its ASGI one
+    (``get_asgi_application()``: a :class:`bustware.BustwareASGI`):
+    versioned URLs under ``STATIC_URL`` are answered by bustware
+    (``mode="serve"``), or stripped of their version and passed to Django's
+    static view (``mode="rewrite"``). ``overrides`` win over
+    ``settings.BUSTWARE``."""
     unknown = sorted(set(overrides) - set(MIDDLEWARE_OPTIONS))
     if unknown:
         raise TypeError(
@@ -150,7 +152,20 @@ def wrap(application: Callable, **overrides: Any) -> Bustware:
         )
     opts = {k: v for k, v in options().items() if k in MIDDLEWARE_OPTIONS}
     opts.update(overrides)
+    if _is_asgi(application):
+        from .asgi import BustwareASGI
+
+        return BustwareASGI(application, get_assets(), **opts)
     return Bustware(application, get_assets(), **opts)
+
+
+def _is_asgi(application: Callable) -> bool:
+    # Django's ASGIHandler is an object with an async __call__; a WSGI
+    # application never is a coroutine function.
+    import inspect
+
+    return (inspect.iscoroutinefunction(application)
+            or inspect.iscoroutinefunction(type(application).__call__))
 
 
 class BustwareStorage(StaticFilesStorage):

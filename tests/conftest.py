@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import os
@@ -9,8 +10,10 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from urllib.parse import unquote
 from wsgiref.util import FileWrapper
 
 import pytest
@@ -90,6 +93,77 @@ def via_webob(app, path: str, method: str = "GET", headers=None, query: str = ""
         req.headers[k] = v
     resp = req.get_response(app)
     return Response(resp.status_code, list(resp.headerlist), resp.body)
+
+
+def run_asgi(app, scope: dict, *, disconnect_after: int | None = None) -> list[dict]:
+    """What an ASGI server does with an app for one request: call it with
+    the scope, hand it an empty request body, collect what it sends. With
+    ``disconnect_after``, the client leaves once that many body messages
+    have come. Checks the order of the messages (start, body..., last)."""
+    sent: list[dict] = []
+    bodies = asyncio.Event()
+
+    async def receive():
+        if not getattr(receive, "asked", False):
+            receive.asked = True  # type: ignore[attr-defined]
+            return {"type": "http.request", "body": b"", "more_body": False}
+        if disconnect_after is None:
+            await asyncio.Event().wait()  # the client stays until cancelled
+        await bodies.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        assert not sent or sent[-1].get("more_body", False) or \
+            sent[-1]["type"] == "http.response.start", f"{message} after the end"
+        sent.append(message)
+        if disconnect_after is not None and \
+                sum(m["type"] == "http.response.body" for m in sent) >= disconnect_after:
+            bodies.set()
+        await asyncio.sleep(0)  # a server yields to the loop on each write
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def asgi_scope(path: str, method: str = "GET", headers=None, query: str = "",
+               extensions: dict | None = None) -> dict:
+    """The scope of an HTTP request as an ASGI server builds it (header
+    names lowercased, path percent-decoded)."""
+    return {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1", "method": method, "scheme": "http",
+        "path": unquote(path), "raw_path": path.encode("latin-1"),
+        "query_string": query.encode("latin-1"), "root_path": "",
+        "headers": [(b"host", b"testserver"),
+                    *((k.lower().encode("latin-1"), v.encode("latin-1"))
+                      for k, v in (headers or {}).items())],
+        "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+        "extensions": extensions or {},
+    }
+
+
+_ASGI_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def via_asgi(app, path: str, method: str = "GET", headers=None, query: str = "") -> Response:
+    """Calls a BustwareASGI; given a Bustware, the ASGI middleware that
+    decides with that Bustware's very routes and options (so that one test
+    table runs through both protocols)."""
+    from bustware import Bustware, BustwareASGI
+
+    if isinstance(app, Bustware):
+        twin = _ASGI_TWINS.get(app)
+        if twin is None:
+            twin = _ASGI_TWINS[app] = BustwareASGI._sharing(app)
+        app = twin
+    sent = run_asgi(app, asgi_scope(path, method, headers, query))
+    start, bodies = sent[0], sent[1:]
+    assert start["type"] == "http.response.start", sent
+    assert bodies and all(m["type"] == "http.response.body" for m in bodies), sent
+    assert not bodies[-1].get("more_body", False), "the response never ended"
+    return Response(start["status"],
+                    [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]],
+                    b"".join(m.get("body", b"") for m in bodies))
 
 
 @pytest.fixture(params=["werkzeug", "webob"])

@@ -165,3 +165,17 @@ def test_wrk_report_parsing_and_e2e_table():
     assert "| nginx (sendfile, from disk) | 8,000 | | 1.00 | | | |" in text
     assert ("| behind granian, static hits at least 75% of the bare app's requests/s "
             "| 90% | met |") in text
+
+
+@pytest.mark.server
+def test_asgi_request_table(tiny):
+    stdout, _, results = tiny
+    table = results["asgi"]
+    assert list(table)[:2] == ["bare", "bustware"]
+    for name in ("servestatic", "starlette"):
+        assert (name in table) != skipped(results, f"asgi {name}"), name
+    for name, row in table.items():
+        assert set(row) == {"hit_css", "not_modified", "pass"}, name
+    # bustware timed what each row is about: its own answers, right bytes.
+    assert all(cell["note"] == "" for cell in table["bustware"].values()), table["bustware"]
+    assert "### In-process cost of a request under ASGI" in stdout

@@ -10,7 +10,7 @@ import re
 import sys
 
 import pytest
-from conftest import make_tree, via_werkzeug
+from conftest import make_tree, via_asgi, via_werkzeug
 from django.conf import settings
 from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
 from django.core.checks import WARNING, CheckMessage, run_checks
@@ -69,6 +69,22 @@ def test_wrapped_wsgi_application_serves_them(production):
     r = via_werkzeug(application, "/hello")
     assert (r.status, r.body) == (200, b"django:hello")
     r = via_werkzeug(application, f"/static/css/app.{'0' * 12}.css")
+    assert (r.status, r.body, r.header("Cache-Control")) == (200, CSS, "no-store")
+
+
+def test_wrapped_asgi_application_serves_them(production):
+    from django.core.asgi import get_asgi_application
+
+    from bustware import BustwareASGI
+
+    application = bustware.django.wrap(get_asgi_application())
+    assert isinstance(application, BustwareASGI)
+    for url, body in zip(page_urls(), (CSS, JS)):
+        r = via_asgi(application, url)
+        assert (r.status, r.body, r.header("Cache-Control")) == (200, body, IMMUTABLE), url
+    r = via_asgi(application, "/hello")
+    assert (r.status, r.body) == (200, b"django:hello")
+    r = via_asgi(application, f"/static/css/app.{'0' * 12}.css")
     assert (r.status, r.body, r.header("Cache-Control")) == (200, CSS, "no-store")
 
 

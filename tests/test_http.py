@@ -2,8 +2,9 @@
 precompressed variants, headers and methods.
 
 The heart of this file is a table of request -> response cases (``CASES``).
-Each case runs through both test clients, and every response is checked three
-ways: what the case expects (status, headers, exact body bytes); what holds
+Each case runs through both WSGI test clients and through the ASGI
+middleware (``fetch``), and every response is checked three ways: what the
+case expects (status, headers, exact body bytes); what holds
 for every response of its kind (Content-Length equals the body, Vary on
 every answer about a file that has variants, 304 header set, compressed
 bodies decompress to the original, HEAD equals GET minus the body); and
@@ -27,7 +28,7 @@ from typing import Any, Union
 import brotli
 import pytest
 import zstandard
-from conftest import Response, make_tree, via_werkzeug
+from conftest import Response, make_tree, via_asgi, via_webob, via_werkzeug
 from httplint import HttpRequestLinter, HttpResponseLinter, levels
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,6 +38,15 @@ from bustware import Bustware
 from bustware import middleware as middleware_module
 from bustware.compress import compress_file
 from bustware.http import MAX_RANGES, EncodingNegotiator, resolve_ranges
+
+
+@pytest.fixture(params=["werkzeug", "webob", "asgi"])
+def fetch(request):
+    """Every request of this file through both test clients of the WSGI
+    middleware and through the ASGI middleware deciding with the same
+    routes (bustware.asgi), from one table."""
+    return {"werkzeug": via_werkzeug, "webob": via_webob, "asgi": via_asgi}[request.param]
+
 
 # -- the fixture tree ---------------------------------------------------------
 

@@ -63,3 +63,12 @@ def test_an_integration_imports_what_it_uses(integration):
     loaded = modules_after(f"import bustware.{integration}")
     own = {"webob"} if integration == "pyramid" else set()  # pyramid is built on webob
     assert sorted(m for m in HEAVY if m in loaded and m not in own) == []
+
+
+def test_the_asgi_middleware_and_asyncio_load_on_first_use():
+    # asyncio alone takes ~30 ms to import; a WSGI process never needs it.
+    loaded = modules_after("import bustware\nfrom bustware import Assets, Bustware")
+    assert not {"bustware.asgi", "asyncio"} & loaded
+    loaded = modules_after("import bustware\nassert bustware.BustwareASGI.__name__ == "
+                           "'BustwareASGI'")
+    assert {"bustware.asgi", "asyncio"} <= loaded

@@ -1,0 +1,288 @@
+"""The ASGI middleware: the decisions of bustware.respond, sent as ASGI
+messages. What to answer is decided by the same code as under WSGI (a
+:class:`~bustware.middleware.Bustware` kept as the core, never called as a
+WSGI app); this module only moves bytes, and keeps the disk off the event
+loop: opening, reading, first builds and development rescans run in a
+thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Mapping, MutableMapping, Sequence
+from typing import Any, Callable
+from urllib.parse import quote_from_bytes, unquote_to_bytes
+
+from . import respond
+from .assets import Assets, PathLike
+from .middleware import _BLOCK, PLAIN, Bustware
+from .respond import FileReply, Opened, Reply
+
+__all__ = ["BustwareASGI"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: The request headers bustware.respond and bustware.http read, by their
+#: ASGI name (lowercase, as the ASGI spec has servers send them) -> CGI name.
+_HEADERS = {
+    b"accept-encoding": "HTTP_ACCEPT_ENCODING",
+    b"if-none-match": "HTTP_IF_NONE_MATCH",
+    b"if-match": "HTTP_IF_MATCH",
+    b"if-modified-since": "HTTP_IF_MODIFIED_SINCE",
+    b"if-unmodified-since": "HTTP_IF_UNMODIFIED_SINCE",
+    b"range": "HTTP_RANGE",
+    b"if-range": "HTTP_IF_RANGE",
+}
+
+#: Those that send a request off the common path (see BustwareASGI.__call__).
+_PRECONDITIONS = frozenset(_HEADERS) - {b"accept-encoding", b"if-none-match"}
+
+
+class BustwareASGI:
+    """ASGI middleware serving the files of an :class:`Assets` index under
+    versioned URLs, and passing every other request, and every scope that
+    is not ``http`` (lifespan, websocket), to ``app``.
+
+    Takes the arguments of :class:`~bustware.Bustware`; ``root`` may be a
+    ready :class:`Assets`, so that a WSGI and an ASGI application of one
+    process share one index.
+    """
+
+    def __init__(self, app: ASGIApp | None, root: PathLike | Sequence[PathLike] | Assets,
+                 prefix: str = "/static/", **options: Any) -> None:
+        if app is not None and not callable(app):
+            raise TypeError(f"bustware: app={app!r} is not an ASGI application (not callable)")
+        # The core's app is only ever checked (rewrite mode needs one),
+        # never called: requests for the app go to self._app, as ASGI.
+        core = Bustware(app, root, prefix, **options)
+        self._bind(core, app)
+
+    @classmethod
+    def _sharing(cls, core: Bustware, app: ASGIApp | None = None) -> BustwareASGI:
+        """An ASGI middleware deciding with ``core``'s very routes and
+        options (the test suite runs its HTTP table through both)."""
+        self = cls.__new__(cls)
+        self._bind(core, app)
+        return self
+
+    def _bind(self, core: Bustware, app: ASGIApp | None) -> None:
+        self._core = core
+        self._app: ASGIApp = app if app is not None else _no_app
+        self.assets = core.assets
+        self.prefix = core.prefix
+        # As on Bustware: the index's own bound method, for templates.
+        self.url = core.assets.url  # type: ignore[method-assign]
+
+    def url(self, path: str) -> str:  # replaced per instance by _bind
+        """The versioned URL of ``path``; see :meth:`Assets.url`."""
+        return self.assets.url(path)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self._app(scope, receive, send)
+        core = self._core
+        if core._autorefresh:
+            # A rescan stats the whole tree: never on the event loop.
+            await asyncio.to_thread(core._sync)
+        path = scope["path"]
+        if not path.isascii():
+            # Routes are keyed as WSGI paths: the latin-1 reading of the
+            # percent-decoded bytes (bustware.middleware._wsgi_path).
+            raw = scope.get("raw_path")
+            path = (unquote_to_bytes(raw.decode("latin-1")) if raw
+                    else path.encode("utf-8", "surrogateescape")).decode("latin-1")
+        route = core._routes.get(path)
+        if route is None and not path.startswith(core.prefix):
+            return await self._app(scope, receive, send)
+        method = scope["method"]
+        if (route is not None and route[1] <= PLAIN and (method == "GET" or method == "HEAD")
+                and route[0].identity is not None and not core._rewrite):
+            # The common requests first. dict() reads the header list in C
+            # (the loop below costs a static hit 1.5 us for ten browser
+            # headers); a repeated field (HTTP/2 splits Cookie) takes the
+            # loop, which joins repeats.
+            raw = scope["headers"]
+            fields = dict(raw)
+            if len(fields) == len(raw) and fields.keys().isdisjoint(_PRECONDITIONS):
+                # Answered as core._decide would, from header lists encoded
+                # once per file: a GET or HEAD of a file in memory, and a
+                # browser's revalidation. (Through the records of
+                # bustware.respond, a static hit costs twice as much.)
+                entry, kind = route
+                rep = entry.identity
+                if entry.offers is not None:
+                    ae = fields.get(b"accept-encoding")
+                    rep = entry.reps[core._negotiator.choose(
+                        None if ae is None else ae.decode("latin-1"), entry.offers)]
+                asgi = rep.asgi
+                if asgi is None:
+                    asgi = rep.asgi = _encoded(rep)
+                inm = fields.get(b"if-none-match")
+                if inm is None:
+                    if rep.body is not None or method == "HEAD":
+                        # A copy: outer middleware may append to the list.
+                        await send({"type": "http.response.start", "status": 200,
+                                    "headers": asgi[0][kind][:]})
+                        await send({"type": "http.response.body",
+                                    "body": rep.body if method == "GET" else b""})
+                        return
+                elif inm == asgi[2]:
+                    await send({"type": "http.response.start", "status": 304,
+                                "headers": asgi[1][kind][:]})
+                    await send({"type": "http.response.body", "body": b""})
+                    return
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            key = _HEADERS.get(name)
+            if key is not None:
+                # Repeated fields joined with a comma, as WSGI servers do.
+                value = value.decode("latin-1")
+                headers[key] = f"{headers[key]},{value}" if key in headers else value
+        query = scope.get("query_string", b"").decode("latin-1")
+        if route is not None and route[1] <= PLAIN and route[0].identity is not None:
+            decision = core._decide(path, query, method, headers)
+        else:
+            # A file's first request (its headers built, perhaps a variant
+            # compressed), a path to look up or a version to discover (a
+            # manifest read): in a thread.
+            decision = await asyncio.to_thread(core._decide, path, query, method, headers)
+        if type(decision) is Reply:
+            return await _send_reply(send, decision)
+        if type(decision) is FileReply:
+            opened = await asyncio.to_thread(core._open_file, decision)
+            if type(opened) is Reply:
+                return await _send_reply(send, opened)
+            return await _stream(scope, receive, send, opened)
+        if decision.path is None:
+            return await self._app(scope, receive, send)
+        return await self._rewritten(scope, receive, send, decision)
+
+    async def _rewritten(self, scope: Scope, receive: Receive, send: Send,
+                         d: respond.ToApp) -> None:
+        """Rewrite mode: the app's static view answers for the plain path;
+        a 2xx or 304 of it gets the cache policy the URL earned."""
+        raw = d.path.encode("latin-1")  # type: ignore[union-attr]
+        scope = {**scope, "path": raw.decode("utf-8", "replace"),
+                 "raw_path": quote_from_bytes(raw, safe="/").encode("ascii")}
+        policy = (b"cache-control", d.cache_control.encode("latin-1"))  # type: ignore[union-attr]
+
+        async def set_policy(message: Mapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if 200 <= status < 300 or status == 304:
+                    headers = [(k, v) for k, v in message.get("headers", ())
+                               if k.lower() not in (b"cache-control", b"expires")]
+                    message = {**message, "headers": [*headers, policy]}
+            await send(message)
+
+        return await self._app(scope, receive, set_policy)
+
+
+def _encoded(rep: Any) -> tuple:
+    """A representation's header lists (by kind of URL) and 304 header
+    lists as ASGI byte pairs, and its quoted ETag as bytes."""
+    return (tuple(_encode(h) for h in rep.headers), tuple(_encode(h) for h in rep.headers_304),
+            rep.quoted_etag.encode("latin-1"))
+
+
+def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    # Lowercase names, as the ASGI spec writes them and HTTP/2 requires.
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+async def _send_reply(send: Send, reply: Reply) -> None:
+    # In memory: the whole body in one message.
+    await send({"type": "http.response.start", "status": int(reply.status[:3]),
+                "headers": _encode(reply.headers)})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+async def _stream(scope: Scope, receive: Receive, send: Send, o: Opened) -> None:
+    """Send an opened file: by the server's ``pathsend`` when it offers it
+    and the body is the whole file, else by its ``zerocopysend`` when it
+    offers that, else in bounded reads in a thread. A client that
+    disconnects stops the reads; the file is always closed."""
+    fd = o.f.fileno()
+    try:
+        start = {"type": "http.response.start", "status": int(o.status[:3]),
+                 "headers": _encode(o.headers)}
+        extensions = scope.get("extensions") or {}
+        if ("http.response.pathsend" in extensions and o.whole_file()
+                and o.pieces[0][0] == 0):  # type: ignore[index]
+            # The server sends the path itself (granian: from Rust, no
+            # Python in the loop). o.path was just checked to be the
+            # indexed bytes; a swap in between is the race any
+            # path-based sender (nginx, X-Sendfile) has too.
+            await send(start)
+            await send({"type": "http.response.pathsend", "path": os.path.abspath(o.path)})
+            return
+        if "http.response.zerocopysend" in extensions:
+            # The server sends from our open file (sendfile); it has done so
+            # when send() returns, so the file is closed after.
+            await send(start)
+            last = len(o.pieces) - 1
+            for i, piece in enumerate(o.pieces):
+                if isinstance(piece, bytes):
+                    await send({"type": "http.response.body", "body": piece,
+                                "more_body": i < last})
+                else:
+                    await send({"type": "http.response.zerocopysend", "file": o.f,
+                                "offset": piece[0], "count": piece[1] - piece[0],
+                                "more_body": i < last})
+            return
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await send(start)
+            loop = asyncio.get_running_loop()
+            for piece in o.pieces:
+                if isinstance(piece, bytes):
+                    await send({"type": "http.response.body", "body": piece,
+                                "more_body": True})
+                    continue
+                at, stop = piece
+                while at < stop:
+                    if gone.done():
+                        return  # the client left: read no more
+                    # os.pread: no shared file position, so no seek to race.
+                    chunk = await loop.run_in_executor(
+                        None, os.pread, fd, min(_BLOCK, stop - at), at)
+                    if not chunk:
+                        return  # truncated under us: the server sees a short body
+                    at += len(chunk)
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            gone.cancel()
+    finally:
+        o.f.close()
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client has gone (``http.disconnect``)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The app of a BustwareASGI given none: 404 for HTTP, a lifespan that
+    starts and stops, websockets refused."""
+    kind = scope["type"]
+    if kind == "http":
+        return await _send_reply(send, respond.status_reply(scope["method"], "404 Not Found"))
+    if kind == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if kind == "websocket":
+        await send({"type": "websocket.close", "code": 1000})
