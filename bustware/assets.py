@@ -635,15 +635,19 @@ class Assets:
                                          st.st_mtime_ns, st.st_dev, st.st_ino)
         return variants
 
+    def _fits(self, size: int) -> bool:
+        """Whether ``size`` more bytes may be held under the memory policy."""
+        return size <= self.memory_threshold and self.memory_used + size <= self.memory_budget
+
     def _read(self, abs_path: str) -> tuple[bytes | None, str, os.stat_result]:
         """Digest the file; keep its bytes if it fits the memory policy."""
         f, st = open_regular(abs_path)
         with f:
             size = st.st_size
-            if size <= self.memory_threshold and self.memory_used + size <= self.memory_budget:
-                body = f.read(size)
-                if len(body) == size:
-                    self.memory_used += size
+            if self._fits(size):
+                body, st = _read_whole(f, st)
+                if len(body) == st.st_size and self._fits(len(body)):
+                    self.memory_used += len(body)
                     return body, hashlib.sha256(body).hexdigest(), st
                 # Truncated while we read: keep nothing. The file's mtime has
                 # moved on from st, so requests serve it uncached and the next
@@ -666,12 +670,12 @@ class Assets:
         f, st = open_regular(abs_path)
         with f:
             size = st.st_size
-            fits = size <= self.memory_threshold and self.memory_used + size <= self.memory_budget
+            fits = self._fits(size)
             if fits or kind != "js" or size <= _WHOLE_SCRIPT:
-                data = f.read()
+                data, st = _read_whole(f, st)
                 digest = hashlib.sha256(data).hexdigest()
-                if fits and len(data) == size:
-                    self.memory_used += size
+                if fits and len(data) == st.st_size and self._fits(len(data)):
+                    self.memory_used += len(data)
                     return data, digest, st, data
                 return None, digest, st, data
             h = hashlib.sha256()
@@ -865,9 +869,8 @@ class Assets:
         memory if the memory policy allows, else in a private file: they
         exist nowhere else, and the budget is a promise. Returns
         ``(data, None)`` or ``(None, path)``."""
-        size = len(data)
-        if size <= self.memory_threshold and self.memory_used + size <= self.memory_budget:
-            self.memory_used += size
+        if self._fits(len(data)):
+            self.memory_used += len(data)
             return data, None
         return None, self._spill(data, digest)
 
@@ -948,6 +951,24 @@ def gc_paused() -> Iterator[None]:
 def _remove_spill_dir(path: str, owner_pid: int) -> None:
     if os.getpid() == owner_pid:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _read_whole(f, st: os.stat_result) -> tuple[bytes, os.stat_result]:
+    """Read the open file whole, with the fstat that goes with what was read.
+
+    A file rewritten in place while we read it (truncated, then written: an
+    editor or a build writing without a rename) reads short. Read again, a
+    few times: a file whose bytes and digest do not match its fstat is not
+    held, and is then streamed from disk, where a later in-place rewrite of
+    equal size within one timestamp tick cannot be told apart."""
+    data = f.read()
+    for _ in range(3):
+        if len(data) == st.st_size:
+            break
+        f.seek(0)
+        st = os.fstat(f.fileno())
+        data = f.read()
+    return data, st
 
 
 def _unchanged(asset: Asset, st: os.stat_result) -> bool:

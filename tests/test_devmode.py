@@ -299,3 +299,25 @@ def test_scan_during_a_route_rebuild_is_not_lost(tree):
     r = via_werkzeug(mw, n_url)
     assert (r.status, r.body, r.header("Cache-Control")) == (200, b"new", IMMUTABLE)
     assert n_url in mw._routes
+
+
+def test_a_file_rewritten_in_place_while_read_is_held_as_read(tree, monkeypatch):
+    """The scan's fstat, then an in-place rewrite (truncate and write: no
+    rename), then its read: the bytes read are one state of the file, held
+    with their own size and digest, not streamed from disk later under a
+    digest of bytes nobody holds (which a rewrite of equal size within one
+    timestamp tick would then serve as immutable)."""
+    root = tree({"css/a.css": b"before the edit, longer"})
+    real_open = bustware.assets.open_regular
+
+    def rewritten_after_fstat(path):
+        f, st = real_open(path)
+        with open(path, "wb") as w:  # truncate and write, as write_bytes does
+            w.write(b"after")
+        return f, st
+
+    monkeypatch.setattr(bustware.assets, "open_regular", rewritten_after_fstat)
+    asset = Assets(root)["css/a.css"]
+    assert asset.body == b"after"
+    assert asset.size == len(b"after") == os.stat(root / "css/a.css").st_size
+    assert asset.digest == hashlib.sha256(b"after").hexdigest()
