@@ -421,7 +421,9 @@ def test_a_build_without_keep_leaves_what_the_running_process_serves(tmp_path):
     assert os.path.exists(gen2_css)  # generation 2's processes may still run
 
 
-def test_prune_releases_the_replaced_builds_bytes_and_says_so(tmp_path):
+def v1_served_then_v2_built(tmp_path: Path) -> bytes:
+    """v1 built and current, v2 built beside it (step 1 of a deploy, no
+    --keep): the bytes v1's processes serve for its rewritten stylesheet."""
     release(tmp_path, "v1", {"css/app.css": CSS1, "img/logo.png": b"P"})
     release(tmp_path, "v2", {"css/app.css": CSS2, "img/logo.png": b"P"})
     build(tmp_path, "v1")
@@ -429,6 +431,11 @@ def test_prune_releases_the_replaced_builds_bytes_and_says_so(tmp_path):
     css1 = Assets(tmp_path / "current/static",
                   manifest=manifest(tmp_path))["css/app.css"].served_bytes()
     build(tmp_path, "v2")
+    return css1
+
+
+def test_prune_releases_the_replaced_builds_bytes_and_says_so(tmp_path):
+    css1 = v1_served_then_v2_built(tmp_path)
     assert object_file(tmp_path, css1).exists()
     report = b.prune(manifest(tmp_path), keep=0)
     assert report.retired_released == 1 and report.objects_removed == 1
@@ -442,13 +449,7 @@ def test_rebuilding_the_same_release_keeps_the_promise(tmp_path):
     """Several hosts sharing a store build the same release one after the
     other: the second build changes nothing, and deletes nothing the first
     one kept for the processes of the release before."""
-    release(tmp_path, "v1", {"css/app.css": CSS1, "img/logo.png": b"P"})
-    release(tmp_path, "v2", {"css/app.css": CSS2, "img/logo.png": b"P"})
-    build(tmp_path, "v1")
-    switch(tmp_path, "v1")
-    css1 = Assets(tmp_path / "current/static",
-                  manifest=manifest(tmp_path))["css/app.css"].served_bytes()
-    build(tmp_path, "v2")
+    css1 = v1_served_then_v2_built(tmp_path)
     build(tmp_path, "v2")
     assert object_file(tmp_path, css1).exists()
 
