@@ -70,6 +70,19 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def available(module, skipped: list[str]) -> list[str]:
+    """The names of ``module.IMPLEMENTATIONS`` that can run here; each one
+    that cannot is listed in ``skipped`` with the reason."""
+    names = []
+    for name in module.IMPLEMENTATIONS:
+        why = module.missing(name)
+        if why:
+            skip(skipped, why)
+        else:
+            names.append(name)
+    return names
+
+
 def skip(skipped: list[str], message: str) -> None:
     skipped.append(message)
     print(f"skipped: {message}", flush=True)
@@ -525,26 +538,14 @@ def main(argv: list[str] | None = None) -> int:
     skipped: list[str] = []
     results: dict = {"config": cfg, "machine": machine(), "skipped": skipped}
     site = tree.site(work, cfg["fillers"])
-    names = []
-    for name in apps.IMPLEMENTATIONS:
-        why = apps.missing(name)
-        if why:
-            skip(skipped, why)
-        else:
-            names.append(name)
+    names = available(apps, skipped)
 
     if "inprocess" in sections:
         log(f"in-process requests: {', '.join(names)}")
         results["inprocess"] = inprocess.requests(
             site, names, cfg["rounds"], cfg["batch"], lambda s: log(f"in-process: {s}"))
     if "asgi" in sections:
-        asgi_names = []
-        for name in asgi_inprocess.IMPLEMENTATIONS:
-            why = asgi_inprocess.missing(name)
-            if why:
-                skip(skipped, why)
-            else:
-                asgi_names.append(name)
+        asgi_names = available(asgi_inprocess, skipped)
         log(f"in-process requests under ASGI: {', '.join(asgi_names)}")
         results["asgi"] = asgi_inprocess.requests(
             site, asgi_names, cfg["rounds"], cfg["batch"], lambda s: log(f"asgi: {s}"))
