@@ -873,7 +873,9 @@ def _escape(url: str, context: str) -> str:
     """``url`` as text that reads back as ``url`` in ``context``."""
     if _NOTHING_TO_ESCAPE.fullmatch(url):
         return url  # most URLs; quote() alone costs several times this check
-    url = quote(url, safe=_URL_SAFE)  # ASCII only from here on
+    # ASCII only from here on; a byte that was not UTF-8 in the stylesheet
+    # (read as a lone surrogate) is percent-encoded as itself.
+    url = quote(url, safe=_URL_SAFE, errors="surrogateescape")
     if context in ('"', "'"):
         return url.replace("\\", "\\\\").replace(context, "\\" + context)
     if context == "(":

@@ -319,6 +319,21 @@ def test_charset_rule_is_honoured():
     assert [link.target for link in found.links] == ["ça.png"]
 
 
+def test_bytes_that_are_not_utf8_after_a_reference_are_percent_encoded(tmp_path):
+    # The query of a reference to an indexed file held a byte that is not
+    # UTF-8: escaping the new URL raised UnicodeEncodeError and the whole
+    # index failed to build.
+    static = tmp_path / "static"
+    static.mkdir()
+    (static / "x.png").write_bytes(b"png")
+    (static / "a.css").write_bytes(b"a{b:url(x.png?\xff#\xfe)}")
+    from bustware import Assets
+
+    assets = Assets(static)
+    url = assets.url("x.png")
+    assert assets["a.css"].served_bytes() == f"a{{b:url({url}?%FF#%FE)}}".encode()
+
+
 def test_utf16_files_are_not_rewritten():
     css = "a{b:url(x.png)}".encode("utf-16")
     found = find_links(css, "app.css", "/static/")
@@ -386,6 +401,10 @@ tricky_pieces = st.sampled_from([
     "/*# sourceMappingURL=m.map */", "/*@ sourceMappingURL=n.map*/", "sourceMappingURL=",
     "url( 'q.png' )", 'url("a b")', "url(a b)", "url(a\\)b)", 'src("s.png")', "url(é.png)",
     'image-set("i.png" 1x)', "@import 'i.css';", '"\\41 \\\n"', "'\\f101'",
+    # a name that ends just before "(" in a token the tokenizer began earlier
+    "\\'url(", "#\\(url(", "3\\'", "@a\\'",
+    # an escaped CRLF inside a string; one URL written two ways
+    "\\\r\n", '"\\\r\n"', "'\\41\r\n'", "url(x.png)", "url(x\\.png)", "url('x\\2e png')",
 ])
 
 
@@ -481,7 +500,9 @@ def test_rewrite_and_escape_as_before(text, url):
     found = find_links(data, "css/app.css", "/static/")
     replacements = [(link.reference, url + link.target) for link in found.links]
     out, splices = rewrite(data, replacements)
-    assert (out, splices) == oracle.rewrite(data, replacements)
+    if not any("\udc80" <= c <= "\udcff" for _ref, new in replacements for c in new):
+        # (on a byte that is not UTF-8, the oracle raises: see above)
+        assert (out, splices) == oracle.rewrite(data, replacements)
     assert restore(out, splices) == data
 
 
