@@ -825,7 +825,7 @@ def _resolve(url: str, directory: Callable[[], str], prefix: str) -> tuple[str, 
     """resolve(), given a function that returns the referrer's directory URL
     (find_links computes it once a file, and only if a reference is relative)."""
     url = url.strip(_C0_SPACE)
-    if not url or url[0] in "#?" or _SCHEME.match(url):
+    if not url or url[0] in "#?" or (":" in url and _SCHEME.match(url)):
         return None
     query, fragment = url.find("?"), url.find("#")
     cut = len(url) if query < 0 and fragment < 0 else \
@@ -840,7 +840,9 @@ def _resolve(url: str, directory: Callable[[], str], prefix: str) -> tuple[str, 
     path = _remove_dot_segments(path)
     if not path.startswith(prefix):
         return None
-    target = unquote(path[len(prefix):], errors="strict")
+    target = path[len(prefix):]
+    if "%" in target:
+        target = unquote(target, errors="strict")
     if not target:
         return None
     return target, suffix
