@@ -560,23 +560,13 @@ def _css_references(s: str, raw: bool = False) -> list[_Found]:
             m = function(s, i)
             function_at = n if m is None else m.start()
         p = min(comment_at, string1_at, string2_at, escape_at, import_at, function_at)
-        if p == function_at < n:
-            name = s[p - 3:p].lower()
-            length = 3 if name != "set" else 17 if s[p - 10:p - 9] == "-" else 9
-            if p - length < i:
-                # The name began before the token boundary i: the
-                # tokenizer read it as part of another token ("@\69mport\'url(").
-                m = function(s, p + 1)
-                function_at = n if m is None else m.start()
-                continue
         # i is a token boundary, the stack is empty and nothing is expected.
-        k = p
-        if p < n and p in (escape_at, import_at, function_at):
-            # The tokenizer starts at the last token boundary before p.
-            while k > i and s[k - 1] not in _TOKEN_ENDS:
-                k -= 1
-        if sourcemap is not None and _WS_RUN.match(s, i, k).end() != k:  # type: ignore[union-attr]
+        if p in (string1_at, string2_at) and p < n:
+            i = _string_end(s, p)
             sourcemap = None
+            continue
+        if sourcemap is not None and _WS_RUN.match(s, i, p).end() != p:  # type: ignore[union-attr]
+            sourcemap = None  # a token between the comment and here
         if p == n:
             break
         if p == comment_at:
@@ -586,29 +576,38 @@ def _css_references(s: str, raw: bool = False) -> list[_Found]:
             if comment:
                 sourcemap = comment
             continue
-        if p in (string1_at, string2_at):
-            i = _string_end(s, p)
-            sourcemap = None
-            continue
-        if p == function_at and name == "url":
-            # url( is the common case: read its simple forms here, not
-            # through the tokenizer (a third of the time on plain CSS).
-            m = _SIMPLE_URL.match(s, p + 1)
-            t = URL
-            if m is None:
-                m = _SIMPLE_QUOTED_URL.match(s, p + 1)
-                t = STRING
-            if m is not None:
-                vstart, vend = m.span(m.lastindex)
-                value = s[vstart:vend]
-                if raw and not value.isascii():
-                    value = _unescape(_utf8(value), t == URL)
-                found.append(("url", "(" if t == URL else s[vstart - 1], value, vstart, vend))
-                sourcemap = None
-                i = m.end()
+        if p == function_at:
+            name = s[p - 3:p].lower()
+            length = 3 if name != "set" else 17 if s[p - 10:p - 9] == "-" else 9
+            if p - length < i:
+                # The name began before the token boundary i: the
+                # tokenizer read it as part of another token ("@\69mport\'url(").
+                m = function(s, p + 1)
+                function_at = n if m is None else m.start()
                 continue
-        # The tokenizer, until past the event and back to a state where
-        # the search can go on.
+            if name == "url":
+                # url( is the common case: read its simple forms here, not
+                # through the tokenizer (a third of the time on plain CSS).
+                m = _SIMPLE_URL.match(s, p + 1)
+                t = URL
+                if m is None:
+                    m = _SIMPLE_QUOTED_URL.match(s, p + 1)
+                    t = STRING
+                if m is not None:
+                    vstart, vend = m.span(m.lastindex)
+                    value = s[vstart:vend]
+                    if raw and not value.isascii():
+                        value = _unescape(_utf8(value), t == URL)
+                    found.append(("url", "(" if t == URL else s[vstart - 1], value, vstart, vend))
+                    sourcemap = None
+                    i = m.end()
+                    continue
+        # The tokenizer, from the last token boundary before p (an escape,
+        # @import or a function), until past the event and back to a state
+        # where the search can go on.
+        k = p
+        while k > i and s[k - 1] not in _TOKEN_ENDS:
+            k -= 1
         i = k
         while i < n:
             tok, i = _token(s, i, stack)
