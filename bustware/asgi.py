@@ -95,8 +95,13 @@ class BustwareASGI:
             raw = scope.get("raw_path")
             path = (unquote_to_bytes(raw.decode("latin-1")) if raw
                     else path.encode("utf-8", "surrogateescape")).decode("latin-1")
+        root = scope.get("root_path")
+        if root:
+            path = _mounted(path, root)
         route = core._routes.get(path)
         if route is None and not path.startswith(core.prefix):
+            if root:
+                _check_mount(self, root)
             return await self._app(scope, receive, send)
         method = scope["method"]
         if (route is not None and route[1] <= PLAIN and (method == "GET" or method == "HEAD")
@@ -180,6 +185,43 @@ class BustwareASGI:
             await send(message)
 
         return await self._app(scope, receive, set_policy)
+
+
+def _mounted(path: str, root: str) -> str:
+    """The path the browser asked for, ``root_path`` included: what the
+    prefix and :meth:`Assets.url` name for a mounted application.
+
+    The ASGI spec has ``path`` include ``root_path`` (its WSGI ``PATH_INFO``
+    is ``path`` with ``root_path`` stripped), and so do uvicorn
+    ``--root-path`` (it puts the root in front of the path received) and
+    Starlette's ``Mount``. hypercorn ``--root-path`` and granian
+    ``--url-path-prefix`` pass the path received as it is, which lacks the
+    root when a proxy stripped it: then the root goes in front, as Starlette
+    and Django read such a path.
+    """
+    if not root.isascii():
+        # As the path: the latin-1 reading of the UTF-8 bytes.
+        root = root.encode("utf-8", "surrogateescape").decode("latin-1")
+    root = root.rstrip("/")
+    if path.startswith(root) and path[len(root):len(root) + 1] in ("/", ""):
+        return path
+    return root + path
+
+
+def _check_mount(middleware: BustwareASGI, root: str) -> None:
+    """Say once when no request under ``root_path`` can reach the prefix:
+    the files are not served there, and url() names URLs outside the mount."""
+    prefix = middleware.prefix
+    if prefix.startswith(root.rstrip("/") + "/") or middleware.__dict__.get("_mount_warned"):
+        return
+    middleware.__dict__["_mount_warned"] = True
+    import logging  # here: only a misconfigured mount ever gets this far
+
+    logging.getLogger("bustware").warning(
+        "bustware: this application is mounted at root_path %r, but prefix=%r is outside "
+        "it: its files are not served under the mount, and url() gives URLs outside it; "
+        "pass prefix=%r (the prefix is the URL path the browser sees)",
+        root, prefix, root.rstrip("/") + prefix)
 
 
 def _encoded(rep: Any) -> tuple:
