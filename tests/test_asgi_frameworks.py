@@ -210,7 +210,6 @@ def test_uvicorn_root_path(tmp_path):
         assert_shop(base, tmp_path, page_urls(base, "/"), strip=True)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("server,option", [("hypercorn", "--root-path"),
                                            ("granian", "--url-path-prefix")])
 def test_root_path_as_received(tmp_path, server, option):
