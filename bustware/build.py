@@ -36,8 +36,10 @@ from typing import Any, Callable, TextIO
 
 from . import __version__
 from . import manifest as mf
-from .assets import VARIANT_SUFFIXES, Assets, PathLike, _check_roots, _walk, open_regular
+from .assets import Assets
 from .compress import MIN_SAVING, check_encodings, compress_bytes, is_compressible
+from .files import VARIANT_SUFFIXES, PathLike, _walk, open_regular
+from .options import _check_roots
 from .references import kind_of as _linkable
 
 __all__ = ["BuildReport", "Progress", "PruneReport", "build", "parse_age", "prune", "verify"]

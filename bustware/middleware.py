@@ -22,7 +22,9 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from . import assets as _assets
 from . import contenttypes, http, respond
-from .assets import Asset, Assets, PathLike, Variant, gc_paused, open_regular
+from .assets import Assets
+from .files import PathLike, _file_key, open_regular
+from .records import Asset, Variant, gc_paused
 from .respond import FileReply, Opened, Reply
 
 if TYPE_CHECKING:
@@ -592,7 +594,8 @@ class Bustware:
         rec = self._newer.get(key)
         if rec is None:
             return None
-        from .manifest import objects_dir, stored_asset
+        from .from_manifest import stored_asset
+        from .manifest import objects_dir
 
         asset = stored_asset(self.assets, path, rec, objects_dir(self.assets.manifest_path))
         entry = None if asset is None else self._entry(asset)
@@ -602,10 +605,11 @@ class Bustware:
 
     def _reread_manifest(self) -> None:
         from . import manifest as mf
+        from .from_manifest import _check_settings, stored_versions
 
         name = self.assets.manifest_path
         try:
-            key = _assets._file_key(os.stat(name))
+            key = _file_key(os.stat(name))
         except OSError:
             return
         if key == self._manifest_seen:
@@ -613,11 +617,11 @@ class Bustware:
         self._manifest_seen = key
         try:
             data = mf.read(name)
-            mf._check_settings(self.assets, data["settings"], name)
+            _check_settings(self.assets, data["settings"], name)
         except mf.ManifestError as exc:
             log.warning("bustware: not looking for newer versions in %r: %s", name, exc)
             return
-        self._newer, self._newer_entries = mf.stored_versions(data), {}
+        self._newer, self._newer_entries = stored_versions(data), {}
 
     # -- reload after a fork (gunicorn HUP) -------------------------------------
 

@@ -244,10 +244,10 @@ def fifo_once_walked(monkeypatch, module, root: Path, rel: str) -> Path:
 
 def test_a_fifo_swapped_in_while_indexing_is_skipped_with_a_warning(tree, monkeypatch,
                                                                     caplog):
-    import bustware.assets as assets_module
+    import bustware.scan as scan_module
 
     root = tree({"js/app.js": JS1, "css/site.css": b"p{}"})
-    fifo = fifo_once_walked(monkeypatch, assets_module, root, "js/app.js")
+    fifo = fifo_once_walked(monkeypatch, scan_module, root, "js/app.js")
     try:
         with caplog.at_level(logging.WARNING, logger="bustware"):
             t, result = bounded(lambda: Assets(root))
