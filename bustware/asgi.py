@@ -1,9 +1,8 @@
 """The ASGI middleware: the decisions of bustware.respond, sent as ASGI
 messages. What to answer is decided by the same code as under WSGI (a
-:class:`~bustware.middleware.Bustware` kept as the core, never called as a
-WSGI app); this module only moves bytes, and keeps the disk off the event
-loop: opening, reading, first builds and development rescans run in a
-thread.
+:class:`~bustware.decide.Core`, which the WSGI middleware is too); this
+module only moves bytes, and keeps the disk off the event loop: opening,
+reading, first builds and development rescans run in a thread.
 """
 
 from __future__ import annotations
@@ -15,9 +14,11 @@ from typing import Any, Callable
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from . import respond
-from .assets import Assets, PathLike
-from .middleware import _BLOCK, PLAIN, Bustware
-from .respond import FileReply, Opened, Reply
+from .assets import Assets
+from .decide import Core
+from .files import PathLike
+from .respond import _BLOCK, FileReply, Opened, Reply
+from .routes import PLAIN
 
 __all__ = ["BustwareASGI"]
 
@@ -58,18 +59,18 @@ class BustwareASGI:
             raise TypeError(f"bustware: app={app!r} is not an ASGI application (not callable)")
         # The core's app is only ever checked (rewrite mode needs one),
         # never called: requests for the app go to self._app, as ASGI.
-        core = Bustware(app, root, prefix, **options)
+        core = Core(app, root, prefix, **options)
         self._bind(core, app)
 
     @classmethod
-    def _sharing(cls, core: Bustware, app: ASGIApp | None = None) -> BustwareASGI:
+    def _sharing(cls, core: Core, app: ASGIApp | None = None) -> BustwareASGI:
         """An ASGI middleware deciding with ``core``'s very routes and
         options (the test suite runs its HTTP table through both)."""
         self = cls.__new__(cls)
         self._bind(core, app)
         return self
 
-    def _bind(self, core: Bustware, app: ASGIApp | None) -> None:
+    def _bind(self, core: Core, app: ASGIApp | None) -> None:
         self._core = core
         self._app: ASGIApp = app if app is not None else _no_app
         self.assets = core.assets
@@ -91,7 +92,7 @@ class BustwareASGI:
         path = scope["path"]
         if not path.isascii():
             # Routes are keyed as WSGI paths: the latin-1 reading of the
-            # percent-decoded bytes (bustware.middleware._wsgi_path).
+            # percent-decoded bytes (bustware.routes._wsgi_path).
             raw = scope.get("raw_path")
             path = (unquote_to_bytes(raw.decode("latin-1")) if raw
                     else path.encode("utf-8", "surrogateescape")).decode("latin-1")

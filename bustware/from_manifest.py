@@ -74,7 +74,7 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
 
     mtimes: dict[str, int] = {}  # object path -> real mtime_ns, from the check
     # path -> (st_dev, st_ino) from the check's stat; with "off", each file's
-    # identity is taken when it is first opened (bustware.middleware).
+    # identity is taken when it is first opened (bustware.opener).
     idents: dict[str, tuple[int, int]] = {}
     missing: set[str] = set()
     if check != "off":
