@@ -22,6 +22,10 @@ __all__ = ["Bustware", "reload_changed"]
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
+#: The environ key holding SCRIPT_NAME while a mounted request is decided on
+#: its whole path (Bustware._mounted).
+_MOUNT = "bustware.mount"
+
 
 def _status(environ: dict, start_response: Callable, status: str,
             headers: Sequence[tuple[str, str]] = ()):
@@ -63,6 +67,8 @@ class Bustware(Core):
                 return self._wsgi(environ, start_response, self._unrouted(
                     environ, environ["REQUEST_METHOD"], environ.get("QUERY_STRING", ""),
                     path_info))
+            if environ.get("SCRIPT_NAME"):
+                return self._mounted(environ, start_response)
             return self.app(environ, start_response)
         entry, kind = route
         if kind == QUERY:
@@ -115,9 +121,15 @@ class Bustware(Core):
                 start_response(opened.status, opened.headers)
                 return [opened.body] if opened.body else []
             return self._stream(environ, start_response, opened)
+        mount = environ.pop(_MOUNT, None)
+        if mount is not None:  # back to the mounted app's own view of the path
+            environ["SCRIPT_NAME"] = mount
+            if d.path is None:
+                environ["PATH_INFO"] = environ["PATH_INFO"][len(mount):]
         if d.path is None:
             return self.app(environ, start_response)
-        environ["PATH_INFO"] = d.path
+        environ["PATH_INFO"] = (d.path[len(mount):] if mount and d.path.startswith(mount)
+                                else d.path)
         cache_control = d.cache_control
 
         def set_policy(status: str, headers: list, exc_info=None):
@@ -128,6 +140,22 @@ class Bustware(Core):
             return start_response(status, headers, exc_info)
 
         return self.app(environ, set_policy)
+
+    def _mounted(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        """A request to an app mounted under ``SCRIPT_NAME`` whose path is not
+        under the prefix: the prefix may name the path the browser sees,
+        mount included, as under ASGI (``root_path``; bustware.asgi), so
+        that :meth:`url` gives URLs inside the mount. Only tried after the
+        path itself: a prefix relative to the mount (what Flask's
+        ``url_for`` gives, mount added) keeps matching ``PATH_INFO``."""
+        mount = environ["SCRIPT_NAME"]
+        path = mount + environ.get("PATH_INFO", "")
+        if path not in self._routes and not path.startswith(self.prefix):
+            return self.app(environ, start_response)
+        # Decided on the whole path; _wsgi gives a wrapped app its own
+        # SCRIPT_NAME and PATH_INFO back.
+        return self(dict(environ, SCRIPT_NAME="", PATH_INFO=path, **{_MOUNT: mount}),
+                    start_response)
 
     def _stream(self, environ, start_response, o: Opened):
         f = o.f
