@@ -62,7 +62,7 @@ CHEAP = 1000.0
 
 #: Threads writing objects, and how many writes may wait for them before
 #: the compressing threads stop feeding them cheap jobs.
-WRITERS = 4
+WRITERS = 8
 _BACKLOG = 2 * WRITERS
 
 _CHUNK = 1 << 20
