@@ -63,7 +63,7 @@ CHEAP = 1000.0
 #: Threads writing objects, and how many writes may wait for them before
 #: the compressing threads stop feeding them cheap jobs.
 WRITERS = 8
-_BACKLOG = 2 * WRITERS
+_BACKLOG = 8 * WRITERS
 
 _CHUNK = 1 << 20
 
