@@ -179,3 +179,17 @@ def test_asgi_request_table(tiny):
     # bustware timed what each row is about: its own answers, right bytes.
     assert all(cell["note"] == "" for cell in table["bustware"].values()), table["bustware"]
     assert "### In-process cost of a request under ASGI" in stdout
+
+
+@pytest.mark.server
+def test_build_rows(tiny):
+    stdout, _, results = tiny
+    rows = results["build"]
+    assert [r["codings"] for r in rows] == ["br,gzip", "br,gzip,zstd"]
+    for r in rows:
+        # Every file built, every codec call timed, the ratio from the figures.
+        assert r["files"] == 100 and r["calls"] > 0 and r["compress_cpu"] > 0
+        assert r["ratio"] == pytest.approx(r["wall"] / (r["compress_cpu"] / r["cores"]))
+        assert r["free_cores"] > 0 and r["fed_ratio"] >= 0.99
+    assert "### Build: wall time against the compressors' CPU time" in stdout
+    assert "| build wall time at most 1.2x (compressor CPU / " in stdout
