@@ -31,6 +31,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import adoption  # noqa: E402
 import apps  # noqa: E402
+import asgi_e2e  # noqa: E402
 import asgi_inprocess  # noqa: E402
 import e2e  # noqa: E402
 import hostile_e2e  # noqa: E402
@@ -41,7 +42,7 @@ import tree  # noqa: E402
 README = HERE / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SECTIONS = ("inprocess", "url", "startup", "scale", "e2e", "adoption", "hostile", "hostile-e2e",
-            "asgi")
+            "asgi", "asgi-e2e")
 
 #: Per mode: in-process rounds and batch seconds, startup tree, startup
 #: rounds, e2e rounds, e2e seconds per wrk run, filler files in the site,
@@ -123,7 +124,7 @@ def machine() -> dict:
     except (OSError, subprocess.TimeoutExpired):
         commit = "unknown"
     packages = ("bustware", "werkzeug", "webob", "whitenoise", "servestatic", "flask",
-                "gunicorn", "granian")
+                "gunicorn", "granian", "uvicorn", "starlette", "blacknoise")
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -185,6 +186,8 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
         rows.append(("URL helper at least 10x cheaper than Flask's url_for",
                      f"{gain:.0f}x cheaper", verdict(gain >= 10, f"{10 / gain:.2f}x short")))
     rows += startup_targets(results, verdict)
+    rows += asgi_inprocess.targets(results.get("asgi", {}), verdict)
+    rows += asgi_e2e.targets(results.get("asgi_e2e", {}), verdict)
     granian = results.get("e2e", {}).get("granian", {})
     if "bustware" in granian and "bare" in granian:
         share = granian["bustware"] / granian["bare"]
@@ -378,6 +381,8 @@ def markdown(results: dict) -> str:
             w("| nginx (sendfile, from disk) |" + f" {_rps(nginx)} | | 1.00 |"
               + " | | |" * (len(labels) - 1))
         w("")
+    if results.get("asgi_e2e"):
+        w(asgi_e2e.markdown(results["asgi_e2e"], cfg))
     rows = targets(results)
     if rows:
         w("### Targets\n")
@@ -544,8 +549,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"in-process requests: {', '.join(names)}")
         results["inprocess"] = inprocess.requests(
             site, names, cfg["rounds"], cfg["batch"], lambda s: log(f"in-process: {s}"))
-    if "asgi" in sections:
+    if {"asgi", "asgi-e2e"} & set(sections):
         asgi_names = available(asgi_inprocess, skipped)
+    if "asgi" in sections:
         log(f"in-process requests under ASGI: {', '.join(asgi_names)}")
         results["asgi"] = asgi_inprocess.requests(
             site, asgi_names, cfg["rounds"], cfg["batch"], lambda s: log(f"asgi: {s}"))
@@ -588,6 +594,13 @@ def main(argv: list[str] | None = None) -> int:
         results["e2e"] = e2e.throughput(
             site, work, impls, cfg["e2e_rounds"], cfg["e2e_seconds"], args.connections,
             lambda s: skip(skipped, s), lambda s: log(f"end to end: {s}"),
+            load=cfg["mode"] != "tiny")
+    if "asgi-e2e" in sections:
+        log("end to end under ASGI")
+        asgi_rows = [r for r, (_, impl, _) in asgi_e2e.ROWS.items() if impl in asgi_names]
+        results["asgi_e2e"] = asgi_e2e.throughput(
+            site, work, asgi_rows, cfg["e2e_rounds"], cfg["e2e_seconds"], args.connections,
+            lambda s: skip(skipped, s), lambda s: log(f"asgi end to end: {s}"),
             load=cfg["mode"] != "tiny")
     if "hostile-e2e" in sections:
         log("end to end under hostile Accept-Encoding values")
