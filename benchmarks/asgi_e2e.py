@@ -8,8 +8,8 @@ and on a 100 KiB file, a pass-through through bustware to the bare app,
 ServeStaticASGI, Starlette's StaticFiles and blacknoise on the CSS. Each
 server is checked with one real request (status, body bytes, who answered)
 before any load; then wrk visits the servers in turn with the same
-settings (``e2e.wrk``), after a warm-up, for several rounds, and the median
-of the rounds is kept; ratios are to the bare app under the same server.
+settings (``e2e.wrk``), after a warm-up, for several rounds in a shuffled
+order, and the median of the rounds is kept; ratios are to the bare app under the same server.
 Every process started is stopped by its process group, whatever happens.
 
 Servers import this module as ``asgi_e2e:application`` with
@@ -24,6 +24,7 @@ import http.client
 import importlib.metadata
 import importlib.util
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -202,10 +203,15 @@ def throughput(site: tree.Site, work: Path, rows: list[str], rounds: int, second
                 skip("asgi-e2e wrk: not run in --tiny mode; the servers were started and "
                      "checked only")
             return {"checked": [f"{s.label} {s.impl}" for s in servers]}
-        for server in servers:  # warm up: imports, first-request paths, connections
+        for server in servers if warmup > 0 else ():
+            # Warm up: imports, first-request paths, connections.
             e2e.wrk(server.port, server.path, warmup, connections)
+        order, rng = list(servers), random.Random(0)
         for r in range(rounds):
-            for server in servers:
+            # A new order each round: a neighbour's burst of work, or a
+            # server's place in the round, lands on different rows.
+            rng.shuffle(order)
+            for server in order:
                 server.rps.append(e2e.wrk(server.port, server.path, seconds, connections))
             progress(f"round {r + 1}/{rounds}")
     result: dict = {"servers": server_info()}
