@@ -7,8 +7,8 @@
     python3 benchmarks/run.py --quick    # fewer rounds, about a minute
     python3 benchmarks/run.py --write-readme   # also refresh benchmarks/README.md
 
-What is missing (a competitor, Flask, gunicorn, granian, nginx, wrk, manifest
-support) is skipped with a line saying so. Generated files live under
+What is missing (a competitor, Flask, gunicorn, granian, uvicorn, nginx, wrk,
+manifest support) is skipped with a line saying so. Generated files live under
 ``benchmarks/.work/`` (git-ignored) and are reused by later runs. See
 benchmarks/README.md for what each figure means.
 """
