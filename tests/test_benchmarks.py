@@ -231,15 +231,18 @@ def test_asgi_end_to_end_under_load(tmp_path):
     for s in servers:
         assert set(result[s]) == {"bare", "bustware"}
         assert all(rps > 0 for rps in result[s].values())
+        # The server's CPU per request, from /proc: some, and under a second.
+        assert all(0 < us < 1e6 for us in result["cpu_us"][s].values())
     cfg = {"connections": 4, "e2e_seconds": 1, "e2e_rounds": 1}
     text = asgi_e2e.markdown(result, cfg)
     for label in ("bare ASGI app", "bustware, static hit, 2 KiB CSS"):
         line = next(x for x in text.splitlines() if x.startswith(f"| {label}"))
-        assert line.count("|") == 2 + 2 * len(servers)
+        assert line.count("|") == 2 + 3 * len(servers)
+        assert line.count(" µs |") == len(servers)
     if "granian" in result:
         share = result["granian"]["bustware"] / result["granian"]["bare"]
         (row,) = asgi_e2e.targets(result, lambda ok, miss: "met" if ok else "missed")
-        assert row[1] == f"{share:.0%}"
+        assert row[1].startswith(f"{share:.0%} (by CPU per request: ")
     assert run.targets({"asgi_e2e": result}) == asgi_e2e.targets(
         result, lambda ok, miss: "met" if ok else f"**missed**: {miss}")
 
@@ -262,20 +265,21 @@ def test_asgi_tables_and_targets_from_figures():
                      ("hit_css", "not_modified", "pass")}
                  for n, us in (("bare", 1.0), ("bustware", 3.5), ("servestatic", 14.0))},
         "asgi_e2e": {"servers": {"uvicorn": "uvicorn 1", "granian": "granian 2"},
-                     "spread": 0.05,
+                     "spread": 0.05, "cpu_us": {"granian": {"bare": 40.0, "bustware": 50.0}},
                      "uvicorn": {"bare": 5000.0, "bustware": 4000.0},
                      "granian": {"bare": 20000.0, "bustware": 14000.0,
                                  "blacknoise": 4000.0}},
     }
     text = run.markdown(results)
-    assert "| bare ASGI app, 2 KiB body (the floor) | 5,000 | 1.00 | 20,000 | 1.00 |" in text
-    assert "| bustware, static hit, 2 KiB CSS | 4,000 | 0.80 | 14,000 | 0.70 |" in text
-    assert "| blacknoise, 2 KiB CSS | | | 4,000 | 0.20 |" in text
+    assert ("| bare ASGI app, 2 KiB body (the floor) | 5,000 | 1.00 | | 20,000 | 1.00 | 40 µs |"
+            in text)
+    assert "| bustware, static hit, 2 KiB CSS | 4,000 | 0.80 | | 14,000 | 0.70 | 50 µs |" in text
+    assert "| blacknoise, 2 KiB CSS | | | | 4,000 | 0.20 | |" in text
     assert ("| ASGI static hit (2 KiB CSS) in-process at most 3x the bare ASGI app | 3.50x "
             "| **missed**: 1.17x over the target |") in text
     assert ("| ASGI static hit at least 5x cheaper than ServeStaticASGI | 4.0x cheaper "
             "| **missed**: 1.25x short |") in text
     assert ("| ASGI behind granian, static hits (2 KiB CSS) at least 75% of the bare ASGI "
-            "app's requests/s | 70% | **missed**: 5% short |") in text
+            "app's requests/s | 70% (by CPU per request: 80%) | **missed**: 5% short |") in text
     results["asgi_e2e"]["granian"]["bustware"] = 16000.0
-    assert "app's requests/s | 80% | met |" in run.markdown(results)
+    assert "app's requests/s | 80% (by CPU per request: 80%) | met |" in run.markdown(results)
