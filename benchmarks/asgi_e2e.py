@@ -5,7 +5,9 @@ Every row is a server of its own serving one application of
 ``asgi_inprocess.build`` (the same apps as the in-process table): the bare
 ASGI app answering 2 KiB (the floor), bustware's static hit on the 2 KiB CSS
 and on a 100 KiB file, a pass-through through bustware to the bare app,
-ServeStaticASGI, Starlette's StaticFiles and blacknoise on the CSS. Each
+ServeStaticASGI, Starlette's StaticFiles and blacknoise on the CSS, and the
+bare app answering with bustware's header list (what the server charges per
+header, apart from bustware's code). Each
 server is checked with one real request (status, body bytes, who answered)
 before any load; then wrk visits the servers in turn with the same
 settings (``e2e.wrk``), after a warm-up, for several rounds in a shuffled
@@ -32,9 +34,10 @@ import random
 import shutil
 import statistics
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
+import apps
 import asgi_inprocess
 import e2e
 import tree
@@ -45,6 +48,7 @@ SERVERS = ("uvicorn", "granian")
 #: Row -> (label, implementation, logical file it requests, or None: the app's page).
 ROWS = {
     "bare": ("bare ASGI app, 2 KiB body (the floor)", "bare", None),
+    "bare-headers": ("bare ASGI app, with bustware's headers", "bare-headers", None),
     "bustware": ("bustware, static hit, 2 KiB CSS", "bustware", tree.CSS),
     "bustware-100k": ("bustware, static hit, 100 KiB JS", "bustware", tree.MID),
     "bustware-pass": ("bustware, pass-through to the bare app", "bustware", None),
@@ -53,7 +57,7 @@ ROWS = {
     "blacknoise": ("blacknoise, 2 KiB CSS", "blacknoise", tree.CSS),
 }
 PAGE = "/app/page"
-_MARK = asgi_inprocess._MARK.decode()
+_MARK = apps.BARE_MARK.lower()
 
 
 def _lifespan(app: Callable) -> Callable:
@@ -73,12 +77,30 @@ def _lifespan(app: Callable) -> Callable:
     return served
 
 
+def rows_for(implementations: Collection[str]) -> list[str]:
+    """The rows whose implementation is among those that can run here."""
+    return [row for row, (_, impl, _) in ROWS.items()
+            if (impl if impl != "bare-headers" else "bustware") in implementations]
+
+
 def application_for(impl: str, site_root: str | os.PathLike) -> Callable:
     """What a server runs for ``impl``: the in-process table's app."""
     root = Path(site_root)
     site = tree.Site(root, root / "static")
-    bare = asgi_inprocess.bare_app(site.read(tree.CSS))
-    return _lifespan(asgi_inprocess.build(impl, site, bare))
+    body = site.read(tree.CSS)
+    if impl == "bare-headers":
+        # The floor answering with bustware's header list for the CSS:
+        # what the server pays per header, apart from bustware's code.
+        from bustware import Bustware
+
+        bust = Bustware(None, site.static, compress=False)
+        env = {"REQUEST_METHOD": "GET", "PATH_INFO": bust.url(tree.CSS).partition("?")[0]}
+        seen: list = []
+        body = b"".join(bust(env, lambda status, headers, exc_info=None: seen.extend(headers)))
+        # As BustwareASGI sends them: lowercase names, latin-1 bytes.
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in seen]
+        return _lifespan(asgi_inprocess.bare_app(body, headers))
+    return _lifespan(asgi_inprocess.build(impl, site, asgi_inprocess.bare_app(body)))
 
 
 def servers_available(skip: Callable[[str], None]) -> dict[str, bool]:

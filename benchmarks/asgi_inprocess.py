@@ -57,9 +57,11 @@ def missing(name: str) -> str | None:
     return None
 
 
-def bare_app(body: bytes) -> Callable:
-    headers = [(b"content-type", b"text/css; charset=utf-8"),
-               (b"content-length", str(len(body)).encode()), (_MARK, b"bare")]
+def bare_app(body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> Callable:
+    if headers is None:
+        headers = [(b"content-type", b"text/css; charset=utf-8"),
+                   (b"content-length", str(len(body)).encode())]
+    headers = [*headers, (_MARK, b"bare")]
 
     async def bare(scope, receive, send):
         if scope["type"] != "http":

@@ -597,10 +597,10 @@ def main(argv: list[str] | None = None) -> int:
             load=cfg["mode"] != "tiny")
     if "asgi-e2e" in sections:
         log("end to end under ASGI")
-        asgi_rows = [r for r, (_, impl, _) in asgi_e2e.ROWS.items() if impl in asgi_names]
         results["asgi_e2e"] = asgi_e2e.throughput(
-            site, work, asgi_rows, cfg["e2e_rounds"], cfg["e2e_seconds"], args.connections,
-            lambda s: skip(skipped, s), lambda s: log(f"asgi end to end: {s}"),
+            site, work, asgi_e2e.rows_for(asgi_names), cfg["e2e_rounds"], cfg["e2e_seconds"],
+            args.connections, lambda s: skip(skipped, s),
+            lambda s: log(f"asgi end to end: {s}"),
             load=cfg["mode"] != "tiny")
     if "hostile-e2e" in sections:
         log("end to end under hostile Accept-Encoding values")
