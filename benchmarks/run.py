@@ -33,6 +33,7 @@ import adoption  # noqa: E402
 import apps  # noqa: E402
 import asgi_e2e  # noqa: E402
 import asgi_inprocess  # noqa: E402
+import build_bench  # noqa: E402
 import e2e  # noqa: E402
 import hostile_e2e  # noqa: E402
 import inprocess  # noqa: E402
@@ -42,21 +43,24 @@ import tree  # noqa: E402
 README = HERE / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SECTIONS = ("inprocess", "url", "startup", "scale", "e2e", "adoption", "hostile", "hostile-e2e",
-            "asgi", "asgi-e2e")
+            "asgi", "asgi-e2e", "build")
 
 #: Per mode: in-process rounds and batch seconds, startup tree, startup
 #: rounds, e2e rounds, e2e seconds per wrk run, filler files in the site,
-#: the small-files tree (files, MB) and the scale trees (files, MB each).
+#: the small-files tree (files, MB), the scale trees (files, MB each), and
+#: the build section's generated tree (files, MB) and rounds.
 MODES = {
     "full": dict(rounds=21, batch=0.04, files=10_000, megabytes=100, startup_rounds=3,
                  e2e_rounds=3, e2e_seconds=5, fillers=200, small=(5_000, 5),
-                 scale=((1_000, 1), (10_000, 10), (100_000, 100))),
+                 scale=((1_000, 1), (10_000, 10), (100_000, 100)),
+                 build_tree=(2_000, 20), build_rounds=3),
     "quick": dict(rounds=7, batch=0.02, files=10_000, megabytes=100, startup_rounds=1,
                   e2e_rounds=1, e2e_seconds=2, fillers=200, small=(5_000, 5),
-                  scale=((1_000, 1), (10_000, 10), (100_000, 100))),
+                  scale=((1_000, 1), (10_000, 10), (100_000, 100)),
+                  build_tree=(1_000, 10), build_rounds=1),
     "tiny": dict(rounds=3, batch=0.002, files=200, megabytes=1, startup_rounds=1,
                  e2e_rounds=1, e2e_seconds=1, fillers=20, small=(100, 0.1),
-                 scale=((50, 0.05), (150, 0.15))),
+                 scale=((50, 0.05), (150, 0.15)), build_tree=(100, 0.5), build_rounds=1),
 }
 #: Steps of the small-files tree, and of each scale tree.
 SMALL_KINDS = ("hashlib-read", "assets", "manifest", "restart")
@@ -188,6 +192,7 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
     rows += startup_targets(results, verdict)
     rows += asgi_inprocess.targets(results.get("asgi", {}), verdict)
     rows += asgi_e2e.targets(results.get("asgi_e2e", {}), verdict)
+    rows += build_bench.targets(results.get("build", []), verdict)
     granian = results.get("e2e", {}).get("granian", {})
     if "bustware" in granian and "bare" in granian:
         share = granian["bustware"] / granian["bare"]
@@ -342,6 +347,8 @@ def markdown(results: dict) -> str:
                   f"{_cpu(r):.0f} ms | {r['peak_growth_mib']:.1f} MiB | {per:,.0f} B | "
                   f"{index} |")
         w("")
+    if results.get("build"):
+        w(build_bench.markdown(results["build"], cfg))
     ee = results.get("e2e")
     if ee and "checked" in ee:
         w("### End to end\n")
@@ -587,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
             rounds = 1 if files >= 50_000 else cfg["startup_rounds"]
             scale[str(files)], _ = startup_steps(work, files, mb, SCALE_KINDS, rounds, names,
                                                  why is None, traced=True)
+    if "build" in sections:
+        results["build"] = build_bench.measure_all(work, cfg, lambda s: skip(skipped, s), log)
     if "e2e" in sections:
         log("end to end")
         # Tiny mode checks that every kind of server starts; one app is enough.

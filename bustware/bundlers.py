@@ -47,7 +47,8 @@ from urllib.parse import unquote, urlsplit
 from .versions import _VERSION_RE
 
 if TYPE_CHECKING:
-    from .assets import Asset, Assets
+    from .assets import Assets
+    from .records import Asset
 
 __all__ = ["BundlerEntry", "BundlerManifest", "BundlerManifestError", "apply", "load"]
 

@@ -23,8 +23,11 @@ import hashlib
 import html
 from typing import TYPE_CHECKING, Any
 
+from .files import open_regular
+
 if TYPE_CHECKING:
-    from .assets import Asset, Assets
+    from .assets import Assets
+    from .records import Asset
 
 __all__ = [
     "ALGORITHM",
@@ -60,8 +63,6 @@ def asset_integrity(asset: Asset) -> tuple[str, bool]:
     a file that is not held in memory cannot be read."""
     if asset.body is not None:
         return sri(asset.body), True
-    from .assets import open_regular  # assets imports this module
-
     h = hashlib.sha384()
     f, st = open_regular(asset.served_path or asset.abs_path)  # never blocks on a FIFO
     with f:

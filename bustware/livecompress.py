@@ -33,7 +33,7 @@ import threading
 from collections.abc import Iterable
 from typing import Union
 
-from .assets import Asset, Assets, Variant, open_regular
+from .assets import Assets
 from .compress import (
     ENCODINGS,
     MIN_SAVING,
@@ -42,6 +42,8 @@ from .compress import (
     compress_stream,
     is_compressible,
 )
+from .files import open_regular
+from .records import Asset, Variant
 
 __all__ = ["MAX_SIZE", "MIN_SIZE", "LiveCompressor", "live_codings"]
 

@@ -40,7 +40,8 @@ from pyramid.settings import asbool, aslist
 from pyramid.tweens import INGRESS
 from zope.interface import implementer
 
-from .assets import Assets, PathLike
+from .assets import Assets
+from .files import PathLike
 from .middleware import Bustware
 
 __all__ = ["BustwareCacheBuster", "add_bustware_static_view", "includeme", "tween_factory"]

@@ -28,6 +28,7 @@ query, ``css/app.css`` -> ``css/app.css?v=<v>``
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, quote
 
 from .versions import _VERSION_RE
@@ -37,6 +38,16 @@ __all__ = ["STYLES", "FilenameStyle", "QueryStyle", "SegmentStyle", "Style", "ma
 
 def _is_version(text: str) -> bool:
     return _VERSION_RE.match(text) is not None
+
+
+def quote_path(path: str) -> str:
+    """``path`` (a logical path, or a style's URL path) percent-encoded for
+    a URL. quote() costs microseconds a call; most static file names are
+    plain ASCII that it would return unchanged, so they skip it."""
+    return path if _PLAIN.match(path) else quote(path, safe="/")
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.\-~/]*\Z")
 
 
 class Style:

@@ -15,7 +15,7 @@ from conftest import asgi_scope, run_asgi, via_asgi
 
 import bustware
 from bustware import Assets, BustwareASGI
-from bustware.middleware import _BLOCK
+from bustware.respond import _BLOCK
 
 IMMUTABLE = "max-age=31536000, immutable"
 BIG = bytes(range(256)) * 1200  # 300 KiB: more than one read block

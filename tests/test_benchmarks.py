@@ -283,3 +283,17 @@ def test_asgi_tables_and_targets_from_figures():
             "app's requests/s | 70% (by CPU per request: 80%) | **missed**: 5% short |") in text
     results["asgi_e2e"]["granian"]["bustware"] = 16000.0
     assert "app's requests/s | 80% (by CPU per request: 80%) | met |" in run.markdown(results)
+
+
+@pytest.mark.server
+def test_build_rows(tiny):
+    stdout, _, results = tiny
+    rows = results["build"]
+    assert [r["codings"] for r in rows] == ["br,gzip", "br,gzip,zstd"]
+    for r in rows:
+        # Every file built, every codec call timed, the ratio from the figures.
+        assert r["files"] == 100 and r["calls"] > 0 and r["compress_cpu"] > 0
+        assert r["ratio"] == pytest.approx(r["wall"] / (r["compress_cpu"] / r["cores"]))
+        assert r["free_cores"] > 0 and r["fed_ratio"] >= 0.99
+    assert "### Build: wall time against the compressors' CPU time" in stdout
+    assert "| build wall time at most 1.2x (compressor CPU / " in stdout

@@ -14,6 +14,7 @@ from conftest import via_werkzeug
 from flask import Flask, render_template_string
 
 import bustware.assets
+import bustware.scan
 from bustware import AssetNotFound, Assets, Bustware
 from bustware.flask import Bustware as FlaskBustware
 
@@ -308,7 +309,7 @@ def test_a_file_rewritten_in_place_while_read_is_held_as_read(tree, monkeypatch)
     digest of bytes nobody holds (which a rewrite of equal size within one
     timestamp tick would then serve as immutable)."""
     root = tree({"css/a.css": b"before the edit, longer"})
-    real_open = bustware.assets.open_regular
+    real_open = bustware.scan.open_regular
 
     def rewritten_after_fstat(path):
         f, st = real_open(path)
@@ -316,7 +317,7 @@ def test_a_file_rewritten_in_place_while_read_is_held_as_read(tree, monkeypatch)
             w.write(b"after")
         return f, st
 
-    monkeypatch.setattr(bustware.assets, "open_regular", rewritten_after_fstat)
+    monkeypatch.setattr(bustware.scan, "open_regular", rewritten_after_fstat)
     asset = Assets(root)["css/a.css"]
     assert asset.body == b"after"
     assert asset.size == len(b"after") == os.stat(root / "css/a.css").st_size

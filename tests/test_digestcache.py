@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import run_wsgi, server_environ
 
-import bustware.assets
 import bustware.digestcache
+import bustware.scan
 from bustware import Assets, Bustware
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,15 +34,15 @@ def settled(monkeypatch):
 @pytest.fixture
 def opened(monkeypatch):
     """Paths the index opens (every file it reads goes through
-    bustware.assets.open_regular)."""
+    bustware.scan.open_regular)."""
     paths: list[str] = []
-    real = bustware.assets.open_regular
+    real = bustware.scan.open_regular
 
     def counting_open(path):
         paths.append(os.path.basename(path))
         return real(path)
 
-    monkeypatch.setattr(bustware.assets, "open_regular", counting_open)
+    monkeypatch.setattr(bustware.scan, "open_regular", counting_open)
     return paths
 
 

@@ -3,6 +3,7 @@ modules present afterwards, in a fresh interpreter; never by a time)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -15,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Loaded only on first use: werkzeug's package import alone takes ~40 ms,
 #: the reference tokenizer's expressions ~30 ms.
-HEAVY = ("werkzeug", "webob", "bustware.references", "bustware.manifest", "bustware.build",
+HEAVY = ("werkzeug", "webob", "bustware.references", "bustware.manifest",
+         "bustware.from_manifest", "bustware.build",
          "bustware.compress", "bustware.bundlers", "bustware.integrity", "bustware.cli",
          "bustware.digestcache")
 
@@ -50,10 +52,10 @@ def test_a_start_from_a_manifest_needs_no_tokenizer(tmp_path):
         "from bustware import Bustware\n"
         f"app = Bustware(None, {str(static)!r}, manifest={str(manifest)!r})\n"
         "assert len(app.assets) == 2")
-    assert "bustware.manifest" in loaded
+    assert {"bustware.manifest", "bustware.from_manifest"} <= loaded
     # bustware.compress is what the middleware's compression without a build
     # step (on by default) compresses with; it asks which codecs exist.
-    needed = {"bustware.manifest", "bustware.compress"}
+    needed = {"bustware.manifest", "bustware.from_manifest", "bustware.compress"}
     assert sorted(m for m in HEAVY if m in loaded and m not in needed) == []
 
 
@@ -72,3 +74,82 @@ def test_the_asgi_middleware_and_asyncio_load_on_first_use():
     loaded = modules_after("import bustware\nassert bustware.BustwareASGI.__name__ == "
                            "'BustwareASGI'")
     assert {"bustware.asgi", "asyncio"} <= loaded
+
+
+
+PACKAGE = ROOT / "bustware"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imported(module: str, is_package: bool, tree: ast.AST, known: set[str]) -> set[str]:
+    """The bustware modules ``module`` imports anywhere (at module level or
+    inside a function, where a circle hides until that function runs), but
+    for annotations only (``if TYPE_CHECKING:``)."""
+    here = module if is_package else module.rpartition(".")[0]
+    out: set[str] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            stack.extend(node.orelse)
+            continue
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = here.split(".")
+                anchor = anchor[:len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:
+                if f"{base}.{alias.name}" in known:  # from . import manifest
+                    out.add(f"{base}.{alias.name}")
+                elif base in known:  # from .manifest import read
+                    out.add(base)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                name = alias.name
+                while name and name not in known:
+                    name = name.rpartition(".")[0]
+                if name:
+                    out.add(name)
+        stack.extend(ast.iter_child_nodes(node))
+    out.discard(module)
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    known = set(files)
+    return {name: _imported(name, path.name == "__init__.py", ast.parse(path.read_text()), known)
+            for name, path in files.items()}
+
+
+def test_no_import_circle():
+    # A circle (a imports b, b imports a, if only inside a function) means
+    # neither module can be read, tested or loaded without the other. The
+    # package itself is left out: importing any submodule runs its
+    # __init__ first, so `from . import __version__` loads nothing new.
+    graph = {m: deps - {"bustware"} for m, deps in import_graph().items() if m != "bustware"}
+
+    def reachable(module: str) -> set[str]:
+        seen: set[str] = set()
+        todo = list(graph[module])
+        while todo:
+            dep = todo.pop()
+            if dep not in seen:
+                seen.add(dep)
+                todo.extend(graph.get(dep, ()))
+        return seen
+
+    on_circles = {m: reachable(m) for m in graph if m in reachable(m)}
+    assert {m: sorted(d for d in graph[m] if d in on_circles and m in on_circles[d])
+            for m in sorted(on_circles)} == {}

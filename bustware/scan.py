@@ -1,0 +1,296 @@
+"""The scan: walks an index's roots and makes a record for every file.
+
+It reads each file once to digest it, keeps the small ones in memory (the
+index's memory policy), finds the references of stylesheets and scripts,
+hands them to the reference linker (bustware.linker), and records the
+precompressed variants found beside each file. A rescan (development mode,
+``Assets.refresh``) keeps the records of files that did not change, and a
+digest cache (bustware.digestcache) spares the reads of files unchanged
+since an earlier start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from .contenttypes import content_type
+from .files import NotRegularFile, _read_whole, _walk, open_regular
+from .linker import _references, link
+from .records import _EMPTY, Asset, Variant, _held, _unchanged
+
+if TYPE_CHECKING:
+    from .assets import Assets
+    from .digestcache import DigestCache
+    from .references import Links
+
+__all__ = ["Scan", "read_file"]
+
+log = logging.getLogger("bustware")
+
+_CHUNK = 1 << 20
+#: Scripts up to this size are read whole when they may name a source map
+#: (one open); larger ones are streamed, keeping their last _TAIL bytes.
+_WHOLE_SCRIPT = 8 << 20
+_TAIL = 65536
+
+
+class Scan:
+    """One scan of the roots of ``index`` (an :class:`~bustware.assets.Assets`,
+    whose options say what to record and whose memory policy what to hold).
+
+    ``cache``, a DigestCache, gives the digests of files unchanged since an
+    earlier start, which are then not read. :meth:`run` returns the records;
+    the index installs them."""
+
+    def __init__(self, index: Assets, cache: DigestCache | None = None) -> None:
+        self.index = index
+        self.cache = cache
+        #: References found in the files this scan read: path -> Links,
+        #: filled by index_file, used by the linker.
+        self.fresh: dict[str, Links] = {}
+
+    def run(self) -> dict[str, Asset]:
+        """The records of every file under the roots, by logical path,
+        reusing those of ``index`` for files that did not change. Counts
+        ``index.memory_used`` anew."""
+        index, cache = self.index, self.cache
+        previous = index._assets
+        # First decide what can be kept as it is, so that the memory budget
+        # counts the bytes that stay held before new files claim any.
+        found: list[tuple[str, str, os.stat_result, dict, Asset | None]] = []
+        seen: set[str] = set()
+        index.memory_used = 0
+        # A file's stat is needed only to compare it with what is known of
+        # it; a first scan without a cache takes it from the read (fstat).
+        stat_files = bool(previous) or cache is not None
+        for root in index.real_roots:
+            for path, abs_path, st, variant_paths in _walk(root, index.include_dotfiles,
+                                                           stat_files):
+                if path in seen:
+                    continue  # an earlier root wins
+                seen.add(path)
+                old = previous.get(path)
+                if old is not None and (old.abs_path != abs_path or not _unchanged(old, st)):
+                    old = None
+                if old is not None:
+                    if cache is not None:
+                        cache.keep(abs_path)
+                    # Counted whole, variants included; if a variant turns
+                    # out changed, the count is high until the next scan,
+                    # never low.
+                    index.memory_used += _held(old) + sum(map(_held, old.variants.values()))
+                found.append((path, abs_path, st, variant_paths, old))
+        assets: dict[str, Asset] = {}
+        for path, abs_path, st, _variant_paths, old in found:
+            try:
+                assets[path] = old if old is not None else self.index_file(path, abs_path, st)
+            except FileNotFoundError:
+                continue  # deleted since the walk listed it (an editor's temp file)
+            except NotRegularFile:
+                log.warning("bustware: skipping %r: no longer a regular file (a FIFO, "
+                            "socket or device was put in its place)", abs_path)
+                continue
+        if index.rewrite_references:
+            if index._bundlers:  # references to their hashed files: the bundler's URLs
+                from . import bundlers
+
+                bundlers.prepare(index, assets)
+            fresh, self.fresh = self.fresh, {}
+            link(index, assets, fresh, {path: v for path, _a, _s, v, _o in found})
+        for path, _abs_path, _st, variant_paths, old in found:
+            asset = assets.get(path)
+            if asset is None or asset.links:
+                continue  # gone since the walk, or variants made from its served bytes
+            variants = self.index_variants(variant_paths, old)
+            if variants != asset.variants:  # Variant compares by identity
+                if asset is old:  # never mutate an Asset a request may hold
+                    asset = replace(asset)
+                asset.variants = variants
+            assets[path] = asset
+        return assets
+
+    def index_file(self, path: str, abs_path: str, st: os.stat_result | None) -> Asset:
+        # The size and mtime recorded are those of the file we read (fstat),
+        # so a file replaced between the scan and the read is never recorded
+        # with another file's validators. ``st`` is the walk's stat, or None.
+        index = self.index
+        kind = _references().kind_of(path) if index.rewrite_references else None
+        cache = self.cache
+        entry = cache.get(abs_path, st) if cache is not None and st is not None else None
+        if entry is not None and entry[6] is False:
+            # Unchanged since a start digested it, and nothing to rewrite:
+            # not read (served from disk, as from a manifest).
+            body, digest = None, entry[5]
+        else:
+            try:
+                if kind is None:
+                    body, digest, st = index._read(abs_path)
+                    data = body
+                else:
+                    body, digest, st, data = read_source(index, abs_path, kind)
+            except PermissionError as exc:
+                raise PermissionError(
+                    f"bustware: cannot read {abs_path!r} ({exc.strerror}); make it readable "
+                    "by this process, or move it out of the static root"
+                ) from None
+            source_digest = digest
+            if kind is not None:
+                # References found at an earlier start, if these are the
+                # bytes they were found in: the tokenizer need not run again.
+                known = cache.links_of(entry) if entry is not None and entry[5] == digest \
+                    else None
+                body, digest, st = self.read_links(path, abs_path, body, digest, st, data,
+                                                   known)
+            if cache is not None:
+                cache.put(abs_path, st, source_digest, self.fresh.get(path))
+        busted = index.extensions is None or path.lower().endswith(index.extensions)
+        version = index._source(path, abs_path, digest, st.st_mtime) if busted else None
+        # Content types by suffix: one string per type, not one per file.
+        dot = path.rfind(".")
+        suffix = path[dot:] if dot >= 0 else ""
+        ctype = index._types.get(suffix)
+        if ctype is None:
+            ctype = index._types[suffix] = content_type(path, index.charset)
+        return Asset(
+            path=path,
+            abs_path=abs_path,
+            size=st.st_size,
+            mtime=int(st.st_mtime),
+            mtime_ns=st.st_mtime_ns,
+            digest=digest,
+            version=version,
+            url=index.url_for_version(path, version),
+            content_type=ctype,
+            body=body,
+            dev=st.st_dev,
+            ino=st.st_ino,
+            variants=_EMPTY,
+            links=_EMPTY,
+        )
+
+    def index_variants(self, paths: dict[str, str], old: Asset | None) -> dict[str, Variant]:
+        variants = {}
+        for encoding, abs_path in paths.items():
+            kept = old.variants.get(encoding) if old is not None else None
+            if kept is not None and kept.abs_path == abs_path:
+                try:
+                    st = os.stat(abs_path)
+                except OSError:
+                    continue
+                if (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev) == (
+                        kept.size, kept.mtime_ns, kept.ino, kept.dev):
+                    variants[encoding] = kept  # already counted in run()
+                    continue
+            try:
+                body, digest, st = self.index._read(abs_path)
+            except OSError:
+                continue
+            variants[encoding] = Variant(encoding, abs_path, st.st_size, digest, body,
+                                         st.st_mtime_ns, st.st_dev, st.st_ino)
+        return variants
+
+    # -- references between files (see bustware.references) ----------------
+
+    def read_links(self, path: str, abs_path: str, body: bytes | None, digest: str,
+                   st: os.stat_result, data: bytes | None = None, known=None
+                   ) -> tuple[bytes | None, str, os.stat_result]:
+        """Find the references into the prefix of a stylesheet or script that
+        read_source() just digested (``data``: the bytes it read, whole or
+        a script's tail). A file with any is read whole, as its served
+        bytes are computed from it (the linker, which then holds or spills
+        them); one without follows the memory policy."""
+        _refs = _references()
+        index = self.index
+        counted = body is not None
+        if body is None and data is not None and len(data) == st.st_size:
+            body = data  # read whole already: not held (yet), so not counted
+        elif body is None:
+            if known is None and _refs.kind_of(path) == "js" and not (
+                    _refs.find_links(data, path, index.prefix).links if data is not None
+                    else _tail_may_link(index, path, abs_path, st)):
+                return None, digest, st  # a big script: only its end can name a map
+            f, st = open_regular(abs_path)
+            with f:
+                body = f.read()
+            reread = hashlib.sha256(body).hexdigest()
+            if reread != digest:
+                known = None  # changed since: search what is there now
+            digest = reread
+        links = known if known is not None else _refs.find_links(body, path, index.prefix)
+        for line, message in links.problems:
+            log.warning("bustware: %s line %d: %s", path, line, message)
+        if not links.links:
+            return (body if counted else None), digest, st
+        self.fresh[path] = links
+        if not counted:
+            index.memory_used += len(body)
+        return body, digest, st
+
+
+def read_file(index: Assets, abs_path: str) -> tuple[bytes | None, str, os.stat_result]:
+    """Digest the file; keep its bytes if it fits the memory policy of
+    ``index``. ``Assets._read`` is this function, a method there so that a
+    subclass (the build) can read otherwise."""
+    f, st = open_regular(abs_path)
+    with f:
+        size = st.st_size
+        if index._fits(size):
+            body, st = _read_whole(f, st)
+            if len(body) == st.st_size and index._fits(len(body)):
+                index.memory_used += len(body)
+                return body, hashlib.sha256(body).hexdigest(), st
+            # Truncated while we read: keep nothing. The file's mtime has
+            # moved on from st, so requests serve it uncached and the next
+            # scan reads it again.
+            return None, hashlib.sha256(body).hexdigest(), st
+        digest = hashlib.sha256()
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+        return None, digest.hexdigest(), st
+
+
+def read_source(index: Assets, abs_path: str, kind: str
+                ) -> tuple[bytes | None, str, os.stat_result, bytes | None]:
+    """read_file() for a file that may hold references: also returns the
+    bytes to look for them in (the whole file, or a script's last 64 KiB
+    when it is too large to read whole), from the same single open."""
+    if type(index)._read is not read_file:
+        # A subclass (the build) or a test decides how files are read.
+        body, digest, st = index._read(abs_path)
+        return body, digest, st, body
+    f, st = open_regular(abs_path)
+    with f:
+        size = st.st_size
+        fits = index._fits(size)
+        if fits or kind != "js" or size <= _WHOLE_SCRIPT:
+            data, st = _read_whole(f, st)
+            digest = hashlib.sha256(data).hexdigest()
+            if fits and len(data) == st.st_size and index._fits(len(data)):
+                index.memory_used += len(data)
+                return data, digest, st, data
+            return None, digest, st, data
+        h = hashlib.sha256()
+        tail = b""
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            tail = (tail + chunk)[-_TAIL:] if len(chunk) < _TAIL else chunk[-_TAIL:]
+        return None, h.hexdigest(), st, tail
+
+
+def _tail_may_link(index: Assets, path: str, abs_path: str, st: os.stat_result) -> bool:
+    # Reading a large bundle whole just to look at its last lines would
+    # double the startup reads; the last 64 KiB hold any source map
+    # comment but an inline data: one, which is no link anyway.
+    _refs = _references()
+    try:
+        f, _st = open_regular(abs_path)
+        with f:
+            f.seek(max(0, st.st_size - 65536))
+            tail = f.read()
+    except OSError:
+        return True
+    return bool(_refs.find_links(tail, path, index.prefix).links)
