@@ -7,8 +7,8 @@
     python3 benchmarks/run.py --quick    # fewer rounds, about a minute
     python3 benchmarks/run.py --write-readme   # also refresh benchmarks/README.md
 
-What is missing (a competitor, Flask, gunicorn, granian, nginx, wrk, manifest
-support) is skipped with a line saying so. Generated files live under
+What is missing (a competitor, Flask, gunicorn, granian, uvicorn, nginx, wrk,
+manifest support) is skipped with a line saying so. Generated files live under
 ``benchmarks/.work/`` (git-ignored) and are reused by later runs. See
 benchmarks/README.md for what each figure means.
 """
@@ -31,6 +31,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import adoption  # noqa: E402
 import apps  # noqa: E402
+import asgi_e2e  # noqa: E402
 import asgi_inprocess  # noqa: E402
 import build_bench  # noqa: E402
 import e2e  # noqa: E402
@@ -42,7 +43,7 @@ import tree  # noqa: E402
 README = HERE / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SECTIONS = ("inprocess", "url", "startup", "scale", "e2e", "adoption", "hostile", "hostile-e2e",
-            "asgi", "build")
+            "asgi", "asgi-e2e", "build")
 
 #: Per mode: in-process rounds and batch seconds, startup tree, startup
 #: rounds, e2e rounds, e2e seconds per wrk run, filler files in the site,
@@ -127,7 +128,7 @@ def machine() -> dict:
     except (OSError, subprocess.TimeoutExpired):
         commit = "unknown"
     packages = ("bustware", "werkzeug", "webob", "whitenoise", "servestatic", "flask",
-                "gunicorn", "granian")
+                "gunicorn", "granian", "uvicorn", "starlette", "blacknoise")
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -189,6 +190,8 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
         rows.append(("URL helper at least 10x cheaper than Flask's url_for",
                      f"{gain:.0f}x cheaper", verdict(gain >= 10, f"{10 / gain:.2f}x short")))
     rows += startup_targets(results, verdict)
+    rows += asgi_inprocess.targets(results.get("asgi", {}), verdict)
+    rows += asgi_e2e.targets(results.get("asgi_e2e", {}), verdict)
     rows += build_bench.targets(results.get("build", []), verdict)
     granian = results.get("e2e", {}).get("granian", {})
     if "bustware" in granian and "bare" in granian:
@@ -385,6 +388,8 @@ def markdown(results: dict) -> str:
             w("| nginx (sendfile, from disk) |" + f" {_rps(nginx)} | | 1.00 |"
               + " | | |" * (len(labels) - 1))
         w("")
+    if results.get("asgi_e2e"):
+        w(asgi_e2e.markdown(results["asgi_e2e"], cfg))
     rows = targets(results)
     if rows:
         w("### Targets\n")
@@ -551,8 +556,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"in-process requests: {', '.join(names)}")
         results["inprocess"] = inprocess.requests(
             site, names, cfg["rounds"], cfg["batch"], lambda s: log(f"in-process: {s}"))
-    if "asgi" in sections:
+    if {"asgi", "asgi-e2e"} & set(sections):
         asgi_names = available(asgi_inprocess, skipped)
+    if "asgi" in sections:
         log(f"in-process requests under ASGI: {', '.join(asgi_names)}")
         results["asgi"] = asgi_inprocess.requests(
             site, asgi_names, cfg["rounds"], cfg["batch"], lambda s: log(f"asgi: {s}"))
@@ -597,6 +603,13 @@ def main(argv: list[str] | None = None) -> int:
         results["e2e"] = e2e.throughput(
             site, work, impls, cfg["e2e_rounds"], cfg["e2e_seconds"], args.connections,
             lambda s: skip(skipped, s), lambda s: log(f"end to end: {s}"),
+            load=cfg["mode"] != "tiny")
+    if "asgi-e2e" in sections:
+        log("end to end under ASGI")
+        results["asgi_e2e"] = asgi_e2e.throughput(
+            site, work, asgi_e2e.rows_for(asgi_names), cfg["e2e_rounds"], cfg["e2e_seconds"],
+            args.connections, lambda s: skip(skipped, s),
+            lambda s: log(f"asgi end to end: {s}"),
             load=cfg["mode"] != "tiny")
     if "hostile-e2e" in sections:
         log("end to end under hostile Accept-Encoding values")
