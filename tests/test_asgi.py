@@ -281,8 +281,8 @@ def test_zerocopysend_when_the_server_offers_it(site):
 
 
 def test_repeated_fields_and_the_common_path_agree(site):
-    """The common path reads headers with dict() (the last of a repeated
-    field); a repeated field must take the path that joins them."""
+    """The common path reads one value of each field it reads; a repeated
+    field must take the path that joins them."""
     (site / "css" / "long.css").write_bytes(b".a { color: red }\n" * 200)
     mw = BustwareASGI(None, site)  # compression without a build: gzip, br...
     url = mw.url("css/long.css")
