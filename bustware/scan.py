@@ -18,9 +18,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .contenttypes import content_type
-from .files import NotRegularFile, _read_whole, _walk, open_regular
+from .files import NotRegularFile, _walk, open_fd, read_to_end, read_whole
 from .linker import _references, link
-from .records import _EMPTY, Asset, Variant, _held, _unchanged
+from .records import _EMPTY, Asset, Variant, _held, _unchanged, new_asset
+from .urls import url_maker
+from .versions import DIGEST_LENGTH, _Digest
 
 if TYPE_CHECKING:
     from .assets import Assets
@@ -52,6 +54,10 @@ class Scan:
         #: References found in the files this scan read: path -> Links,
         #: filled by index_file, used by the linker.
         self.fresh: dict[str, Links] = {}
+        # What index_file asks of the index for every file, looked up once.
+        self._kind_of = _references().kind_of if index.rewrite_references else None
+        self._url = url_maker(index)
+        self._digest_versions = type(index._source) is _Digest
 
     def run(self) -> dict[str, Asset]:
         """The records of every file under the roots, by logical path,
@@ -105,6 +111,8 @@ class Scan:
             asset = assets.get(path)
             if asset is None or asset.links:
                 continue  # gone since the walk, or variants made from its served bytes
+            if not variant_paths and not asset.variants:
+                continue  # none found, none recorded: most files
             variants = self.index_variants(variant_paths, old)
             if variants != asset.variants:  # Variant compares by identity
                 if asset is old:  # never mutate an Asset a request may hold
@@ -118,7 +126,7 @@ class Scan:
         # so a file replaced between the scan and the read is never recorded
         # with another file's validators. ``st`` is the walk's stat, or None.
         index = self.index
-        kind = _references().kind_of(path) if index.rewrite_references else None
+        kind = self._kind_of(path) if self._kind_of is not None else None
         cache = self.cache
         entry = cache.get(abs_path, st) if cache is not None and st is not None else None
         if entry is not None and entry[6] is False:
@@ -147,30 +155,21 @@ class Scan:
                                                    known)
             if cache is not None:
                 cache.put(abs_path, st, source_digest, self.fresh.get(path))
-        busted = index.extensions is None or path.lower().endswith(index.extensions)
-        version = index._source(path, abs_path, digest, st.st_mtime) if busted else None
+        if index.extensions is not None and not path.lower().endswith(index.extensions):
+            version = None
+        elif self._digest_versions:
+            version = digest[:DIGEST_LENGTH]  # what index._source returns, without the call
+        else:
+            version = index._source(path, abs_path, digest, st.st_mtime)
         # Content types by suffix: one string per type, not one per file.
         dot = path.rfind(".")
         suffix = path[dot:] if dot >= 0 else ""
         ctype = index._types.get(suffix)
         if ctype is None:
             ctype = index._types[suffix] = content_type(path, index.charset)
-        return Asset(
-            path=path,
-            abs_path=abs_path,
-            size=st.st_size,
-            mtime=int(st.st_mtime),
-            mtime_ns=st.st_mtime_ns,
-            digest=digest,
-            version=version,
-            url=index.url_for_version(path, version),
-            content_type=ctype,
-            body=body,
-            dev=st.st_dev,
-            ino=st.st_ino,
-            variants=_EMPTY,
-            links=_EMPTY,
-        )
+        return new_asset(path, abs_path, st.st_size, int(st.st_mtime), st.st_mtime_ns, digest,
+                         version, self._url(path, version), ctype, body, _EMPTY, None,
+                         st.st_dev, st.st_ino)
 
     def index_variants(self, paths: dict[str, str], old: Asset | None) -> dict[str, Variant]:
         variants = {}
@@ -213,9 +212,11 @@ class Scan:
                     _refs.find_links(data, path, index.prefix).links if data is not None
                     else _tail_may_link(index, path, abs_path, st)):
                 return None, digest, st  # a big script: only its end can name a map
-            f, st = open_regular(abs_path)
-            with f:
-                body = f.read()
+            fd, st = open_fd(abs_path)
+            try:
+                body, st = read_whole(fd, st)
+            finally:
+                os.close(fd)
             reread = hashlib.sha256(body).hexdigest()
             if reread != digest:
                 known = None  # changed since: search what is there now
@@ -235,11 +236,11 @@ def read_file(index: Assets, abs_path: str) -> tuple[bytes | None, str, os.stat_
     """Digest the file; keep its bytes if it fits the memory policy of
     ``index``. ``Assets._read`` is this function, a method there so that a
     subclass (the build) can read otherwise."""
-    f, st = open_regular(abs_path)
-    with f:
+    fd, st = open_fd(abs_path)
+    try:
         size = st.st_size
         if index._fits(size):
-            body, st = _read_whole(f, st)
+            body, st = read_whole(fd, st)
             if len(body) == st.st_size and index._fits(len(body)):
                 index.memory_used += len(body)
                 return body, hashlib.sha256(body).hexdigest(), st
@@ -248,9 +249,11 @@ def read_file(index: Assets, abs_path: str) -> tuple[bytes | None, str, os.stat_
             # scan reads it again.
             return None, hashlib.sha256(body).hexdigest(), st
         digest = hashlib.sha256()
-        while chunk := f.read(_CHUNK):
+        while chunk := os.read(fd, _CHUNK):
             digest.update(chunk)
         return None, digest.hexdigest(), st
+    finally:
+        os.close(fd)
 
 
 def read_source(index: Assets, abs_path: str, kind: str
@@ -262,12 +265,12 @@ def read_source(index: Assets, abs_path: str, kind: str
         # A subclass (the build) or a test decides how files are read.
         body, digest, st = index._read(abs_path)
         return body, digest, st, body
-    f, st = open_regular(abs_path)
-    with f:
+    fd, st = open_fd(abs_path)
+    try:
         size = st.st_size
         fits = index._fits(size)
         if fits or kind != "js" or size <= _WHOLE_SCRIPT:
-            data, st = _read_whole(f, st)
+            data, st = read_whole(fd, st)
             digest = hashlib.sha256(data).hexdigest()
             if fits and len(data) == st.st_size and index._fits(len(data)):
                 index.memory_used += len(data)
@@ -275,10 +278,12 @@ def read_source(index: Assets, abs_path: str, kind: str
             return None, digest, st, data
         h = hashlib.sha256()
         tail = b""
-        while chunk := f.read(_CHUNK):
+        while chunk := os.read(fd, _CHUNK):
             h.update(chunk)
             tail = (tail + chunk)[-_TAIL:] if len(chunk) < _TAIL else chunk[-_TAIL:]
         return None, h.hexdigest(), st, tail
+    finally:
+        os.close(fd)
 
 
 def _tail_may_link(index: Assets, path: str, abs_path: str, st: os.stat_result) -> bool:
@@ -287,10 +292,12 @@ def _tail_may_link(index: Assets, path: str, abs_path: str, st: os.stat_result) 
     # comment but an inline data: one, which is no link anyway.
     _refs = _references()
     try:
-        f, _st = open_regular(abs_path)
-        with f:
-            f.seek(max(0, st.st_size - 65536))
-            tail = f.read()
+        fd, _st = open_fd(abs_path)
+        try:
+            os.lseek(fd, max(0, st.st_size - 65536), os.SEEK_SET)
+            tail = read_to_end(fd, 65536)
+        finally:
+            os.close(fd)
     except OSError:
         return True
     return bool(_refs.find_links(tail, path, index.prefix).links)

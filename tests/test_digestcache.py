@@ -34,15 +34,15 @@ def settled(monkeypatch):
 @pytest.fixture
 def opened(monkeypatch):
     """Paths the index opens (every file it reads goes through
-    bustware.scan.open_regular)."""
+    bustware.scan.open_fd)."""
     paths: list[str] = []
-    real = bustware.scan.open_regular
+    real = bustware.scan.open_fd
 
     def counting_open(path):
         paths.append(os.path.basename(path))
         return real(path)
 
-    monkeypatch.setattr(bustware.scan, "open_regular", counting_open)
+    monkeypatch.setattr(bustware.scan, "open_fd", counting_open)
     return paths
 
 
