@@ -14,8 +14,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
+import threading
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from .contenttypes import content_type
 from .files import NotRegularFile, _walk, open_fd, read_to_end, read_whole
@@ -58,6 +60,14 @@ class Scan:
         self._kind_of = _references().kind_of if index.rewrite_references else None
         self._url = url_maker(index)
         self._digest_versions = type(index._source) is _Digest
+        #: With more than one thread (the index's scan_threads), the other
+        #: threads digest for this one (_Helpers), started on first use.
+        threads = getattr(index, "scan_threads", 1)
+        self._helpers: _Helpers | None = None
+        self._helper_threads = threads - 1 if type(index)._read is read_file else 0
+        #: Files whose digest a helper computes: (path, abs_path, st, body,
+        #: job), made into records once the helpers are done (_finish).
+        self._later: list[tuple[str, str, os.stat_result, bytes | None, int]] = []
 
     def run(self) -> dict[str, Asset]:
         """The records of every file under the roots, by logical path,
@@ -91,15 +101,25 @@ class Scan:
                     index.memory_used += _held(old) + sum(map(_held, old.variants.values()))
                 found.append((path, abs_path, st, variant_paths, old))
         assets: dict[str, Asset] = {}
-        for path, abs_path, st, _variant_paths, old in found:
-            try:
-                assets[path] = old if old is not None else self.index_file(path, abs_path, st)
-            except FileNotFoundError:
-                continue  # deleted since the walk listed it (an editor's temp file)
-            except NotRegularFile:
-                log.warning("bustware: skipping %r: no longer a regular file (a FIFO, "
-                            "socket or device was put in its place)", abs_path)
-                continue
+        try:
+            for path, abs_path, st, _variant_paths, old in found:
+                try:
+                    # None holds the file's place (the records' order is the
+                    # walk's) until a helper has its digest (_finish).
+                    assets[path] = old if old is not None else self.index_file(path, abs_path,
+                                                                               st)
+                except FileNotFoundError:
+                    continue  # deleted since the walk listed it (an editor's temp file)
+                except NotRegularFile:
+                    log.warning("bustware: skipping %r: no longer a regular file (a FIFO, "
+                                "socket or device was put in its place)", abs_path)
+                    continue
+            if self._helpers is not None:
+                self._finish(assets)
+        finally:
+            if self._helpers is not None:
+                self._helpers.close()
+                self._helpers = None
         if index.rewrite_references:
             if index._bundlers:  # references to their hashed files: the bundler's URLs
                 from . import bundlers
@@ -135,7 +155,13 @@ class Scan:
             body, digest = None, entry[5]
         else:
             try:
-                if kind is None:
+                if kind is None and self._helper_threads:
+                    body, digest, st = self._read_helped(abs_path)
+                    if type(digest) is int:  # a helper's job: the record comes later
+                        self._later.append((path, abs_path, st, body, digest))
+                        return None  # type: ignore[return-value]
+                    data = body
+                elif kind is None:
                     body, digest, st = index._read(abs_path)
                     data = body
                 else:
@@ -155,6 +181,11 @@ class Scan:
                                                    known)
             if cache is not None:
                 cache.put(abs_path, st, source_digest, self.fresh.get(path))
+        return self._record(path, abs_path, st, digest, body)
+
+    def _record(self, path: str, abs_path: str, st: os.stat_result, digest: str,
+                body: bytes | None) -> Asset:
+        index = self.index
         if index.extensions is not None and not path.lower().endswith(index.extensions):
             version = None
         elif self._digest_versions:
@@ -170,6 +201,47 @@ class Scan:
         return new_asset(path, abs_path, st.st_size, int(st.st_mtime), st.st_mtime_ns, digest,
                          version, self._url(path, version), ctype, body, _EMPTY, None,
                          st.st_dev, st.st_ino)
+
+    # -- a second core ----------------------------------------------------
+
+    def _read_helped(self, abs_path: str) -> tuple[bytes | None, str | int, os.stat_result]:
+        """read_file(), but the digest of many bytes is left to a helper
+        thread: a str digest, or the int of the helper's job. Whether the
+        bytes are held is decided here, in the scan's order, as read_file
+        decides it, so both give the same records."""
+        index = self.index
+        fd, st = open_fd(abs_path)
+        try:
+            if index._fits(st.st_size):
+                body, st = read_whole(fd, st)
+                held = len(body) == st.st_size and index._fits(len(body))
+                if held:
+                    index.memory_used += len(body)
+                if len(body) < _HELPED:
+                    return (body if held else None), hashlib.sha256(body).hexdigest(), st
+                return (body if held else None), self._helper().submit(_digest, body), st
+            job = self._helper().submit(_digest_stream, fd)
+            fd = -1  # the helper reads it and closes it
+            return None, job, st
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def _helper(self) -> _Helpers:
+        if self._helpers is None:
+            self._helpers = _Helpers(self._helper_threads)
+        return self._helpers
+
+    def _finish(self, assets: dict[str, Asset]) -> None:
+        """The records of the files whose digests the helpers computed."""
+        helpers, cache = self._helpers, self.cache
+        helpers.join()
+        for path, abs_path, st, body, job in self._later:
+            digest = helpers.result(job)
+            if cache is not None:
+                cache.put(abs_path, st, digest, None)
+            assets[path] = self._record(path, abs_path, st, digest, body)
+        self._later = []
 
     def index_variants(self, paths: dict[str, str], old: Asset | None) -> dict[str, Variant]:
         variants = {}
@@ -254,6 +326,84 @@ def read_file(index: Assets, abs_path: str) -> tuple[bytes | None, str, os.stat_
         return None, digest.hexdigest(), st
     finally:
         os.close(fd)
+
+
+#: Bytes from which a helper thread digests a file (two-core scans): below,
+#: handing the job over costs more than it saves.
+_HELPED = 8192
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _digest_stream(fd: int) -> str:
+    """read_file()'s streamed digest of a file too large to hold; closes fd."""
+    try:
+        h = hashlib.sha256()
+        while chunk := os.read(fd, _CHUNK):
+            h.update(chunk)
+        return h.hexdigest()
+    finally:
+        os.close(fd)
+
+
+class _Helpers:
+    """Threads that digest files while the scan goes on. hashlib and
+    os.read release the GIL for the bytes they work on, so a second core
+    digests while the first reads the next files, finds references and
+    makes records (the pure Python part, which one thread at a time can
+    run). Jobs go through a SimpleQueue and results into a list by job
+    number: a Future per file would cost the scan more than the digest of
+    a small file."""
+
+    def __init__(self, threads: int) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._results: list = []
+        self._threads = [threading.Thread(target=self._work, name="bustware-scan", daemon=True)
+                         for _ in range(threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[[Any], str], arg: Any) -> int:
+        job = len(self._results)
+        self._results.append(None)
+        self._jobs.put((job, fn, arg))
+        return job
+
+    def _work(self) -> None:
+        results, get = self._results, self._jobs.get
+        while (item := get()) is not None:
+            job, fn, arg = item
+            try:
+                results[job] = fn(arg)
+            except BaseException as exc:  # raised in the scan's thread, by result()
+                results[job] = _Failed(exc)
+
+    def join(self) -> None:
+        """Wait for every job submitted (the threads then stop)."""
+        for _ in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+
+    def result(self, job: int) -> str:
+        value = self._results[job]
+        if type(value) is _Failed:
+            raise value.exc
+        return value
+
+    def close(self) -> None:
+        """Stop the threads, their jobs done or not (a scan that failed)."""
+        self.join()
+
+
+class _Failed:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
 
 
 def read_source(index: Assets, abs_path: str, kind: str
