@@ -86,11 +86,14 @@ def open_fd(path: str) -> tuple[int, os.stat_result]:
 
 def read_to_end(fd: int, size: int) -> bytes:
     """The bytes from the descriptor's position to the end of the file, of
-    which ``size`` were expected: one read of ``size + 1`` bytes, then
-    reads until one returns nothing, as ``FileIO.readall`` does (a read may
-    return less than asked for before the end, and a file may grow)."""
+    which ``size`` were expected: one read of ``size + 1`` bytes. Exactly
+    ``size`` bytes is the end of a regular file (a read gives less than
+    asked for at the end, and one more byte if the file grew): the scan
+    reads every file of the tree, and the read that returns nothing, which
+    ``FileIO.readall`` makes to find the end, is a tenth of a small file's
+    cost. Any other count, and reads go on until one returns nothing."""
     data = os.read(fd, size + 1)
-    if not data:
+    if len(data) == size or not data:
         return data
     more = os.read(fd, max(size + 1 - len(data), 65536))
     if not more:

@@ -30,7 +30,7 @@ from .manifest import (
 )
 from .records import _EMPTY, Asset, Variant, new_asset
 from .styles import quote_path
-from .urls import url_maker
+from .urls import all_plain, url_maker
 from .versions import _Digest
 
 _S_IFMT, _S_IFREG = stat.S_IFMT(0o170000), stat.S_IFREG
@@ -136,7 +136,7 @@ class _Records:
         source = assets._source
         digest_versions = type(source) is _Digest
         extensions = assets.extensions
-        url_of = url_maker(assets)
+        url_of = url_maker(assets, all_plain(files))
         charset = assets.charset
         roots = self.roots
         checked = self.checked

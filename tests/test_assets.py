@@ -246,7 +246,7 @@ def test_the_fast_record_constructor_sets_every_field_as_the_dataclass_does():
 def test_urls_made_at_start_are_those_of_url_for_version(tree, style, base_url):
     """The scan and the manifest start build URLs with urls.url_maker, a
     shortcut for the common names; every name gets url_for_version's URL."""
-    from bustware.urls import url_maker
+    from bustware.urls import all_plain, url_maker
 
     assets = Assets(tree({"a.css": b"x"}), "/s/", style=style, base_url=base_url)
     make = url_maker(assets)
@@ -255,6 +255,21 @@ def test_urls_made_at_start_are_those_of_url_for_version(tree, style, base_url):
                  "a/b/c.tar.gz", "a/b/", "a~b/c_d-e.js", "q?x.css", "h#x.css"]:
         for version in [None, "abc123", "v-1_2"]:
             assert make(path, version) == assets.url_for_version(path, version), (path, version)
+            if all_plain([path]):
+                assert url_maker(assets, plain_names=True)(path, version) == \
+                    assets.url_for_version(path, version), (path, version)
+
+
+def test_all_plain_is_the_test_of_quote_path_on_every_name():
+    from bustware.styles import _PLAIN
+    from bustware.urls import all_plain
+
+    for code in range(0x250):
+        name = f"a{chr(code)}b"
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        assert all_plain(["x/y.css", name]) == bool(_PLAIN.match(name)), repr(name)
+    assert all_plain([]) and not all_plain(["a.css", "b c.css"])
 
 
 def test_a_subclass_building_urls_its_own_way_is_asked(tree):
@@ -291,7 +306,7 @@ def _records(assets: Assets) -> list[tuple]:
 @pytest.fixture
 def varied(tree):
     """Files of every size class of the scan: digested where read, by a
-    helper thread (8 KiB and more), streamed (over memory_threshold)."""
+    helper thread (a MiB and more), streamed (over memory_threshold)."""
     import random
 
     rng = random.Random(13)
@@ -309,7 +324,7 @@ def varied(tree):
     return tree(files)
 
 
-@pytest.mark.parametrize("budget", [64 * 1024 * 1024, 0, 2_000_000])
+@pytest.mark.parametrize("budget", [64 * 1024 * 1024, 0, 5_000_000])
 def test_a_two_thread_scan_makes_the_records_of_a_one_thread_scan(varied, budget, monkeypatch):
     import bustware.scan
 
@@ -317,10 +332,12 @@ def test_a_two_thread_scan_makes_the_records_of_a_one_thread_scan(varied, budget
     submit = bustware.scan._Helpers.submit
     monkeypatch.setattr(bustware.scan._Helpers, "submit",
                         lambda self, fn, arg: jobs.append(fn) or submit(self, fn, arg))
-    one = Assets(varied, memory_budget=budget, scan_threads=1)
+    options = dict(memory_budget=budget, memory_threshold=1_600_000)
+    one = Assets(varied, scan_threads=1, **options)
     assert jobs == []
-    two = Assets(varied, memory_budget=budget, scan_threads=2)
-    # Digests of held bytes and streams: both went to the helper.
+    two = Assets(varied, scan_threads=2, **options)
+    # Digests of held bytes and streams (of a MiB and more): both went to
+    # the helper.
     assert bustware.scan._digest_stream in jobs
     assert (bustware.scan._digest in jobs) == (budget > 0)
     assert _records(two) == _records(one)
