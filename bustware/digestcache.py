@@ -106,7 +106,11 @@ class DigestCache:
     def get(self, abs_path: str, st: os.stat_result) -> Entry | None:
         """The entry for this file if its identity is unchanged, else None."""
         entry = self.entries.get(abs_path)
-        if entry is None or entry[:5] != identity(st) or type(entry[5]) is not str \
+        # Field by field: no identity tuple made per file (a restart asks
+        # for every file of the tree).
+        if entry is None or entry[3] != st.st_mtime_ns or entry[2] != st.st_size \
+                or entry[1] != st.st_ino or entry[0] != st.st_dev \
+                or entry[4] != st.st_ctime_ns or type(entry[5]) is not str \
                 or len(entry[5]) != 64 or (entry[6] is not False and type(entry[6]) is not dict):
             return None
         self.seen[abs_path] = entry
@@ -130,7 +134,14 @@ class DigestCache:
                                 fields(link.reference)] + [link.target, link.suffix]
                                for link in links.links],
                      "problems": [list(p) for p in links.problems]}
-        self.seen[abs_path] = (*identity(st), digest, found)
+        entry = (*identity(st), digest, found)
+        old = self.entries.get(abs_path)
+        if old == entry:
+            # What an earlier start recorded (a stylesheet read again to be
+            # rewritten): no reason to write the cache again.
+            self.seen[abs_path] = old
+            return
+        self.seen[abs_path] = entry
         self.changed = True
 
     def links_of(self, entry: Entry) -> Any:

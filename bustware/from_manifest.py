@@ -140,7 +140,7 @@ class _Records:
         charset = assets.charset
         roots = self.roots
         checked = self.checked
-        stat_ = os.stat
+        lstat = os.lstat
         dirs_add = self.escapes.dirs.add
         types: dict[str, str] = {}
         result: dict[str, Asset] = {}
@@ -166,7 +166,7 @@ class _Records:
                     dirs_add(directory)
                     last_dir = directory
                 try:
-                    st = stat_(abs_path, follow_symlinks=False)
+                    st = lstat(abs_path)
                 except OSError:
                     st = None
                 if st is not None and st.st_mode & _S_IFMT == _S_IFREG \

@@ -132,6 +132,25 @@ def test_stylesheets_with_references_are_rewritten_on_restart(tree, tmp_path, se
     assert (status, body) == (200, expected)
 
 
+def test_a_restart_with_nothing_changed_leaves_the_cache_file_as_it_is(tree, tmp_path,
+                                                                       settled):
+    """Stylesheets with references are read again at every start (to be
+    rewritten); finding what the cache says of them is no change to write."""
+    root = tree({"css/app.css": b"a{background:url(../img/a.png)}", "img/a.png": b"PNG1",
+                 "js/app.js": b"1;"})
+    cache = tmp_path / "cache"
+    Assets(root, digest_cache=cache)
+    (written,) = cache.iterdir()
+    before = os.stat(written)
+    second = Assets(root, digest_cache=cache)
+    after = os.stat(written)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert second["css/app.css"].links == {"img/a.png": second.url("img/a.png")}
+    (root / "js/app.js").write_bytes(b"2;")  # a change is written
+    Assets(root, digest_cache=cache)
+    assert os.stat(written).st_ino != before.st_ino
+
+
 def test_off_where_the_user_says_so(tree, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
     root = tree({"app.js": b"A"})

@@ -233,13 +233,17 @@ def test_stale_manifest_with_warn_logs_and_drops_missing_files(built, caplog):
 
 def test_check_off_stats_nothing(built, monkeypatch):
     calls = []
-    real = os.stat
-    def counting(path, *args, **kwargs):
-        if str(path) != str(built):  # the root itself is checked to exist
-            calls.append(path)
-        return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(os, "stat", counting)
+    def counting(real):
+        def stat(path, *args, **kwargs):
+            # Below the root: not the root's own resolution, nor its checks.
+            if str(path).startswith(str(built) + os.sep):
+                calls.append(path)
+            return real(path, *args, **kwargs)
+        return stat
+
+    monkeypatch.setattr(os, "stat", counting(os.stat))
+    monkeypatch.setattr(os, "lstat", counting(os.lstat))
     Assets(built, manifest=manifest_of(built), manifest_check="off")
     assert calls == []
     Assets(built, manifest=manifest_of(built))
