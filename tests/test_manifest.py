@@ -441,3 +441,24 @@ def test_a_start_finds_what_check_tree_finds_and_records_identities(tree):
             assert record.mtime_ns == st.st_mtime_ns, record.abs_path
         else:  # the gzip object removed
             assert (record.dev, record.ino, record.mtime_ns) == (0, 0, mf.OBJECT_MTIME_NS)
+
+
+@pytest.mark.parametrize("link", ["a", "a/b"])
+def test_a_directory_reached_through_a_symlink_out_of_the_root_is_refused(tree, tmp_path, link):
+    """The check lstats each directory's components below the root, and
+    resolves only a path through a symlink: one at any depth is found."""
+    import shutil
+
+    root = tree({"a/b/c/x.css": b"z{}", "a/y.css": b"y{}", "d/e.css": b"e{}"})
+    build(root)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(root / link, elsewhere, copy_function=shutil.copy2)
+    shutil.rmtree(root / link)
+    (root / link).symlink_to(elsewhere)
+    with pytest.raises(mf.ManifestError) as err:
+        Assets(root, manifest=manifest_of(root))
+    assert f"  a/b/c/x.css: reached through a symlink that leads out of the root, to " \
+           f"{str(elsewhere / 'c' if link == 'a/b' else elsewhere / 'b' / 'c')!r}" \
+           in str(err.value)
+    assert ("a/y.css: reached" in str(err.value)) == (link == "a")
+    assert "d/e.css" not in str(err.value)
