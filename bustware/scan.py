@@ -94,7 +94,7 @@ class Scan:
                     old = None
                 if old is not None:
                     if cache is not None:
-                        cache.keep(abs_path)
+                        cache.keep(path)
                     # Counted whole, variants included; if a variant turns
                     # out changed, the count is high until the next scan,
                     # never low.
@@ -147,14 +147,14 @@ class Scan:
         # so a file replaced between the scan and the read is never recorded
         # with another file's validators. ``st`` is the walk's stat, or None.
         index = self.index
-        kind = self._kind_of(path) if self._kind_of is not None else None
         cache = self.cache
-        entry = cache.get(abs_path, st) if cache is not None and st is not None else None
+        entry = cache.get(path, st) if cache is not None and st is not None else None
         if entry is not None and entry[6] is False:
             # Unchanged since a start digested it, and nothing to rewrite:
             # not read (served from disk, as from a manifest).
             body, digest = None, entry[5]
         else:
+            kind = self._kind_of(path) if self._kind_of is not None else None
             try:
                 if kind is None and self._helper_threads:
                     body, digest, st = self._read_helped(abs_path)
@@ -181,7 +181,7 @@ class Scan:
                 body, digest, st = self.read_links(path, abs_path, body, digest, st, data,
                                                    known)
             if cache is not None:
-                cache.put(abs_path, st, source_digest, self.fresh.get(path))
+                cache.put(path, st, source_digest, self.fresh.get(path))
         return self._record(path, abs_path, st, digest, body)
 
     def _record(self, path: str, abs_path: str, st: os.stat_result, digest: str,
@@ -240,7 +240,7 @@ class Scan:
         for path, abs_path, st, body, job in self._later:
             digest = helpers.result(job)
             if cache is not None:
-                cache.put(abs_path, st, digest, None)
+                cache.put(path, st, digest, None)
             assets[path] = self._record(path, abs_path, st, digest, body)
         self._later = []
 

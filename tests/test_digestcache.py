@@ -201,8 +201,7 @@ def test_written_atomically(tree, tmp_path, settled, monkeypatch):
     Assets(root, digest_cache=cache)
     assert cache_files(cache) == [name]
     assert os.stat(cache / name).st_ino != inode  # a new file renamed over the old one
-    assert set(json.loads((cache / name).read_bytes())["files"]) == {
-        str(root / n) for n in ("a.js", "b.js", "c.js")}
+    assert set(json.loads((cache / name).read_bytes())["files"]) == {"a.js", "b.js", "c.js"}
 
 
 def test_processes_starting_together(tree, tmp_path):
@@ -259,3 +258,19 @@ def test_references_found_at_an_earlier_start_are_not_searched_again(tree, tmp_p
     assert searched == []
     png = f"/static/img/a.{v(b'PNG2')}.png"
     assert assets["css/app.css"].served_bytes() == f"a{{background:url({png})}}".encode()
+
+
+def test_a_file_of_an_earlier_root_shadowing_a_cached_one_is_read(tmp_path, settled):
+    """Entries are keyed by logical path: the same path found under another
+    root is another file (its identity differs), read and cached anew."""
+    first, second = tmp_path / "one", tmp_path / "two"
+    second.mkdir()
+    first.mkdir()
+    (second / "app.js").write_bytes(b"from two")
+    cache = tmp_path / "cache"
+    assert Assets([first, second], digest_cache=cache).url("app.js") == \
+        f"/static/app.{v(b'from two')}.js"
+    (first / "app.js").write_bytes(b"from one")
+    restarted = Assets([first, second], digest_cache=cache)
+    assert restarted.url("app.js") == f"/static/app.{v(b'from one')}.js"
+    assert restarted["app.js"].abs_path == str(first / "app.js")
