@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import queue
 import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
@@ -367,6 +366,8 @@ class _Helpers:
     number, cheaper than a Future each."""
 
     def __init__(self, threads: int) -> None:
+        import queue  # on first use: most scans need no helper (no file of a MiB)
+
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._results: list = []
         self._threads = [threading.Thread(target=self._work, name="bustware-scan", daemon=True)
