@@ -131,20 +131,19 @@ class DigestCache:
         references.Links found in it, if any), if it is settled."""
         if st.st_ctime_ns >= self.settled_before or st.st_mtime_ns >= self.settled_before:
             return  # it may still change within the same timestamp tick
+        old = self.entries.get(path)
+        if old is not None and old[5] == digest and old[:5] == list(identity(st)):
+            # The bytes an earlier start recorded (a stylesheet read again to
+            # be rewritten): the same references in them, nothing new to write.
+            self.seen[path] = old
+            return
         found: Any = False
         if links is not None and (links.links or links.problems):
             found = {"links": [[getattr(link.reference, f.name) for f in
                                 fields(link.reference)] + [link.target, link.suffix]
                                for link in links.links],
                      "problems": [list(p) for p in links.problems]}
-        entry = [*identity(st), digest, found]
-        old = self.entries.get(path)
-        if old == entry:
-            # What an earlier start recorded (a stylesheet read again to be
-            # rewritten): no reason to write the cache again.
-            self.seen[path] = old
-            return
-        self.seen[path] = entry
+        self.seen[path] = [*identity(st), digest, found]
         self.changed = True
 
     def links_of(self, entry: Entry) -> Any:
