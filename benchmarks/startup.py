@@ -100,6 +100,7 @@ def _child(kind: str, root: str, manifest: str | None) -> dict:
         # Modules before the clock, as for the other kinds: bustware loads
         # these on first use (`import bustware` is timed on its own).
         if kind.startswith("manifest"):
+            import bustware.from_manifest
             import bustware.manifest
         else:
             import bustware.digestcache
