@@ -63,7 +63,8 @@ MODES = {
                  scale=((50, 0.05), (150, 0.15)), build_tree=(100, 0.5), build_rounds=1),
 }
 #: Steps of the small-files tree, and of each scale tree.
-SMALL_KINDS = ("hashlib-read", "assets", "manifest", "restart")
+SMALL_KINDS = ("hashlib-read", "assets", "assets-one-thread", "assets-two-threads", "manifest",
+               "restart")
 SCALE_KINDS = ("assets-nobytes", "manifest", "restart", "whitenoise", "servestatic")
 SCALE_LABELS = {"assets-nobytes": "bustware scan (no bytes held)",
                 "manifest": "bustware from a manifest", "restart": "bustware dev restart",
@@ -216,10 +217,19 @@ def startup_targets(results: dict, verdict) -> list[tuple[str, str, str]]:
     if small:
         trees.append((f"{cfg['small'][0]:,} small files", small))
     for name, steps in trees:
-        if "assets" in steps and "hashlib-read" in steps:
-            ratio = _cpu(steps["assets"]) / _cpu(steps["hashlib-read"])
+        one = steps.get("assets-one-thread", steps.get("assets"))
+        if one and "hashlib-read" in steps:
+            ratio = _cpu(one) / _cpu(steps["hashlib-read"])
             rows.append((f"cold index within 1.5x of hashlib alone (read + digest), {name}, "
                          "one thread", f"{ratio:.2f}x",
+                         verdict(ratio <= 1.5, f"{ratio / 1.5:.2f}x over")))
+        two = steps.get("assets-two-threads")
+        if two and "hashlib-read" in steps:
+            # Two threads share the work: their CPU time adds up, so the
+            # figure is wall time, against hashlib's wall time in one thread.
+            ratio = two["ms"] / steps["hashlib-read"]["ms"]
+            rows.append((f"cold index within 1.5x of hashlib alone (read + digest), {name}, "
+                         "two threads (wall time)", f"{ratio:.2f}x",
                          verdict(ratio <= 1.5, f"{ratio / 1.5:.2f}x over")))
     scale = results.get("scale", {})
     pairs = [(n, s_.get("assets"), s_.get("manifest")) for n, s_ in trees]

@@ -32,6 +32,8 @@ KINDS = {
     "hashlib-read": "hashlib.sha256 alone: open + read + digest every file",
     "hashlib-digest": "hashlib.sha256 alone: digest bytes already in memory",
     "assets": "bustware `Assets(root)`, cold",
+    "assets-one-thread": "bustware `Assets(root, scan_threads=1)`, cold, one thread",
+    "assets-two-threads": "bustware `Assets(root, scan_threads=2)`, cold, two threads",
     "bustware": "bustware `Bustware(None, root)`, cold (index + routing table)",
     "manifest": "bustware `Assets(root, manifest=...)`",
     "manifest-nocheck": "bustware `Assets(root, manifest=..., manifest_check='off')`",
@@ -92,12 +94,13 @@ def _child(kind: str, root: str, manifest: str | None) -> dict:
         for path in _files(root):
             with open(path, "rb") as f:
                 prepared.append(f.read())
-    elif kind in ("assets", "bustware", "manifest", "manifest-bustware", "manifest-nocheck",
-                  "restart", "assets-nobytes"):
+    elif kind in ("assets", "assets-one-thread", "assets-two-threads", "bustware", "manifest",
+                  "manifest-bustware", "manifest-nocheck", "restart", "assets-nobytes"):
         from bustware import Assets, Bustware
         # Modules before the clock, as for the other kinds: bustware loads
         # these on first use (`import bustware` is timed on its own).
         if kind.startswith("manifest"):
+            import bustware.from_manifest
             import bustware.manifest
         else:
             import bustware.digestcache
@@ -129,6 +132,12 @@ def _child(kind: str, root: str, manifest: str | None) -> dict:
         count = len(prepared)
     elif kind == "assets":
         kept = Assets(root)
+        count = len(kept)
+    elif kind == "assets-one-thread":
+        kept = Assets(root, scan_threads=1)
+        count = len(kept)
+    elif kind == "assets-two-threads":
+        kept = Assets(root, scan_threads=2)
         count = len(kept)
     elif kind == "assets-nobytes":
         kept = Assets(root, memory_budget=0)

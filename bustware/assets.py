@@ -29,6 +29,7 @@ from .options import (
     _check_prefix,
     _check_refresh_interval,
     _check_roots,
+    _check_scan_threads,
 )
 from .records import Asset, AssetNotFound, Variant, gc_paused
 from .scan import Scan, read_file
@@ -71,6 +72,7 @@ class Assets:
         manifest_check: str = "error",
         bundler_manifest: PathLike | Sequence[PathLike] | None = None,
         digest_cache: bool | PathLike | None = None,
+        scan_threads: int | None = None,
     ) -> None:
         self.roots = _check_roots(root)
         #: The roots with symlinks resolved when the index was loaded: files
@@ -128,6 +130,9 @@ class Assets:
         #: (the default) uses one with autorefresh=True, in development only;
         #: True always; a directory to keep it there; False never.
         self.digest_cache = _check_digest_cache(digest_cache, autorefresh)
+        #: Threads a scan reads and digests files with (bustware.scan); None
+        #: gives two where this process may run on more than one CPU.
+        self.scan_threads = _check_scan_threads(scan_threads)
         self._types: dict[str, str] = {}  # content types by suffix, for the scan
         #: Logical names from bundler manifests -> the path of their file.
         self.aliases: dict[str, str] = {}

@@ -2,8 +2,9 @@
 restarts on every code edit does not read and hash the whole static tree
 again.
 
-An entry maps a file's absolute path to its identity, ``(st_dev, st_ino,
-st_size, st_mtime_ns, st_ctime_ns)``, and what reading it gave: its SHA-256
+An entry maps a file's logical path (relative to its root; the cache file
+is one set of roots') to its identity, ``(st_dev, st_ino, st_size,
+st_mtime_ns, st_ctime_ns)``, and what reading it gave: its SHA-256
 and the references into the prefix found in it (a file with none need not be
 read to be served; one with some is read, to be rewritten, but not searched
 again once its bytes are checked against the digest). An entry is used only
@@ -44,13 +45,15 @@ log = logging.getLogger("bustware")
 #: Only files whose ctime is this much older than the scan are cached.
 SETTLE_NS = 2_000_000_000
 
-_FORMAT = "bustware-digest-cache 1"
+#: 2: entries keyed by logical path, not absolute path (a restart parses a
+#: third fewer bytes); a cache of another format is not read.
+_FORMAT = "bustware-digest-cache 2"
 
 #: (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)
 Identity = tuple[int, int, int, int, int]
 #: (identity..., sha256 hex, references found: False for none, else
 #: {"links": [[Reference fields..., target, suffix], ...], "problems": [...]})
-Entry = tuple[int, int, int, int, int, str, Any]
+Entry = list  # [identity..., sha256 hex, references], as JSON gives it
 
 
 def default_dir() -> str:
@@ -95,42 +98,52 @@ class DigestCache:
             entries = data["files"]
             if type(entries) is not dict:
                 return {}
-            return {p: tuple(e) for p, e in entries.items()  # type: ignore[misc]
-                    if type(e) is list and len(e) == 7}
+            return {p: e for p, e in entries.items() if type(e) is list and len(e) == 7}
         except FileNotFoundError:
             return {}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.debug("bustware: ignoring the digest cache %r: %s", self.path, exc)
             return {}
 
-    def get(self, abs_path: str, st: os.stat_result) -> Entry | None:
-        """The entry for this file if its identity is unchanged, else None."""
-        entry = self.entries.get(abs_path)
-        if entry is None or entry[:5] != identity(st) or type(entry[5]) is not str \
+    def get(self, path: str, st: os.stat_result) -> Entry | None:
+        """The entry for the file at logical ``path`` if its identity is
+        unchanged, else None."""
+        entry = self.entries.get(path)
+        # Field by field: no identity tuple made per file (a restart asks
+        # for every file of the tree).
+        if entry is None or entry[3] != st.st_mtime_ns or entry[2] != st.st_size \
+                or entry[1] != st.st_ino or entry[0] != st.st_dev \
+                or entry[4] != st.st_ctime_ns or type(entry[5]) is not str \
                 or len(entry[5]) != 64 or (entry[6] is not False and type(entry[6]) is not dict):
             return None
-        self.seen[abs_path] = entry
+        self.seen[path] = entry
         return entry
 
-    def keep(self, abs_path: str) -> None:
+    def keep(self, path: str) -> None:
         """The file is still there, unchanged (the index kept its record
         without asking the cache): keep its entry."""
-        entry = self.entries.get(abs_path)
+        entry = self.entries.get(path)
         if entry is not None:
-            self.seen[abs_path] = entry
+            self.seen[path] = entry
 
-    def put(self, abs_path: str, st: os.stat_result, digest: str, links: Any = None) -> None:
+    def put(self, path: str, st: os.stat_result, digest: str, links: Any = None) -> None:
         """Record what reading the file gave (``links``: the
         references.Links found in it, if any), if it is settled."""
         if st.st_ctime_ns >= self.settled_before or st.st_mtime_ns >= self.settled_before:
             return  # it may still change within the same timestamp tick
+        old = self.entries.get(path)
+        if old is not None and old[5] == digest and old[:5] == list(identity(st)):
+            # The bytes an earlier start recorded (a stylesheet read again to
+            # be rewritten): the same references in them, nothing new to write.
+            self.seen[path] = old
+            return
         found: Any = False
         if links is not None and (links.links or links.problems):
             found = {"links": [[getattr(link.reference, f.name) for f in
                                 fields(link.reference)] + [link.target, link.suffix]
                                for link in links.links],
                      "problems": [list(p) for p in links.problems]}
-        self.seen[abs_path] = (*identity(st), digest, found)
+        self.seen[path] = [*identity(st), digest, found]
         self.changed = True
 
     def links_of(self, entry: Entry) -> Any:

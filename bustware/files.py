@@ -8,18 +8,23 @@ touches a file of the tree goes through :func:`open_regular`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import shutil
 import stat
 import tempfile
+import threading
 import weakref
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Union
 
 from .contenttypes import content_encoding
 
-__all__ = ["VARIANT_SUFFIXES", "NotRegularFile", "PathLike", "open_regular"]
+__all__ = ["VARIANT_SUFFIXES", "NotRegularFile", "PathLike", "open_fd", "open_regular",
+           "read_whole"]
 
 log = logging.getLogger("bustware")
 
@@ -31,6 +36,10 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: ".zst".
 VARIANT_SUFFIXES = {".br": "br", ".zstd": "zstd", ".zst": "zstd", ".gz": "gzip"}
 
+_VARIANT_ENDINGS = tuple(VARIANT_SUFFIXES)
+#: The variants of a file that has none: one read-only mapping for all.
+_NO_VARIANTS: Mapping[str, str] = MappingProxyType({})
+
 #: How many paths (through symlinks) may lead to one directory before the
 #: walk stops entering it.
 MAX_ALIASES = 16
@@ -38,6 +47,9 @@ MAX_ALIASES = 16
 
 class NotRegularFile(OSError):
     """A path to index or serve leads to a FIFO, socket, device or directory."""
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
 
 
 def open_regular(path: str):
@@ -48,32 +60,66 @@ def open_regular(path: str):
     regular file the flag changes nothing on Linux. Anything but a regular
     file raises :class:`NotRegularFile`.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    fd, st = open_fd(path)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFile(errno.EINVAL, "not a regular file", path)
         return os.fdopen(fd, "rb"), st
     except BaseException:
         os.close(fd)
         raise
 
 
-def _read_whole(f, st: os.stat_result) -> tuple[bytes, os.stat_result]:
-    """Read the open file whole, with the fstat that goes with what was read.
+def open_fd(path: str) -> tuple[int, os.stat_result]:
+    """:func:`open_regular` without the file object: ``(descriptor, fstat
+    result)``; the caller closes the descriptor. The scan opens every file
+    of the tree once, and a file object (a FileIO, a buffer, and the fstat
+    and lseek of its readall) costs as much as the read of a small file."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(errno.EINVAL, "not a regular file", path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def read_to_end(fd: int, size: int) -> bytes:
+    """The bytes from the descriptor's position to the end of the file, of
+    which ``size`` were expected: one read of ``size + 1`` bytes. Exactly
+    ``size`` bytes is the end of a regular file (a read gives less than
+    asked for at the end, and one more byte if the file grew): the scan
+    reads every file of the tree, and the read that returns nothing, which
+    ``FileIO.readall`` makes to find the end, is a tenth of a small file's
+    cost. Any other count, and reads go on until one returns nothing."""
+    data = os.read(fd, size + 1)
+    if len(data) == size or not data:
+        return data
+    more = os.read(fd, max(size + 1 - len(data), 65536))
+    if not more:
+        return data
+    parts = [data, more]
+    while more := os.read(fd, 1 << 20):
+        parts.append(more)
+    return b"".join(parts)
+
+
+def read_whole(fd: int, st: os.stat_result) -> tuple[bytes, os.stat_result]:
+    """Read the file open at ``fd`` whole, with the fstat that goes with
+    what was read.
 
     A file rewritten in place while we read it (truncated, then written: an
     editor or a build writing without a rename) reads short. Read again, a
     few times: a file whose bytes and digest do not match its fstat is not
     held, and is then streamed from disk, where a later in-place rewrite of
     equal size within one timestamp tick cannot be told apart."""
-    data = f.read()
+    data = read_to_end(fd, st.st_size)
     for _ in range(3):
         if len(data) == st.st_size:
             break
-        f.seek(0)
-        st = os.fstat(f.fileno())
-        data = f.read()
+        os.lseek(fd, 0, os.SEEK_SET)
+        st = os.fstat(fd)
+        data = read_to_end(fd, st.st_size)
     return data, st
 
 
@@ -100,9 +146,21 @@ def spill(directory: str, data: bytes, digest: str) -> str:
     path written. Bytes of one digest are written once."""
     path = os.path.join(directory, digest)
     if not os.path.exists(path):
-        fd, tmp = tempfile.mkstemp(dir=directory)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        # The directory is this index's own (mode 0700), so a temporary
+        # name need not be unguessable: one per process and thread, where
+        # mkstemp's random names cost more than the write.
+        tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+        os.close(fd)
         os.replace(tmp, path)
     return path
 
@@ -160,16 +218,17 @@ def _walk(root: str, include_dotfiles: bool, stat_files: bool = True):
         files: dict[str, tuple[str, os.stat_result | None]] = {}
         for entry in entries:
             name = entry.name
-            if name.startswith(".") and not include_dotfiles:
+            if name[0] == "." and not include_dotfiles:
                 continue
             abs_path = entry.path
-            try:
-                name.encode("utf-8")
-            except UnicodeEncodeError:
-                # Bytes that are not UTF-8 come back as lone surrogates, which
-                # no URL can carry (quote() raises on them).
-                log.warning("bustware: skipping %r: its name is not UTF-8", abs_path)
-                continue
+            if not name.isascii():
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    # Bytes that are not UTF-8 come back as lone surrogates,
+                    # which no URL can carry (quote() raises on them).
+                    log.warning("bustware: skipping %r: its name is not UTF-8", abs_path)
+                    continue
             try:
                 if entry.is_symlink():
                     target = os.path.realpath(abs_path)
@@ -201,6 +260,11 @@ def _walk(root: str, include_dotfiles: bool, stat_files: bool = True):
                     _special_warned.add(abs_path)
                 log.warning("bustware: skipping %r: not a regular file (a FIFO, socket or "
                             "device is never served)", abs_path)
+        if not any(name.endswith(_VARIANT_ENDINGS) for name in files):
+            # Most directories hold no precompressed file: nothing to pair.
+            for name, (abs_path, est) in files.items():
+                yield f"{rel}{name}", abs_path, est, _NO_VARIANTS
+            continue
         for name, (abs_path, est) in files.items():
             stem, dot, suffix = name.rpartition(".")
             if dot and f".{suffix}" in VARIANT_SUFFIXES and stem in files:
@@ -210,4 +274,4 @@ def _walk(root: str, include_dotfiles: bool, stat_files: bool = True):
                 other = files.get(name + vsuffix)
                 if other is not None and content_encoding(name) is None:
                     variants[encoding] = other[0]
-            yield f"{rel}{name}", abs_path, est, variants
+            yield f"{rel}{name}", abs_path, est, variants or _NO_VARIANTS

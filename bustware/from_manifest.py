@@ -9,12 +9,10 @@ discovery of newer builds calls :func:`stored_versions` and
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import stat
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from .contenttypes import content_type
 from .manifest import (
@@ -22,15 +20,20 @@ from .manifest import (
     ManifestError,
     PathLike,
     Problem,
+    _compare,
+    _Escapes,
     _read,
     build_command,
-    check_tree,
     object_path,
     objects_dir,
     settings_of,
 )
-from .records import _EMPTY, Asset, Variant
-from .styles import _PLAIN, quote_path
+from .records import _EMPTY, Asset, Variant, new_asset
+from .styles import quote_path
+from .urls import all_plain, url_maker
+from .versions import _Digest
+
+_S_IFMT, _S_IFREG = stat.S_IFMT(0o170000), stat.S_IFREG
 
 if TYPE_CHECKING:
     from .assets import Assets
@@ -71,14 +74,10 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
     roots = [os.path.realpath(r) for r in assets.roots]
     objects = objects_dir(name)
     files: dict[str, Any] = data["files"]
-
-    mtimes: dict[str, int] = {}  # object path -> real mtime_ns, from the check
-    # path -> (st_dev, st_ino) from the check's stat; with "off", each file's
-    # identity is taken when it is first opened (bustware.opener).
-    idents: dict[str, tuple[int, int]] = {}
-    missing: set[str] = set()
+    records = _Records(assets, roots, objects, checked=check != "off")
+    result, urls = records.make(files)
     if check != "off":
-        problems = check_tree(data, roots, name, idents, mtimes)
+        problems = records.escapes.problems(files) + records.problems
         unsafe = [p for p in problems if p.unsafe]
         if unsafe:
             # Not a stale file that "warn" may tolerate: the scan would
@@ -95,67 +94,10 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
                     message + (f" Or, to start anyway, {advice}." if advice else "")
                 )
             log.warning("%s", message)
-            missing = {p.path for p in problems if p.reason == "missing"}
-            # check_tree skipped the objects of the files it found changed
-            mtimes = _object_mtimes(files, objects, idents)
-
-    source = assets._source
-    digest_versions = getattr(source, "name", "") == "digest"
-    extensions = assets.extensions
-    prefix = assets.base_url + assets.prefix
-    build = assets.style.build
-    charset = assets.charset
-    types: dict[str, str] = {}
-    result: dict[str, Asset] = {}
-    urls: dict[str, str] = {}
-    sep = os.sep
-    objects_sep = objects + sep
-    plain = _PLAIN.match
-    # This loop runs once per file at every production start: locals, no
-    # helper calls on the common path, one constructor call per record.
-    for path, rec in files.items():
-        if missing and path in missing:
-            continue
-        # Concatenation, not os.path.join: validated relative paths, and
-        # join costs more than the rest of a record together.
-        root = roots[rec["root"]]
-        abs_path = root + sep + path
-        mtime_ns = rec["mtime_ns"]
-        mtime = mtime_ns // 1_000_000_000
-        if extensions is not None and not path.lower().endswith(extensions):
-            version = None
-            url = prefix + quote_path(path)
-        else:
-            version = rec["version"] if digest_versions else \
-                source(path, abs_path, rec["digest"], mtime_ns / 1e9)
-            url_path, query = build(path, version)
-            url = prefix + (url_path if plain(url_path) else quote(url_path, safe="/"))
-            if query:
-                url = f"{url}?{query}"
-        served = rec.get("served")
-        if served is not None:
-            obj = served["object"]
-            served_path = f"{objects_sep}{obj[:2]}{sep}{obj}"
-            size = served["size"]
-            served_mtime = mtimes.get(served_path, OBJECT_MTIME_NS)
-            mtime = served.get("mtime", mtime)
-        else:
-            served_path, size, served_mtime = abs_path, rec["size"], mtime_ns
-        dot = path.rfind(".")
-        suffix = path[dot:] if dot >= 0 else ""
-        ctype = types.get(suffix)
-        if ctype is None:
-            ctype = types[suffix] = content_type(path, charset)
-        variants = rec.get("variants")
-        ident = idents.get(served_path) if idents else None
-        dev, ino = ident if ident is not None else (0, 0)
-        result[path] = Asset(
-            path=path, abs_path=served_path, size=size, mtime=mtime, mtime_ns=served_mtime,
-            digest=rec["digest"], version=version, url=url, content_type=ctype,
-            variants=_variants(variants, root, objects_sep, mtimes, idents)
-            if variants else _EMPTY, links=_EMPTY, integrity=rec["integrity"],
-            dev=dev, ino=ino)
-        urls[path] = url
+            for p in problems:
+                if p.reason == "missing":
+                    result.pop(p.path, None)
+                    urls.pop(p.path, None)
     old = _old_versions(assets, data, result, objects) if data["previous"] \
         else []
     assets.real_roots = roots
@@ -174,42 +116,167 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
         apply(assets)
 
 
-def _variants(variants: dict, root: str, objects_sep: str, mtimes: dict, idents: dict) -> dict:
-    out = {}
-    sep = os.sep
-    for encoding, var in variants.items():
-        if "file" in var:
-            vpath = root + sep + var["file"]
-            out[encoding] = Variant(encoding, vpath, var["size"], var["digest"], None,
-                                    var["mtime_ns"], *idents.get(vpath, (0, 0)))
-        else:
-            obj = var["object"]
-            vpath = f"{objects_sep}{obj[:2]}{sep}{obj}"
-            out[encoding] = Variant(encoding, vpath, var["size"], var["object"], None,
-                                    mtimes.get(vpath, OBJECT_MTIME_NS),
-                                    *idents.get(vpath, (0, 0)))
-    return out
+class _Records:
+    """The records of a manifest's files, and with ``checked``, the check
+    of the tree against it (what manifest.check_tree reports, and each
+    file's identity), in one pass: one stat per file, as check_tree, and
+    no second walk over the records to find what it found."""
 
+    def __init__(self, assets: Assets, roots: list[str], objects: str, checked: bool) -> None:
+        self.assets = assets
+        self.roots = roots
+        self.objects_sep = objects + os.sep
+        self.checked = checked
+        self.problems: list[Problem] = []
+        self.escapes = _Escapes(roots)
 
-def _object_mtimes(files: dict, objects: str, idents: dict | None = None) -> dict[str, int]:
-    """Real mtimes of the objects check_tree found with the right size (an
-    object is named by its content, so a copy that reset mtimes is fine)."""
-    out = {}
-    for rec in files.values():
-        paths = []
+    def make(self, files: dict[str, Any]) -> tuple[dict[str, Asset], dict[str, str]]:
+        """``(records, urls)`` by logical path."""
+        assets = self.assets
+        source = assets._source
+        digest_versions = type(source) is _Digest
+        extensions = assets.extensions
+        url_of = url_maker(assets, all_plain(files))
+        charset = assets.charset
+        roots = self.roots
+        checked = self.checked
+        lstat = os.lstat
+        dirs_add = self.escapes.dirs.add
+        types: dict[str, str] = {}
+        result: dict[str, Asset] = {}
+        urls: dict[str, str] = {}
+        sep = os.sep
+        last_dir = None
+        # This loop runs once per file at every production start: locals,
+        # no helper call on the common path (a regular file whose size and
+        # mtime are the recorded ones), one constructor call per record.
+        for path, rec in files.items():
+            root_index = rec["root"]
+            # Concatenation, not os.path.join: validated relative paths, and
+            # join costs more than the rest of a record together.
+            root = roots[root_index]
+            abs_path = root + sep + path
+            mtime_ns = rec["mtime_ns"]
+            dev = ino = 0
+            ok = True
+            if checked:
+                slash = path.rfind("/")
+                directory = (root_index, path[:slash] if slash > 0 else "")
+                if directory != last_dir:
+                    dirs_add(directory)
+                    last_dir = directory
+                try:
+                    st = lstat(abs_path)
+                except OSError:
+                    st = None
+                if st is not None and st.st_mode & _S_IFMT == _S_IFREG \
+                        and st.st_size == rec["size"] and st.st_mtime_ns == mtime_ns:
+                    dev, ino = st.st_dev, st.st_ino
+                else:  # a symlink, or a problem: what manifest.check_tree says of it
+                    found: dict[str, tuple[int, int]] = {}
+                    problem = _compare(abs_path, rec["size"], mtime_ns, found,
+                                       self.escapes.links)
+                    if problem:
+                        self.problems.append(Problem(path, problem))
+                        ok = False
+                    else:
+                        dev, ino = found[abs_path]
+            if extensions is not None and not path.lower().endswith(extensions):
+                version = None
+            elif digest_versions:
+                version = rec["version"]
+            else:
+                version = source(path, abs_path, rec["digest"], mtime_ns / 1e9)
+            url = url_of(path, version)
+            dot = path.rfind(".")
+            suffix = path[dot:] if dot >= 0 else ""
+            ctype = types.get(suffix)
+            if ctype is None:
+                ctype = types[suffix] = content_type(path, charset)
+            if len(rec) == 6:  # no rewritten bytes, no variants: most files
+                asset = new_asset(path, abs_path, rec["size"], mtime_ns // 1_000_000_000,
+                                  mtime_ns, rec["digest"], version, url, ctype, None, _EMPTY,
+                                  rec["integrity"], dev, ino)
+            else:
+                asset = self._unusual(path, rec, root, abs_path, version, url, ctype,
+                                      dev, ino, ok)
+            result[path] = asset
+            urls[path] = url
+        return result, urls
+
+    def _unusual(self, path: str, rec: dict, root: str, abs_path: str, version: str | None,
+                 url: str, ctype: str, dev: int, ino: int, report: bool) -> Asset:
+        """The record of a file with rewritten bytes or variants. Their files
+        are checked too; their problems reported (``report``) only when the
+        file itself is as recorded, as check_tree does."""
+        mtime_ns = rec["mtime_ns"]
+        mtime = mtime_ns // 1_000_000_000
         served = rec.get("served")
         if served is not None:
-            paths.append(object_path(objects, served["object"]))
-        for var in rec.get("variants", {}).values():
-            if "object" in var:
-                paths.append(object_path(objects, var["object"]))
-        for p in paths:
-            with contextlib.suppress(OSError):
-                st = os.stat(p)
-                out[p] = st.st_mtime_ns
-                if idents is not None:
-                    idents[p] = (st.st_dev, st.st_ino)
-    return out
+            obj = served["object"]
+            served_path = f"{self.objects_sep}{obj[:2]}{os.sep}{obj}"
+            dev, ino, served_mtime = self._object(
+                served_path, served["size"], path, "its rewritten bytes are ", report)
+            size = served["size"]
+            mtime = served.get("mtime", mtime)
+        else:
+            served_path, size, served_mtime = abs_path, rec["size"], mtime_ns
+        variants = rec.get("variants")
+        return Asset(
+            path=path, abs_path=served_path, size=size, mtime=mtime, mtime_ns=served_mtime,
+            digest=rec["digest"], version=version, url=url, content_type=ctype,
+            variants=self._variants(path, rec, variants, root, report)
+            if variants else _EMPTY, links=_EMPTY, integrity=rec["integrity"],
+            dev=dev, ino=ino)
+
+    def _object(self, obj_path: str, size: int, path: str, what: str, report: bool
+                ) -> tuple[int, int, int]:
+        """``(st_dev, st_ino, mtime_ns)`` of an object of the store: its real
+        mtime (a copy that did not keep mtimes still serves: an object is
+        named by its content), or OBJECT_MTIME_NS, unchecked."""
+        if not self.checked:
+            return 0, 0, OBJECT_MTIME_NS
+        try:
+            st = os.stat(obj_path)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            problem = _compare(obj_path, size, None) if report else None
+            if problem:
+                self.problems.append(Problem(path, what + problem))
+            if st is None:
+                return 0, 0, OBJECT_MTIME_NS
+        return st.st_dev, st.st_ino, st.st_mtime_ns
+
+    def _variants(self, path: str, rec: dict, variants: dict, root: str, report: bool
+                  ) -> dict[str, Variant]:
+        out = {}
+        sep = os.sep
+        for encoding, var in variants.items():
+            if "file" in var:
+                vpath = root + sep + var["file"]
+                dev = ino = 0
+                if self.checked:
+                    self.escapes.dirs.add((rec["root"], var["file"].rpartition("/")[0]))
+                    found: dict[str, tuple[int, int]] = {}
+                    problem = _compare(vpath, var["size"], var["mtime_ns"], found,
+                                       self.escapes.links)
+                    if problem:
+                        if report:
+                            self.problems.append(
+                                Problem(path, f"its {encoding} variant is {problem}"))
+                    else:
+                        dev, ino = found[vpath]
+                out[encoding] = Variant(encoding, vpath, var["size"], var["digest"], None,
+                                        var["mtime_ns"], dev, ino)
+            else:
+                obj = var["object"]
+                vpath = f"{self.objects_sep}{obj[:2]}{sep}{obj}"
+                dev, ino, mtime_ns = self._object(vpath, var["size"], path,
+                                                  f"its {encoding} variant is ", report)
+                out[encoding] = Variant(encoding, vpath, var["size"], var["object"], None,
+                                        mtime_ns, dev, ino)
+        return out
 
 
 def _old_versions(assets: Assets, data: dict, current: dict, objects: str) -> list[Asset]:
@@ -297,8 +364,10 @@ def hidden_files(data: dict[str, Any]) -> list[Problem]:
     with ".") that the manifest lists: an index with
     ``include_dotfiles=False`` hides them, so must not serve them."""
     files = data["files"]
-    out = [Problem(path, "a dot name", unsafe=True)
-           for path in files if path[0] == "." or "/." in path]
+    names = "\n".join(files)  # one search for all names, as most have no dot name
+    out = [] if names[:1] != "." and "\n." not in names and "/." not in names else [
+        Problem(path, "a dot name", unsafe=True) for path in files
+        if path[0] == "." or "/." in path]
     for path, rec in files.items():
         if "variants" in rec:  # most records have none
             for encoding, var in rec["variants"].items():

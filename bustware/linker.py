@@ -72,12 +72,20 @@ def link(index: Assets, assets: dict[str, Asset], fresh: dict[str, Links],
     it is (autorefresh stays cheap).
     """
     _refs = _references()
-
-    def targets(path: str) -> Iterable[str]:
+    # Each file's targets, once (Links.targets makes a new dict per call,
+    # and the graph walk below asks several times per file): the found
+    # references of the files read now, the recorded links of the others.
+    targets_of: dict[str, Iterable[str]] = {}
+    for path, asset in assets.items():
         found = fresh.get(path)
-        return found.targets if found is not None else assets[path].links
+        if found is not None:
+            if found.links:
+                targets_of[path] = found.targets
+        elif asset.links:
+            targets_of[path] = asset.links
+    targets = targets_of.__getitem__
 
-    nodes = {path for path in assets if targets(path)}
+    nodes = targets_of.keys()
     for members in _refs.components(nodes, lambda p: [t for t in targets(p) if t in nodes]):
         inside = set(members)
         cyclic = len(members) > 1 or members[0] in targets(members[0])

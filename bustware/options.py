@@ -140,3 +140,19 @@ def _check_digest_cache(digest_cache: object, autorefresh: bool) -> object:
         raise TypeError(f"bustware: digest_cache={digest_cache!r} must be True, False, "
                         "None (on with autorefresh) or a directory")
     return digest_cache
+
+
+def _check_scan_threads(scan_threads: object) -> int:
+    if scan_threads is None:
+        try:
+            cpus = len(os.sched_getaffinity(0))  # the CPUs this process may run on
+        except AttributeError:  # not on Linux
+            cpus = os.cpu_count() or 1
+        return 2 if cpus > 1 else 1
+    if not isinstance(scan_threads, int) or isinstance(scan_threads, bool) or scan_threads < 1:
+        raise ValueError(
+            f"bustware: scan_threads={scan_threads!r} must be a number of threads >= 1 (1: "
+            "the scan reads and digests in the calling thread alone), or None for two where "
+            "more than one CPU is available"
+        )
+    return scan_threads

@@ -221,3 +221,183 @@ def test_fifo_is_skipped_without_hanging(tree):
     root = tree({"a.css": b"a"})
     os.mkfifo(root / "pipe.css")
     assert [a.path for a in Assets(root)] == ["a.css"]
+
+
+def test_the_fast_record_constructor_sets_every_field_as_the_dataclass_does():
+    """The scan and the manifest start make records with new_asset (direct
+    slot stores); a field added to Asset but not there would be unset."""
+    from dataclasses import fields
+
+    from bustware.records import _EMPTY, Asset, new_asset
+
+    given = dict(path="css/a b.css", abs_path="/r/css/a b.css", size=3, mtime=4,
+                 mtime_ns=4_000_000_001, digest="d" * 64, version="v1",
+                 url="/static/css/a%20b.v1.css", content_type="text/css; charset=utf-8",
+                 body=b"abc", variants=_EMPTY, integrity="sha384-x", dev=7, ino=8)
+    fast = new_asset(**given)
+    slow = Asset(**given, links=_EMPTY)
+    assert type(fast) is Asset
+    for f in fields(Asset):
+        assert getattr(fast, f.name) == getattr(slow, f.name), f.name
+
+
+@pytest.mark.parametrize("style", ["filename", "segment", "query"])
+@pytest.mark.parametrize("base_url", [None, "https://cdn.example.com"])
+def test_urls_made_at_start_are_those_of_url_for_version(tree, style, base_url):
+    """The scan and the manifest start build URLs with urls.url_maker, a
+    shortcut for the common names; every name gets url_for_version's URL."""
+    from bustware.urls import all_plain, url_maker
+
+    assets = Assets(tree({"a.css": b"x"}), "/s/", style=style, base_url=base_url)
+    make = url_maker(assets)
+    for path in ["css/app.css", "LICENSE", ".well-known/x.json", "a/.hidden", "a/.b.css",
+                 "img/l o.png", "\u00e9/\u00fc.js", "a.b.c", "dir.d/file", "x.", "100%.css",
+                 "a/b/c.tar.gz", "a/b/", "a~b/c_d-e.js", "q?x.css", "h#x.css"]:
+        for version in [None, "abc123", "v-1_2"]:
+            assert make(path, version) == assets.url_for_version(path, version), (path, version)
+            if all_plain([path]):
+                assert url_maker(assets, plain_names=True)(path, version) == \
+                    assets.url_for_version(path, version), (path, version)
+
+
+def test_all_plain_is_the_test_of_quote_path_on_every_name():
+    from bustware.styles import _PLAIN
+    from bustware.urls import all_plain
+
+    for code in range(0x250):
+        name = f"a{chr(code)}b"
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        assert all_plain(["x/y.css", name]) == bool(_PLAIN.match(name)), repr(name)
+    assert all_plain([]) and not all_plain(["a.css", "b c.css"])
+
+
+def test_a_subclass_building_urls_its_own_way_is_asked(tree):
+    from bustware.urls import url_maker
+
+    class Shouting(Assets):
+        def url_for_version(self, path, version):
+            return super().url_for_version(path, version).upper()
+
+    assets = Shouting(tree({"a.css": b"x"}))
+    assert assets.url("a.css") == f"/STATIC/A.{v(b'x').upper()}.CSS"
+    assert url_maker(assets)("b.js", "v1") == "/STATIC/B.V1.JS"
+
+
+def _records(assets: Assets) -> list[tuple]:
+    """Every field of every record and variant, in the index's order (each
+    index writes what it cannot hold to a private directory of its own)."""
+    from dataclasses import fields
+
+    def value(x):
+        if isinstance(x, str) and assets._spill_dir and x.startswith(assets._spill_dir):
+            return "<private>" + x[len(assets._spill_dir):]
+        return x
+
+    def row(record):
+        private = value(record.abs_path) != record.abs_path  # its own file's stat
+        return tuple(None if private and f.name in ("mtime_ns", "dev", "ino") else
+                     value(getattr(record, f.name)) for f in fields(record)
+                     if f.name != "variants")
+
+    return [(row(a), [(e, row(var)) for e, var in a.variants.items()]) for a in assets]
+
+
+@pytest.fixture
+def varied(tree):
+    """Files of every size class of the scan: digested where read, by a
+    helper thread (a MiB and more), streamed (over memory_threshold)."""
+    import random
+
+    rng = random.Random(13)
+    files = {}
+    for i in range(60):
+        size = rng.choice([10, 900, 5000, 9000, 40_000, 200_000, 300_000, 1_500_000])
+        files[f"d{i % 4}/f{i:02d}.{rng.choice(['png', 'js', 'woff2', 'txt'])}"] = \
+            rng.randbytes(size)
+    files["img/logo.png"] = b"\x89PNG" * 5000
+    files["css/app.css"] = b"a { background: url(../img/logo.png) }\n" * 400
+    files["css/app.css.gz"] = b"stale gzip bytes"
+    files["d1/\u00e9t\u00e9 page.svg"] = b"<svg/>" * 3000
+    files["d2/big.bin"] = b"\x00" * 2_000_000
+    files["d2/big.bin.br"] = b"br bytes"
+    return tree(files)
+
+
+@pytest.mark.parametrize("budget", [64 * 1024 * 1024, 0, 5_000_000])
+def test_a_two_thread_scan_makes_the_records_of_a_one_thread_scan(varied, budget, monkeypatch):
+    import bustware.scan
+
+    jobs = []
+    submit = bustware.scan._Helpers.submit
+    monkeypatch.setattr(bustware.scan._Helpers, "submit",
+                        lambda self, fn, arg: jobs.append(fn) or submit(self, fn, arg))
+    options = dict(memory_budget=budget, memory_threshold=1_600_000)
+    one = Assets(varied, scan_threads=1, **options)
+    assert jobs == []
+    two = Assets(varied, scan_threads=2, **options)
+    # Digests of held bytes and streams (of a MiB and more): both went to
+    # the helper.
+    assert bustware.scan._digest_stream in jobs
+    assert (bustware.scan._digest in jobs) == (budget > 0)
+    assert _records(two) == _records(one)
+    assert two.memory_used == one.memory_used
+    assert len(two) == 64
+
+
+def test_files_rewritten_in_place_while_read_give_the_same_records_with_two_threads(
+        varied, monkeypatch):
+    """As in test_devmode's test of an in-place rewrite between the fstat
+    and the read: a file held, one digested by the helper, one streamed."""
+    import bustware.scan
+
+    real_open = bustware.scan.open_fd
+    edits = {"f00": b"short now", "f05": b"y" * 50_000, "big": b"z" * 600_000}
+
+    def rewritten_after_fstat(path):
+        fd, st = real_open(path)
+        name, _, suffix = os.path.basename(path).partition(".")
+        if name in edits and "." not in suffix:  # the file, not a variant beside it
+            with open(path, "wb") as w:  # truncate and write, as write_bytes does
+                w.write(edits[name])
+            os.utime(path, ns=(10**18, 10**18))  # the same new stat in both scans
+        return fd, st
+
+    originals = {p: (p.read_bytes(), p.stat().st_mtime_ns)
+                 for p in varied.rglob("*") if p.is_file()}
+    records = []
+    for threads in (1, 2):
+        for p, (data, mtime_ns) in originals.items():  # the same files each time
+            p.write_bytes(data)
+            os.utime(p, ns=(mtime_ns, mtime_ns))
+        monkeypatch.setattr(bustware.scan, "open_fd", rewritten_after_fstat)
+        records.append(_records(Assets(varied, scan_threads=threads)))
+        monkeypatch.undo()
+    assert records[0] == records[1]
+    # The rewrites happened: the streamed file's digest is of its new bytes.
+    assert any(r[0][0] == "d2/big.bin" and r[0][5] == hashlib.sha256(b"z" * 600_000).hexdigest()
+               for r in records[1])
+
+
+def test_a_failed_helper_job_fails_the_scan_and_leaves_no_thread(varied, monkeypatch):
+    import threading
+
+    import bustware.scan
+
+    def broken(fd):
+        os.close(fd)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(bustware.scan, "_digest_stream", broken)
+    with pytest.raises(OSError, match="Input/output error"):
+        Assets(varied, memory_budget=0, scan_threads=2)
+    assert not [t for t in threading.enumerate() if t.name == "bustware-scan"]
+    monkeypatch.undo()
+    Assets(varied, scan_threads=2)
+    assert not [t for t in threading.enumerate() if t.name == "bustware-scan"]
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "2"])
+def test_bad_scan_threads_is_named(tree, value):
+    with pytest.raises(ValueError, match=f"scan_threads={value!r} must be"):
+        Assets(tree({"a.css": b"x"}), scan_threads=value)

@@ -309,15 +309,15 @@ def test_a_file_rewritten_in_place_while_read_is_held_as_read(tree, monkeypatch)
     digest of bytes nobody holds (which a rewrite of equal size within one
     timestamp tick would then serve as immutable)."""
     root = tree({"css/a.css": b"before the edit, longer"})
-    real_open = bustware.scan.open_regular
+    real_open = bustware.scan.open_fd
 
     def rewritten_after_fstat(path):
-        f, st = real_open(path)
+        fd, st = real_open(path)
         with open(path, "wb") as w:  # truncate and write, as write_bytes does
             w.write(b"after")
-        return f, st
+        return fd, st
 
-    monkeypatch.setattr(bustware.scan, "open_regular", rewritten_after_fstat)
+    monkeypatch.setattr(bustware.scan, "open_fd", rewritten_after_fstat)
     asset = Assets(root)["css/a.css"]
     assert asset.body == b"after"
     assert asset.size == len(b"after") == os.stat(root / "css/a.css").st_size

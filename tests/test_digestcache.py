@@ -34,15 +34,15 @@ def settled(monkeypatch):
 @pytest.fixture
 def opened(monkeypatch):
     """Paths the index opens (every file it reads goes through
-    bustware.scan.open_regular)."""
+    bustware.scan.open_fd)."""
     paths: list[str] = []
-    real = bustware.scan.open_regular
+    real = bustware.scan.open_fd
 
     def counting_open(path):
         paths.append(os.path.basename(path))
         return real(path)
 
-    monkeypatch.setattr(bustware.scan, "open_regular", counting_open)
+    monkeypatch.setattr(bustware.scan, "open_fd", counting_open)
     return paths
 
 
@@ -132,6 +132,25 @@ def test_stylesheets_with_references_are_rewritten_on_restart(tree, tmp_path, se
     assert (status, body) == (200, expected)
 
 
+def test_a_restart_with_nothing_changed_leaves_the_cache_file_as_it_is(tree, tmp_path,
+                                                                       settled):
+    """Stylesheets with references are read again at every start (to be
+    rewritten); finding what the cache says of them is no change to write."""
+    root = tree({"css/app.css": b"a{background:url(../img/a.png)}", "img/a.png": b"PNG1",
+                 "js/app.js": b"1;"})
+    cache = tmp_path / "cache"
+    Assets(root, digest_cache=cache)
+    (written,) = cache.iterdir()
+    before = os.stat(written)
+    second = Assets(root, digest_cache=cache)
+    after = os.stat(written)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert second["css/app.css"].links == {"img/a.png": second.url("img/a.png")}
+    (root / "js/app.js").write_bytes(b"2;")  # a change is written
+    Assets(root, digest_cache=cache)
+    assert os.stat(written).st_ino != before.st_ino
+
+
 def test_off_where_the_user_says_so(tree, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
     root = tree({"app.js": b"A"})
@@ -182,8 +201,7 @@ def test_written_atomically(tree, tmp_path, settled, monkeypatch):
     Assets(root, digest_cache=cache)
     assert cache_files(cache) == [name]
     assert os.stat(cache / name).st_ino != inode  # a new file renamed over the old one
-    assert set(json.loads((cache / name).read_bytes())["files"]) == {
-        str(root / n) for n in ("a.js", "b.js", "c.js")}
+    assert set(json.loads((cache / name).read_bytes())["files"]) == {"a.js", "b.js", "c.js"}
 
 
 def test_processes_starting_together(tree, tmp_path):
@@ -240,3 +258,19 @@ def test_references_found_at_an_earlier_start_are_not_searched_again(tree, tmp_p
     assert searched == []
     png = f"/static/img/a.{v(b'PNG2')}.png"
     assert assets["css/app.css"].served_bytes() == f"a{{background:url({png})}}".encode()
+
+
+def test_a_file_of_an_earlier_root_shadowing_a_cached_one_is_read(tmp_path, settled):
+    """Entries are keyed by logical path: the same path found under another
+    root is another file (its identity differs), read and cached anew."""
+    first, second = tmp_path / "one", tmp_path / "two"
+    second.mkdir()
+    first.mkdir()
+    (second / "app.js").write_bytes(b"from two")
+    cache = tmp_path / "cache"
+    assert Assets([first, second], digest_cache=cache).url("app.js") == \
+        f"/static/app.{v(b'from two')}.js"
+    (first / "app.js").write_bytes(b"from one")
+    restarted = Assets([first, second], digest_cache=cache)
+    assert restarted.url("app.js") == f"/static/app.{v(b'from one')}.js"
+    assert restarted["app.js"].abs_path == str(first / "app.js")

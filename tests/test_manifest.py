@@ -233,13 +233,17 @@ def test_stale_manifest_with_warn_logs_and_drops_missing_files(built, caplog):
 
 def test_check_off_stats_nothing(built, monkeypatch):
     calls = []
-    real = os.stat
-    def counting(path, *args, **kwargs):
-        if str(path) != str(built):  # the root itself is checked to exist
-            calls.append(path)
-        return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(os, "stat", counting)
+    def counting(real):
+        def stat(path, *args, **kwargs):
+            # Below the root: not the root's own resolution, nor its checks.
+            if str(path).startswith(str(built) + os.sep):
+                calls.append(path)
+            return real(path, *args, **kwargs)
+        return stat
+
+    monkeypatch.setattr(os, "stat", counting(os.stat))
+    monkeypatch.setattr(os, "lstat", counting(os.lstat))
     Assets(built, manifest=manifest_of(built), manifest_check="off")
     assert calls == []
     Assets(built, manifest=manifest_of(built))
@@ -278,3 +282,183 @@ def test_manifest_is_readable_json_one_file_per_line(built):
     lines = [ln for ln in text.splitlines() if ln.startswith('"css/app.css"')]
     assert len(lines) == 1
     json.loads(text)
+
+
+# -- validation of all records at once (manifest._unusual) -------------------
+
+PLAIN = "js/app.js"  # a record of the six common fields
+OTHER = "img/logo.svg"
+
+
+def _rename(files: dict, old: str, new: str) -> None:
+    items = [(new if k == old else k, v) for k, v in files.items()]
+    files.clear()
+    files.update(items)
+
+
+def _set(field, value, path=PLAIN):
+    return lambda files: files[path].__setitem__(field, value)
+
+
+def _edit(field, change, path=PLAIN):
+    return lambda files: files[path].__setitem__(field, change(files[path][field]))
+
+
+HEX = "0123456789abcdef" * 4
+VALIDATION_CASES = {
+    "unchanged": lambda files: None,
+    "size negative": _set("size", -1), "size bool": _set("size", True),
+    "size str": _set("size", "12"), "size float": _set("size", 1.0),
+    "mtime negative": _set("mtime_ns", -1), "mtime float": _set("mtime_ns", 1.5),
+    "root out of range": _set("root", 1), "root negative": _set("root", -1),
+    "root bool": _set("root", False),
+    "digest upper case": _edit("digest", str.upper),
+    "digest short": _edit("digest", lambda d: d[:63]),
+    "digest long": _edit("digest", lambda d: d + "0"),
+    "digest not hex": _edit("digest", lambda d: "g" + d[1:]),
+    "digest not str": _set("digest", 123),
+    "digest not ascii": _edit("digest", lambda d: "\u00e9" + d[1:]),
+    "digest digits only": _set("digest", "0123456789" * 6 + "0123"),
+    "version empty": _set("version", ""), "version of 65": _set("version", "a" * 65),
+    "version of 64": _set("version", "a" * 64), "version dot": _set("version", "a.b"),
+    "version not ascii": _set("version", "\u00e9t\u00e9"),
+    "version other digits": _set("version", "\u0661\u0662\u0663"),
+    "integrity other prefix": _edit("integrity", lambda i: "sha256-" + i[7:]),
+    "integrity short": _edit("integrity", lambda i: i[:-1]),
+    "integrity dash in body": _edit("integrity", lambda i: i[:20] + "-" + i[21:]),
+    "integrity shifted": _edit("integrity", lambda i: "X" + i[:-1]),
+    "integrity not str": _set("integrity", None),
+    "integrity lengths that add up": lambda files: (
+        _edit("integrity", lambda i: i + "A")(files),
+        _edit("integrity", lambda i: i[:-1], OTHER)(files)),
+    "a field missing": lambda files: files[PLAIN].pop("integrity"),
+    "an unknown field": _set("note", "kept"),
+    "record not an object": lambda files: files.__setitem__(PLAIN, [1, 2]),
+    "path absolute": lambda files: _rename(files, PLAIN, "/js/app.js"),
+    "path climbing": lambda files: _rename(files, PLAIN, "js/../../app.js"),
+    "path double slash": lambda files: _rename(files, PLAIN, "js//app.js"),
+    "path backslash": lambda files: _rename(files, PLAIN, "js\\app.js"),
+    "path nul": lambda files: _rename(files, PLAIN, "js/app\x00.js"),
+    "path empty": lambda files: _rename(files, PLAIN, ""),
+    "path trailing slash": lambda files: _rename(files, PLAIN, "js/app/"),
+    "path trailing dot": lambda files: _rename(files, PLAIN, "js/app."),
+    "path dot segment": lambda files: _rename(files, PLAIN, "./js/app.js"),
+    "path with a newline": lambda files: _rename(files, PLAIN, "js\n/app.js"),
+    "path of a dot name": lambda files: _rename(files, PLAIN, ".well-known/app.js"),
+    "path dot before slash": lambda files: _rename(files, PLAIN, "js./app.js"),
+    "served object bad": lambda files: files["css/app.css"]["served"].__setitem__("object", "x"),
+    "variant unknown coding": _set("variants", {"lzma": {"object": HEX, "size": 1}}),
+    "variant object": _set("variants", {"br": {"object": HEX, "size": 1}}),
+    "variant file": _set("variants", {"br": {"file": "js/app.js.br", "size": 1,
+                                             "mtime_ns": 1, "digest": HEX}}),
+}
+
+
+@pytest.fixture(scope="module")
+def plain_manifest(tmp_path_factory):
+    root = tmp_path_factory.mktemp("plain") / "static"
+    for rel, content in {"css/app.css": b"a { background: url(../img/logo.svg) }",
+                         PLAIN: JS, OTHER: b"<svg/>", "img/a.png": b"\x89PNG"}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(content)
+    build(root)
+    return json.loads(Path(manifest_of(root)).read_bytes())
+
+
+def _verdict(data) -> str | None:
+    try:
+        mf.validate(data, "m.json")
+    except mf.ManifestError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.mark.parametrize("case", VALIDATION_CASES)
+def test_records_validated_all_at_once_get_the_verdict_of_one_by_one(plain_manifest, case,
+                                                                      monkeypatch):
+    """validate() checks the common fields of all records at once, column by
+    column (_unusual); whatever it lets through without the record-by-record
+    checks must be what those accept, and a refusal names what they name."""
+    import copy
+
+    # The column checks take the whole unchanged manifest but its one
+    # record with rewritten bytes (else this test would compare nothing).
+    assert list(mf._unusual(plain_manifest["files"], 1)) == ["css/app.css"]
+    data = copy.deepcopy(plain_manifest)
+    VALIDATION_CASES[case](data["files"])
+    at_once = _verdict(data)
+    monkeypatch.setattr(mf, "_unusual", lambda files, roots: files)
+    assert at_once == _verdict(data)
+
+
+def test_a_start_finds_what_check_tree_finds_and_records_identities(tree):
+    """The start checks the tree and makes the records in one pass; it must
+    name exactly the problems manifest.check_tree names (bustware verify),
+    in its order, and give each record the identity of the file it serves."""
+    from bustware.from_manifest import _listing
+
+    root = tree({"css/app.css": b"a { background: url(../img/a.png) }\n" * 20,
+                 "css/plain.css": b"b { color: red }\n" * 20,
+                 "css/plain.css.br": b"not really brotli",
+                 "js/app.js": JS * 20, "js/gone.js": JS * 30,
+                 "img/a.png": b"\x89PNG a", "img/b.png": b"\x89PNG b",
+                 "img/c.png": b"\x89PNG c"})
+    build(root, compress=["gzip"])
+    m = manifest_of(root)
+    data = mf.read(m)
+    objects = root / ".bustware" / "objects"
+
+    def object_of(rec):
+        return objects / rec[:2] / rec
+
+    os.remove(root / "js/gone.js")
+    (root / "img/b.png").write_bytes(b"\x89PNG b, longer")
+    os.utime(root / "img/c.png", ns=(10**18, 10**18))
+    with open(object_of(data["files"]["css/app.css"]["served"]["object"]), "ab") as f:
+        f.write(b"/* more */")
+    os.remove(object_of(data["files"]["js/app.js"]["variants"]["gzip"]["object"]))
+    (root / "css/plain.css.br").write_bytes(b"not brotli, and longer")
+
+    expected = mf.check_tree(data, [os.path.realpath(root)], m)
+    assert len(expected) == 6, expected
+    with pytest.raises(mf.ManifestError) as err:
+        Assets(root, manifest=m)
+    assert f"({len(expected)} problems):\n{_listing(expected)}\n" in str(err.value)
+
+    # "warn" serves what is there: each record with the identity and mtime
+    # of the file it serves, but those that changed since the build.
+    assets = Assets(root, manifest=m, manifest_check="warn")
+    assert "js/gone.js" not in assets and len(assets) == 6
+    changed = {str(root / "img/b.png"), str(root / "img/c.png"), str(root / "css/plain.css.br")}
+    records = list(assets) + [v for a in assets for v in a.variants.values()]
+    assert len(records) == 6 + 4  # gzip of the css and js files, br of css/plain.css
+    for record in records:
+        if record.abs_path in changed:
+            assert (record.dev, record.ino) == (0, 0), record.abs_path
+        elif os.path.exists(record.abs_path):
+            st = os.stat(record.abs_path)
+            assert (record.dev, record.ino) == (st.st_dev, st.st_ino), record.abs_path
+            assert record.mtime_ns == st.st_mtime_ns, record.abs_path
+        else:  # the gzip object removed
+            assert (record.dev, record.ino, record.mtime_ns) == (0, 0, mf.OBJECT_MTIME_NS)
+
+
+@pytest.mark.parametrize("link", ["a", "a/b"])
+def test_a_directory_reached_through_a_symlink_out_of_the_root_is_refused(tree, tmp_path, link):
+    """The check lstats each directory's components below the root, and
+    resolves only a path through a symlink: one at any depth is found."""
+    import shutil
+
+    root = tree({"a/b/c/x.css": b"z{}", "a/y.css": b"y{}", "d/e.css": b"e{}"})
+    build(root)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(root / link, elsewhere, copy_function=shutil.copy2)
+    shutil.rmtree(root / link)
+    (root / link).symlink_to(elsewhere)
+    with pytest.raises(mf.ManifestError) as err:
+        Assets(root, manifest=manifest_of(root))
+    assert f"  a/b/c/x.css: reached through a symlink that leads out of the root, to " \
+           f"{str(elsewhere / 'c' if link == 'a/b' else elsewhere / 'b' / 'c')!r}" \
+           in str(err.value)
+    assert ("a/y.css: reached" in str(err.value)) == (link == "a")
+    assert "d/e.css" not in str(err.value)
