@@ -1,4 +1,4 @@
-"""bustware: versioned static URLs and a WSGI middleware that serves them.
+"""bustware: versioned static URLs, and WSGI and ASGI middleware that serve them.
 
 >>> from bustware import Bustware
 >>> application = Bustware(application, "static/")          # doctest: +SKIP
