@@ -12,9 +12,7 @@ import contextlib
 import errno
 import logging
 import os
-import shutil
 import stat
-import tempfile
 import threading
 import weakref
 from collections.abc import Mapping
@@ -136,6 +134,12 @@ def make_spill_dir(owner: object) -> str:
     """A new private directory, removed when ``owner`` goes, and only by
     the process that made it (gunicorn workers forked from a preloading
     master share it and must not remove it)."""
+    # Imported here, not at the top: tempfile (with shutil and random) is a
+    # tenth of `import bustware`, and most indexes never spill. shutil is
+    # loaded now so that a removal at exit need not import it.
+    import shutil  # noqa: F401
+    import tempfile
+
     path = tempfile.mkdtemp(prefix="bustware-")
     weakref.finalize(owner, _remove_spill_dir, path, os.getpid())
     return path
@@ -167,6 +171,8 @@ def spill(directory: str, data: bytes, digest: str) -> str:
 
 def _remove_spill_dir(path: str, owner_pid: int) -> None:
     if os.getpid() == owner_pid:
+        import shutil  # loaded by make_spill_dir
+
         shutil.rmtree(path, ignore_errors=True)
 
 
