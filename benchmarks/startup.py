@@ -104,7 +104,17 @@ def _child(kind: str, root: str, manifest: str | None) -> dict:
             import bustware.manifest
         else:
             import bustware.digestcache
-            import bustware.references  # noqa: F401
+            import bustware.references
+        if "bustware" in kind:
+            # Bustware's compression without a build step, and the codecs
+            # it looks for, are loaded when one is made.
+            import contextlib
+            import importlib
+
+            import bustware.livecompress  # noqa: F401
+            for codec in ("brotli", "zstandard", "gzip", "platform"):
+                with contextlib.suppress(ImportError):
+                    importlib.import_module(codec)
     elif kind == "whitenoise":
         from whitenoise import WhiteNoise
     elif kind == "servestatic":
