@@ -401,3 +401,22 @@ def test_a_failed_helper_job_fails_the_scan_and_leaves_no_thread(varied, monkeyp
 def test_bad_scan_threads_is_named(tree, value):
     with pytest.raises(ValueError, match=f"scan_threads={value!r} must be"):
         Assets(tree({"a.css": b"x"}), scan_threads=value)
+
+
+@pytest.mark.parametrize("now", [b"", b"short", b"x" * 100, b"y" * 200_000])
+def test_a_file_read_whole_gives_its_bytes_with_their_own_fstat(tmp_path, now):
+    """files.read_whole reads to the end in one read when the file has the
+    size its fstat gave; grown or shrunk since, it reads on until the end
+    and gives the fstat of what it read."""
+    from bustware.files import open_fd, read_whole
+
+    path = tmp_path / "f.css"
+    path.write_bytes(b"z" * 100)
+    fd, st = open_fd(str(path))
+    try:
+        with open(path, "wb") as w:  # rewritten in place after the fstat
+            w.write(now)
+        data, st = read_whole(fd, st)
+    finally:
+        os.close(fd)
+    assert data == now and st.st_size == len(now)
