@@ -420,3 +420,16 @@ def test_a_file_read_whole_gives_its_bytes_with_their_own_fstat(tmp_path, now):
     finally:
         os.close(fd)
     assert data == now and st.st_size == len(now)
+
+
+@pytest.mark.parametrize("expected", [0, 10, 99, 100, 101, 5000])
+def test_read_to_end_reads_to_the_end_whatever_size_was_expected(tmp_path, expected):
+    from bustware.files import open_fd, read_to_end
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(bytes(range(100)))
+    fd, _st = open_fd(str(path))
+    try:
+        assert read_to_end(fd, expected) == bytes(range(100))
+    finally:
+        os.close(fd)
