@@ -7,8 +7,8 @@
     python3 benchmarks/run.py --quick    # fewer rounds, about a minute
     python3 benchmarks/run.py --write-readme   # also refresh benchmarks/README.md
 
-What is missing (a competitor, Flask, gunicorn, granian, nginx, wrk, manifest
-support) is skipped with a line saying so. Generated files live under
+What is missing (a competitor, Flask, gunicorn, granian, uvicorn, nginx, wrk,
+manifest support) is skipped with a line saying so. Generated files live under
 ``benchmarks/.work/`` (git-ignored) and are reused by later runs. See
 benchmarks/README.md for what each figure means.
 """
@@ -31,7 +31,9 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import adoption  # noqa: E402
 import apps  # noqa: E402
+import asgi_e2e  # noqa: E402
 import asgi_inprocess  # noqa: E402
+import build_bench  # noqa: E402
 import e2e  # noqa: E402
 import hostile_e2e  # noqa: E402
 import inprocess  # noqa: E402
@@ -41,21 +43,24 @@ import tree  # noqa: E402
 README = HERE / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SECTIONS = ("inprocess", "url", "startup", "scale", "e2e", "adoption", "hostile", "hostile-e2e",
-            "asgi")
+            "asgi", "asgi-e2e", "build")
 
 #: Per mode: in-process rounds and batch seconds, startup tree, startup
 #: rounds, e2e rounds, e2e seconds per wrk run, filler files in the site,
-#: the small-files tree (files, MB) and the scale trees (files, MB each).
+#: the small-files tree (files, MB), the scale trees (files, MB each), and
+#: the build section's generated tree (files, MB) and rounds.
 MODES = {
     "full": dict(rounds=21, batch=0.04, files=10_000, megabytes=100, startup_rounds=3,
                  e2e_rounds=3, e2e_seconds=5, fillers=200, small=(5_000, 5),
-                 scale=((1_000, 1), (10_000, 10), (100_000, 100))),
+                 scale=((1_000, 1), (10_000, 10), (100_000, 100)),
+                 build_tree=(2_000, 20), build_rounds=3),
     "quick": dict(rounds=7, batch=0.02, files=10_000, megabytes=100, startup_rounds=1,
                   e2e_rounds=1, e2e_seconds=2, fillers=200, small=(5_000, 5),
-                  scale=((1_000, 1), (10_000, 10), (100_000, 100))),
+                  scale=((1_000, 1), (10_000, 10), (100_000, 100)),
+                  build_tree=(1_000, 10), build_rounds=1),
     "tiny": dict(rounds=3, batch=0.002, files=200, megabytes=1, startup_rounds=1,
                  e2e_rounds=1, e2e_seconds=1, fillers=20, small=(100, 0.1),
-                 scale=((50, 0.05), (150, 0.15))),
+                 scale=((50, 0.05), (150, 0.15)), build_tree=(100, 0.5), build_rounds=1),
 }
 #: Steps of the small-files tree, and of each scale tree.
 SMALL_KINDS = ("hashlib-read", "assets", "assets-one-thread", "assets-two-threads", "manifest",
@@ -124,7 +129,7 @@ def machine() -> dict:
     except (OSError, subprocess.TimeoutExpired):
         commit = "unknown"
     packages = ("bustware", "werkzeug", "webob", "whitenoise", "servestatic", "flask",
-                "gunicorn", "granian")
+                "gunicorn", "granian", "uvicorn", "starlette", "blacknoise")
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -186,6 +191,9 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
         rows.append(("URL helper at least 10x cheaper than Flask's url_for",
                      f"{gain:.0f}x cheaper", verdict(gain >= 10, f"{10 / gain:.2f}x short")))
     rows += startup_targets(results, verdict)
+    rows += asgi_inprocess.targets(results.get("asgi", {}), verdict)
+    rows += asgi_e2e.targets(results.get("asgi_e2e", {}), verdict)
+    rows += build_bench.targets(results.get("build", []), verdict)
     granian = results.get("e2e", {}).get("granian", {})
     if "bustware" in granian and "bare" in granian:
         share = granian["bustware"] / granian["bare"]
@@ -349,6 +357,8 @@ def markdown(results: dict) -> str:
                   f"{_cpu(r):.0f} ms | {r['peak_growth_mib']:.1f} MiB | {per:,.0f} B | "
                   f"{index} |")
         w("")
+    if results.get("build"):
+        w(build_bench.markdown(results["build"], cfg))
     ee = results.get("e2e")
     if ee and "checked" in ee:
         w("### End to end\n")
@@ -388,6 +398,8 @@ def markdown(results: dict) -> str:
             w("| nginx (sendfile, from disk) |" + f" {_rps(nginx)} | | 1.00 |"
               + " | | |" * (len(labels) - 1))
         w("")
+    if results.get("asgi_e2e"):
+        w(asgi_e2e.markdown(results["asgi_e2e"], cfg))
     rows = targets(results)
     if rows:
         w("### Targets\n")
@@ -551,8 +563,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"in-process requests: {', '.join(names)}")
         results["inprocess"] = inprocess.requests(
             site, names, cfg["rounds"], cfg["batch"], lambda s: log(f"in-process: {s}"))
-    if "asgi" in sections:
+    if {"asgi", "asgi-e2e"} & set(sections):
         asgi_names = available(asgi_inprocess, skipped)
+    if "asgi" in sections:
         log(f"in-process requests under ASGI: {', '.join(asgi_names)}")
         results["asgi"] = asgi_inprocess.requests(
             site, asgi_names, cfg["rounds"], cfg["batch"], lambda s: log(f"asgi: {s}"))
@@ -588,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
             rounds = 1 if files >= 50_000 else cfg["startup_rounds"]
             scale[str(files)], _ = startup_steps(work, files, mb, SCALE_KINDS, rounds, names,
                                                  why is None, traced=True)
+    if "build" in sections:
+        results["build"] = build_bench.measure_all(work, cfg, lambda s: skip(skipped, s), log)
     if "e2e" in sections:
         log("end to end")
         # Tiny mode checks that every kind of server starts; one app is enough.
@@ -595,6 +610,13 @@ def main(argv: list[str] | None = None) -> int:
         results["e2e"] = e2e.throughput(
             site, work, impls, cfg["e2e_rounds"], cfg["e2e_seconds"], args.connections,
             lambda s: skip(skipped, s), lambda s: log(f"end to end: {s}"),
+            load=cfg["mode"] != "tiny")
+    if "asgi-e2e" in sections:
+        log("end to end under ASGI")
+        results["asgi_e2e"] = asgi_e2e.throughput(
+            site, work, asgi_e2e.rows_for(asgi_names), cfg["e2e_rounds"], cfg["e2e_seconds"],
+            args.connections, lambda s: skip(skipped, s),
+            lambda s: log(f"asgi end to end: {s}"),
             load=cfg["mode"] != "tiny")
     if "hostile-e2e" in sections:
         log("end to end under hostile Accept-Encoding values")

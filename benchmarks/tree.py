@@ -5,8 +5,9 @@ git ignores), both made once and reused by later runs:
 
 ``site/static/``
     What the request benchmarks serve: ``css/app.css`` (2 KiB),
-    ``js/app.js`` (50 KiB), ``img/hero.png`` (1 MiB) and some filler files,
-    so that no implementation is measured on a three-entry table.
+    ``js/app.js`` (50 KiB), ``js/vendor.js`` (100 KiB), ``img/hero.png``
+    (1 MiB) and some filler files, so that no implementation is measured on
+    a table of a few entries.
 ``tree-<files>-<mb>mb/static/``
     What the startup benchmarks index: ``files`` files of about ``mb`` MB in
     total, sizes drawn from a log-normal distribution (many small files, a
@@ -31,10 +32,14 @@ from pathlib import Path
 
 CSS_SIZE = 2 * 1024
 JS_SIZE = 50 * 1024
+MID_SIZE = 100 * 1024
 IMG_SIZE = 1024 * 1024
 
 #: Logical paths (relative to the static root) of the served files.
 CSS, JS, IMG = "css/app.css", "js/app.js", "img/hero.png"
+#: A file of about 100 KB: still held in memory, but its body is no longer
+#: small beside a server's per-request cost (the ASGI end-to-end rows).
+MID = "js/vendor.js"
 
 _EXTENSIONS = (  # (suffix, share of files, text?)
     (".css", 5, True), (".js", 25, True), (".svg", 10, True),
@@ -126,7 +131,7 @@ def site(work: Path, fillers: int = 200) -> Site:
     """The served files (made on first use)."""
     final = work / "site"
     stamp = work / "site.json"
-    spec = {"version": 1, "fillers": fillers}
+    spec = {"version": 2, "fillers": fillers}
     if _reuse(stamp, final, spec) is None:
 
         def fill(root: Path) -> dict:
@@ -139,6 +144,8 @@ def site(work: Path, fillers: int = 200) -> Site:
                 kind = ("css", "js", "svg")[i % 3]
                 _write(static / "lib" / f"f{i // 50}" / f"file{i:04d}.{kind}",
                        _text(rng, rng.randrange(512, 8192), kind))
+            # Its own generator: the files above stay as version 1 made them.
+            _write(static / MID, _text(random.Random(7), MID_SIZE, "js"))
             return {}
 
         work.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,14 @@
 """``bustware build``: index a tree once, ahead of time, into a manifest.
 
-One pass reads every file once, in parallel threads (hashlib and the
-compressors release the GIL), and computes from the same bytes the SHA-256
-(version, ETag), the SHA-384 (subresource integrity), the compressed
-variants, and with ``keep > 0`` a copy of the bytes in the object store. The
-index itself is then built by :class:`~bustware.assets.Assets` from those
-results, without reading the files again, so versions and rewritten bytes
-are exactly what a live process would compute.
+One pass reads every file once, in parallel threads (hashlib releases the
+GIL), and computes from the same bytes the SHA-256 (version, ETag), the
+SHA-384 (subresource integrity), and with ``keep > 0`` a copy of the bytes in
+the object store. The index itself is then built by
+:class:`~bustware.assets.Assets` from those results, without reading the
+files again, so versions and rewritten bytes are exactly what a live process
+would compute. The compressed variants are made meanwhile, on one thread per
+core (see :mod:`bustware.compressqueue`): a file's as soon as it is read, a
+stylesheet's or script's once the index knows the bytes it serves.
 
 The manifest is written atomically (see :mod:`bustware.manifest`). Objects
 that the manifest it replaces used, and the new one does not, are kept (a
@@ -21,6 +23,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -34,10 +37,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
 
-from . import __version__
+from . import __version__, compressqueue
 from . import manifest as mf
 from .assets import Assets
-from .compress import MIN_SAVING, check_encodings, compress_bytes, is_compressible
+from .compress import check_encodings, is_compressible
+from .compressqueue import CompressQueue, Source, cores
 from .files import VARIANT_SUFFIXES, PathLike, _walk, open_regular
 from .options import _check_roots
 from .references import kind_of as _linkable
@@ -46,9 +50,6 @@ __all__ = ["BuildReport", "Progress", "PruneReport", "build", "parse_age", "prun
 
 log = logging.getLogger("bustware")
 
-#: Files up to this size are read into memory whole, so one read feeds the
-#: digests and every compressor; larger ones are streamed.
-_WHOLE = 32 * 1024 * 1024
 _CHUNK = 1 << 20
 _SUFFIXES = {encoding: suffix for suffix, encoding in VARIANT_SUFFIXES.items()}
 
@@ -112,8 +113,6 @@ class _Info:
     sha256: str
     sha384: bytes
     body: bytes | None
-    variants: dict[str, tuple[str, int]]  # encoding -> (object digest, size)
-    deferred: bool = False  # compression left to _record (see _digest_file)
 
 
 class Progress:
@@ -196,6 +195,9 @@ def build(
     ``bundler_manifest``: as for :class:`Assets`, so that stylesheets name the
     files a bundler hashed by their own URLs; the index that loads the
     manifest must be given it too.
+    ``workers``: threads that compress at once (default: one per CPU this
+    process may use; the reads use a few more); the output does not depend
+    on it.
     ``progress``: called with the number of files, returns a :class:`Progress`
     or ``None``."""
     started = time.monotonic()
@@ -203,6 +205,9 @@ def build(
     encodings = check_encodings(compress)  # a missing extra fails before any work
     if keep is not None and (type(keep) is not int or keep < 0):
         raise ValueError(f"bustware: keep={keep!r} must be a count of generations >= 0")
+    if workers is not None and (type(workers) is not int or workers < 1):
+        raise ValueError(f"bustware: workers={workers!r} must be a number of threads >= 1, "
+                         "or None for one per CPU")
     manifest_path = os.path.abspath(os.fspath(out)) if out is not None \
         else mf.default_path(roots[0])
     report = BuildReport(manifest_path)
@@ -227,66 +232,91 @@ def build(
             for vpath in variant_paths.values():
                 jobs.setdefault(vpath, (i, path, False, ()))
 
-    # 2. Read each file once, in parallel.
-    bar = progress(len(jobs)) if progress is not None else None
+    # 2. Read each file once, in parallel; its codings are made meanwhile,
+    # on one thread per core, while the reads and the index go on.
+    bar = _Tally(progress(len(jobs))) if progress is not None else None
     infos: dict[str, _Info] = {}
     threshold = 256 * 1024
     budget = 64 * 1024 * 1024
     held = 0
+    queue = CompressQueue(store, workers or cores())
     try:
-        with ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 1) + 4)) as ex:
-            # A stylesheet or script may be rewritten (its references get
-            # versioned URLs): its codings are made once the index knows
-            # which bytes it serves (step 3), so no byte is compressed twice.
-            futures = {
-                ex.submit(_digest_file, abs_path, wanted, store, keep > 0 and main,
-                          threshold, rewrite_references and _linkable(abs_path) is not None):
-                abs_path
-                for abs_path, (_i, _p, main, wanted) in jobs.items()
-            }
+        with queue, ThreadPoolExecutor(max_workers=workers or min(32, cores() + 4)) as ex:
+            futures = {ex.submit(_digest_file, abs_path, store, keep > 0 and main, threshold):
+                       abs_path for abs_path, (_i, _p, main, _w) in jobs.items()}
+            later: dict[str, tuple[str, ...]] = {}  # compressed once the index is built
             for future in as_completed(futures):
                 abs_path = futures[future]
                 try:
-                    info = future.result()
+                    info, data = future.result()
                 except OSError as exc:
                     # Reported once, in report.warnings (the CLI prints them).
                     report.warnings.append(f"cannot read {abs_path!r}: {exc}")
+                    if bar is not None:
+                        bar.advance(0)
                     continue
-                if info.body is not None and _linkable(abs_path) is None:
+                linkable = _linkable(abs_path) is not None
+                if info.body is not None and not linkable:
                     if held + len(info.body) > budget:
                         info.body = None
                     else:
                         held += len(info.body)
                 infos[abs_path] = info
                 report.bytes_read += info.st.st_size
-                if bar is not None:
+                wanted = jobs[abs_path][3]
+                if wanted and rewrite_references and linkable:
+                    # A stylesheet or script may be rewritten (its references
+                    # get versioned URLs): its codings are made once the index
+                    # knows which bytes it serves, so no byte is compressed twice.
+                    later[abs_path] = wanted
+                elif wanted:
+                    queue.add(_source(info, abs_path, data), wanted,
+                              bar.done(info.st.st_size) if bar is not None else None)
+                elif bar is not None:
                     bar.advance(info.st.st_size)
+
+            # 3. The index, from what was read: versions, references, rewritten
+            # bytes; then the codings of the stylesheets and scripts.
+            assets = _BuildAssets(infos, roots, prefix, style=style, query_param=query_param,
+                                  include_dotfiles=include_dotfiles, base_url=base_url,
+                                  rewrite_references=rewrite_references,
+                                  bundler_manifest=bundler_manifest)
+            files: dict[str, Any] = {}
+            compressed: list[tuple[dict, dict, str, tuple[str, ...]]] = []
+            for asset in assets:
+                entry = jobs.get(asset.abs_path)
+                source = infos.get(asset.abs_path)
+                if entry is None or source is None:
+                    continue  # unreadable, or appeared after the walk
+                deferred = later.pop(asset.abs_path, None) is not None
+                rec, variants, made = _record(asset, entry[0], source, entry[3],
+                                              not deferred, queue.write, infos)
+                files[asset.path] = rec
+                wanted = tuple(e for e in entry[3] if e not in variants)
+                if made is not None and wanted:
+                    queue.add(made, wanted, bar.done(source.st.st_size)
+                              if bar is not None and deferred else None)
+                elif deferred and bar is not None:
+                    bar.advance(source.st.st_size)
+                if wanted:
+                    compressed.append((rec, variants, source.sha256 if made is None
+                                       else made.digest, wanted))
+                elif variants:
+                    rec["variants"] = variants
+            if bar is not None:  # deferred files the index left out
+                for abs_path in later:
+                    bar.advance(infos[abs_path].st.st_size)
+            queue.join()
     finally:
         if bar is not None:
             bar.close()
-
-    # 3. The index, from what was read: versions, references, rewritten bytes.
-    assets = _BuildAssets(infos, roots, prefix, style=style, query_param=query_param,
-                          include_dotfiles=include_dotfiles, base_url=base_url,
-                          rewrite_references=rewrite_references,
-                          bundler_manifest=bundler_manifest)
-    files: dict[str, Any] = {}
-    pending: list[tuple[dict, dict, Any]] = []
-    with ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 1) + 4)) as ex:
-        for asset in assets:
-            entry = jobs.get(asset.abs_path) if asset.abs_path in jobs else None
-            source = infos.get(asset.abs_path)
-            if entry is None or source is None:
-                continue  # unreadable, or appeared after the walk
-            rec, variants, job = _record(asset, entry[0], source, encodings, store, infos)
-            files[asset.path] = rec
-            if job is not None:
-                pending.append((rec, variants, ex.submit(_compress, *job)))
-        for rec, variants, future in pending:
-            for encoding, (digest, size) in future.result().items():
-                variants.setdefault(encoding, {"object": digest, "size": size})
-            if variants:
-                rec["variants"] = variants
+    for rec, variants, digest, wanted in compressed:
+        for encoding in wanted:
+            made = queue.result(digest, encoding)
+            if made is not None:
+                variants[encoding] = {"object": made[0], "size": made[1]}
+        if variants:
+            rec["variants"] = variants
     report.files = len(files)
     report.variants = sum(len(r.get("variants", {})) for r in files.values())
 
@@ -352,25 +382,23 @@ def _own_files(manifest_path: str):
     return lambda abs_path: abs_path == manifest or abs_path.startswith(objects)
 
 
-def _digest_file(abs_path: str, encodings: tuple[str, ...], store: _Store,
-                 keep_bytes: bool, threshold: int, defer: bool = False) -> _Info:
-    """``defer``: the file may be rewritten; if it is read whole, leave its
-    compression to _record, which knows the bytes served."""
+def _digest_file(abs_path: str, store: _Store, keep_bytes: bool, threshold: int
+                 ) -> tuple[_Info, bytes | None]:
+    """What the index needs of one file, and its bytes when read whole (for
+    its compression jobs)."""
     f, st = open_regular(abs_path)  # a FIFO swapped in since the walk: an OSError
     with f:
-        if st.st_size <= _WHOLE:
+        if st.st_size <= compressqueue.WHOLE:
             data = f.read()
             sha256 = hashlib.sha256(data).hexdigest()
             sha384 = hashlib.sha384(data).digest()
             if keep_bytes:
                 store.put(data, sha256)
-            variants = _compress(data, encodings, store) if encodings and not defer else {}
             # Stylesheets and scripts are searched for references by the
             # index, so their bytes are kept whatever their size: the index
             # must not read them a second time.
             keep = len(data) <= threshold or _linkable(abs_path) is not None
-            return _Info(st, sha256, sha384, data if keep else None, variants,
-                         bool(encodings) and defer)
+            return _Info(st, sha256, sha384, data if keep else None), data
         h256, h384 = hashlib.sha256(), hashlib.sha384()
         sink = store.open_temp() if keep_bytes else None
         try:
@@ -386,65 +414,39 @@ def _digest_file(abs_path: str, encodings: tuple[str, ...], store: _Store,
         finally:
             if sink is not None:
                 store.discard_temp(sink)
-    variants = {}
-    if encodings:
-        # Too big to hold: the compressors read it once more, streaming.
-        variants = _compress_large(abs_path, st.st_size, encodings, store)
-    return _Info(st, sha256, h384.digest(), None, variants)
+    # Too big to hold: its compression jobs stream it from the file again.
+    return _Info(st, sha256, h384.digest(), None), None
 
 
-def _compress(data: bytes, encodings: Sequence[str], store: _Store | None
-              ) -> dict[str, tuple[str, int]]:
-    out = {}
-    limit = len(data) * (1 - MIN_SAVING)
-    for encoding in encodings:
-        packed = compress_bytes(data, encoding)
-        if len(packed) <= limit:
-            out[encoding] = (_put(store, packed), len(packed))
-    return out
+def _source(info: _Info, abs_path: str, data: bytes | None) -> Source:
+    return Source(info.sha256, len(data) if data is not None else info.st.st_size, data,
+                  abs_path)
 
 
-def _put(store: _Store | None, data: bytes) -> str:
-    digest = hashlib.sha256(data).hexdigest()
-    if store is not None:
-        store.put(data, digest)
-    return digest
+class _Tally:
+    """The progress bar, advanced from any thread: a file counts once it
+    is read and its codings are made."""
+
+    def __init__(self, bar: Progress | None) -> None:
+        self.bar = bar
+        self._lock = threading.Lock()
+
+    def advance(self, nbytes: int) -> None:
+        if self.bar is not None:
+            with self._lock:
+                self.bar.advance(nbytes)
+
+    def done(self, nbytes: int) -> Callable[[], None]:
+        return lambda: self.advance(nbytes)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
-def _compress_large(abs_path: str, size: int, encodings: Sequence[str], store: _Store | None
-                    ) -> dict[str, tuple[str, int]]:
-    from .compress import compress_stream
-
-    out = {}
-    for encoding in encodings:
-        sink = store.open_temp()
-        try:
-            f, _st = open_regular(abs_path)
-            with f:
-                compress_stream(f, _HashingWriter(sink), encoding=encoding, size=size)
-            if sink.tell() > size * (1 - MIN_SAVING):
-                continue
-            digest = sink.digest.hexdigest()  # type: ignore[attr-defined]
-            packed_size = sink.tell()
-            store.commit_temp(sink, digest)
-            sink = None
-            out[encoding] = (digest, packed_size)
-        finally:
-            if sink is not None:
-                store.discard_temp(sink)
-    return out
-
-
-class _HashingWriter:
-    """A file object that hashes what it writes to the temp file under it."""
-
-    def __init__(self, f) -> None:
-        self.f = f
-        f.digest = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.f.digest.update(data)
-        return self.f.write(data)
+#: Numbers for temporary names, unique in this process (and the pid in the
+#: name makes them unique across processes).
+_TEMP_NAMES = itertools.count()
 
 
 class _Store:
@@ -454,18 +456,48 @@ class _Store:
         self.objects = objects
         self.created: set[str] = set()
         self._lock = threading.Lock()
+        self._dirs: set[str] = set()  # fan-out directories known to exist
 
     def put(self, data: bytes, digest: str) -> None:
+        """Store ``data`` unless it is there: written to a temporary file
+        beside its place, flushed to disk, moved into place. A build writes
+        thousands of these, so in as few system calls as that takes."""
         target = mf.object_path(self.objects, digest)
+        directory = os.path.dirname(target)
+        if directory not in self._dirs:
+            os.makedirs(directory, exist_ok=True)
+            self._dirs.add(directory)
         if os.path.exists(target):
             return
-        sink = self.open_temp()
+        tmp = os.path.join(directory, f".tmp-{os.getpid()}-{next(_TEMP_NAMES)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                     0o600)
         try:
-            sink.write(data)
-            self.commit_temp(sink, digest)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                # Objects are fsync'ed like the manifest: the manifest that
+                # names them is written after them, and must never name a
+                # lost file.
+                os.fsync(fd)
+                os.chmod(fd, 0o644)
+                os.utime(fd, ns=(mf.OBJECT_MTIME_NS, mf.OBJECT_MTIME_NS))
+            finally:
+                os.close(fd)
+            self._commit(tmp, target, digest)
         except BaseException:
-            self.discard_temp(sink)
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
             raise
+
+    def _commit(self, tmp: str, target: str, digest: str) -> None:
+        if os.path.exists(target):  # another build's, maybe served: left as it is
+            os.remove(tmp)
+            return
+        os.replace(tmp, target)
+        with self._lock:
+            self.created.add(digest)
 
     def open_temp(self):
         os.makedirs(self.objects, exist_ok=True)
@@ -484,12 +516,7 @@ class _Store:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         os.chmod(f.tmp_name, 0o644)
         os.utime(f.tmp_name, ns=(mf.OBJECT_MTIME_NS, mf.OBJECT_MTIME_NS))
-        if os.path.exists(target):
-            os.remove(f.tmp_name)
-            return
-        os.replace(f.tmp_name, target)
-        with self._lock:
-            self.created.add(digest)
+        self._commit(f.tmp_name, target, digest)
 
     @staticmethod
     def discard_temp(f) -> None:
@@ -527,11 +554,13 @@ class _BuildAssets(Assets):
         report.warnings and the manifest."""
 
 
-def _record(asset, root_index: int, source: _Info, encodings: Sequence[str], store: _Store,
-            infos: dict[str, _Info]) -> tuple[dict[str, Any], dict[str, Any], tuple | None]:
-    """The manifest record of one file, its variants so far, and the
-    compression still to do (arguments for _compress), if any: the caller
-    runs those in parallel and adds what they make to the variants."""
+def _record(asset, root_index: int, source: _Info, wanted: Sequence[str], queued: bool,
+            write: Callable[[bytes, str], None], infos: dict[str, _Info]
+            ) -> tuple[dict[str, Any], dict[str, Any], Source | None]:
+    """The manifest record of one file, its variants so far, and the bytes
+    its ``wanted`` codings are to be made from when they are not queued
+    yet (``queued``: made from the file's own bytes, queued as it was read).
+    ``write(data, digest)`` stores bytes the record names."""
     rec: dict[str, Any] = {
         "root": root_index,
         "size": source.st.st_size,
@@ -540,7 +569,7 @@ def _record(asset, root_index: int, source: _Info, encodings: Sequence[str], sto
         "digest": asset.digest,
     }
     variants: dict[str, Any] = {}
-    job = None
+    made = None
     if asset.digest == source.sha256:
         rec["integrity"] = _sri(source.sha384)
         for encoding, variant in asset.variants.items():
@@ -553,15 +582,10 @@ def _record(asset, root_index: int, source: _Info, encodings: Sequence[str], sto
                 "size": vinfo.st.st_size, "mtime_ns": vinfo.st.st_mtime_ns,
                 "digest": vinfo.sha256,
             }
-        built = source.variants
-        if source.deferred:  # not rewritten after all: compress its own bytes
-            wanted = [e for e in encodings if e not in variants and is_compressible(asset.path)]
-            if wanted:
-                body = source.body
-                if body is None:
-                    with open(asset.abs_path, "rb") as f:
-                        body = f.read()
-                job = (body, wanted, store)
+        if wanted and not queued:  # not rewritten after all: its own bytes
+            body = source.body
+            made = Source(source.sha256, len(body) if body is not None else source.st.st_size,
+                          body, asset.abs_path)
     else:
         # Served bytes differ from the file (references rewritten): they
         # live in the store, and so do their variants, made from them.
@@ -571,11 +595,10 @@ def _record(asset, root_index: int, source: _Info, encodings: Sequence[str], sto
                 f"bustware: {asset.abs_path!r} changed while the build read it; "
                 "build again once the files stop changing")
         rec["integrity"] = _sri(hashlib.sha384(body).digest())
-        store.put(body, asset.digest)
+        write(body, asset.digest)
         rec["served"] = {"object": asset.digest, "size": len(body), "mtime": asset.mtime}
         # The index compressed the rewritten bytes for the codings found
-        # beside the file; the build adds those it was asked for.
-        built = {}
+        # beside the file; the build makes those it was asked for.
         for encoding, variant in asset.variants.items():
             # Made from the rewritten bytes: held, or in the index's private
             # file (its abs_path), never the stale file beside the source.
@@ -583,17 +606,12 @@ def _record(asset, root_index: int, source: _Info, encodings: Sequence[str], sto
             if data is None:
                 with open(variant.abs_path, "rb") as f:
                     data = f.read()
-            built[encoding] = (_put(store, data), len(data))
-        wanted = [e for e in encodings if e not in built and is_compressible(asset.path)]
+            digest = hashlib.sha256(data).hexdigest()
+            write(data, digest)
+            variants[encoding] = {"object": digest, "size": len(data)}
         if wanted:
-            job = (body, wanted, store)
-    for encoding, (digest, size) in built.items():
-        if encoding in variants:
-            continue
-        variants[encoding] = {"object": digest, "size": size}
-    if job is None and variants:
-        rec["variants"] = variants
-    return rec, variants, job
+            made = Source(asset.digest, len(body), body)
+    return rec, variants, made
 
 
 def _sri(sha384: bytes) -> str:

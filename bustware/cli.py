@@ -151,6 +151,9 @@ def _add_build_commands(sub) -> None:
     build.add_argument("--keep", type=_count, metavar="N",
                        help="keep the versions and bytes of the N previous builds, for "
                             "rolling deploys (default: what the manifest keeps, else 0)")
+    build.add_argument("--jobs", type=_jobs, metavar="N",
+                       help="threads that compress at once (default: one per CPU this "
+                            "process may use)")
     build.add_argument("--quiet", action="store_true", help="print only errors")
     _add_index_options(build)
     build.add_argument("--query-param", default="v", help="parameter of the query style")
@@ -204,6 +207,17 @@ def _count(text: str) -> int:
     return value
 
 
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of threads (1, 2, ...; leave --jobs out for one per CPU)")
+    return value
+
+
 def _build_command(args) -> int:
     from . import build as b
     from .compress import CodecUnavailable
@@ -217,7 +231,7 @@ def _build_command(args) -> int:
                 progress = b.Progress
             report = b.build(args.roots, args.out, prefix=args.prefix, style=args.style,
                              query_param=args.query_param, base_url=args.base_url,
-                             compress=codings, keep=args.keep,
+                             compress=codings, keep=args.keep, workers=args.jobs,
                              include_dotfiles=args.include_dotfiles,
                              bundler_manifest=args.bundler_manifest, progress=progress)
             for warning in report.warnings:

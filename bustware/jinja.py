@@ -12,16 +12,19 @@ version on the next render.
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from typing import TYPE_CHECKING, Callable, Union
 
 from jinja2 import Environment, pass_context
 
 from .assets import Assets
-from .middleware import Bustware
+
+if TYPE_CHECKING:
+    from .asgi import BustwareASGI
+    from .middleware import Bustware
 
 __all__ = ["install"]
 
-UrlSource = Union[Assets, Bustware, Callable[[str], str]]
+UrlSource = Union[Assets, "Bustware", "BustwareASGI", Callable[[str], str]]
 
 
 def install(
@@ -33,18 +36,21 @@ def install(
 ) -> Environment:
     """Add the ``bust`` filter and the ``static_url`` global to ``env``.
 
-    ``source`` is an :class:`Assets`, a :class:`Bustware` middleware, or any
-    callable ``path -> url``. Pass ``None`` as a name to leave that one out.
-    Returns ``env``, so it can wrap the constructor call.
+    ``source`` is an :class:`Assets`, a :class:`Bustware` or
+    :class:`BustwareASGI` middleware, or any callable ``path -> url``. Pass
+    ``None`` as a name to leave that one out. Returns ``env``, so it can wrap the constructor call.
     """
-    if isinstance(source, (Assets, Bustware)):
+    # A middleware is recognised by the index it holds, not by its class:
+    # both are callable, and taken as the url callable they would fail only
+    # at render time. (No import of either: jinja users need neither.)
+    if isinstance(source, Assets) or isinstance(getattr(source, "assets", None), Assets):
         url = source.url
     elif callable(source):
         url = source
     else:
         raise TypeError(
             f"bustware: install(env, source={source!r}): source must be an Assets, a "
-            "Bustware middleware or a callable path -> url"
+            "Bustware or BustwareASGI middleware, or a callable path -> url"
         )
     if not isinstance(env, Environment):
         raise TypeError(f"bustware: install(env={env!r}, ...): env must be a jinja2.Environment")

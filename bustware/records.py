@@ -95,7 +95,7 @@ class Asset:
     #: memory budget is written to a private file (Assets._spill).
     served_path: str | None = None
     # Identity (st_dev, st_ino) of the file at abs_path when indexed: a file
-    # opened to be streamed must be this one (bustware.middleware.Bustware._open_file).
+    # opened to be streamed must be this one (bustware.opener.open_file).
     # 0 when unknown (a manifest loaded with manifest_check="off").
     dev: int = 0
     ino: int = 0

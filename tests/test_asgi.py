@@ -15,7 +15,7 @@ from conftest import asgi_scope, run_asgi, via_asgi
 
 import bustware
 from bustware import Assets, BustwareASGI
-from bustware.middleware import _BLOCK
+from bustware.respond import _BLOCK
 
 IMMUTABLE = "max-age=31536000, immutable"
 BIG = bytes(range(256)) * 1200  # 300 KiB: more than one read block
@@ -281,8 +281,8 @@ def test_zerocopysend_when_the_server_offers_it(site):
 
 
 def test_repeated_fields_and_the_common_path_agree(site):
-    """The common path reads headers with dict() (the last of a repeated
-    field); a repeated field must take the path that joins them."""
+    """The common path reads one value of each field it reads; a repeated
+    field must take the path that joins them."""
     (site / "css" / "long.css").write_bytes(b".a { color: red }\n" * 200)
     mw = BustwareASGI(None, site)  # compression without a build: gzip, br...
     url = mw.url("css/long.css")
@@ -294,6 +294,18 @@ def test_repeated_fields_and_the_common_path_agree(site):
                          (b"accept-encoding", b"gzip;q=0.9"), (b"accept-encoding", b"br;q=0.1")]
     two = run_asgi(mw, scope)
     assert headers_of(two[0])["content-encoding"] == "gzip"  # the last alone says br
+    scope = asgi_scope(url)
+    scope["headers"] += [(b"accept-encoding", b"br;q=0.1"), (b"accept-encoding", b"gzip;q=0.9")]
+    assert headers_of(run_asgi(mw, scope)[0])["content-encoding"] == "gzip"  # the first: br
+    # Our ETag in the second of two If-None-Match fields: the joined list
+    # names it (304); the first field alone would not (200).
+    etag = headers_of(one[0])["etag"].encode()
+    scope = asgi_scope(url, headers={"Accept-Encoding": "gzip"})
+    scope["headers"] += [(b"if-none-match", b'"other"'), (b"if-none-match", etag)]
+    assert run_asgi(mw, scope)[0]["status"] == 304
+    scope = asgi_scope(url, headers={"Accept-Encoding": "gzip"})
+    scope["headers"] += [(b"if-none-match", etag), (b"if-none-match", b'"other"')]
+    assert run_asgi(mw, scope)[0]["status"] == 304
     # The header list sent is the caller's to change.
     one[0]["headers"].append((b"x-outer", b"1"))
     again = run_asgi(mw, asgi_scope(url, headers={"Accept-Encoding": "gzip"}))

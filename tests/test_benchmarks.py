@@ -179,3 +179,121 @@ def test_asgi_request_table(tiny):
     # bustware timed what each row is about: its own answers, right bytes.
     assert all(cell["note"] == "" for cell in table["bustware"].values()), table["bustware"]
     assert "### In-process cost of a request under ASGI" in stdout
+    # blacknoise as its README sets it up: its brotli variant, no 304.
+    if "blacknoise" in table:
+        assert table["blacknoise"]["hit_css"]["note"] == "br"
+        assert table["blacknoise"]["not_modified"]["note"].startswith("200, ")
+        assert table["blacknoise"]["pass"]["note"] == ""
+        assert "cache-control: max-age=315360000, public, immutable" in \
+            table["blacknoise"]["hit_css"]["headers"]
+    assert "cache-control: max-age=31536000, immutable" in table["bustware"]["hit_css"]["headers"]
+    assert "- bustware: `content-type: text/css; charset=utf-8`" in stdout
+    assert "| ASGI static hit (2 KiB CSS) in-process at most 3x the bare ASGI app |" in stdout
+
+
+@pytest.mark.server
+def test_asgi_servers_are_started_and_checked(tiny):
+    """Tiny mode starts every ASGI end-to-end row under each server and
+    checks one request of each (status, bytes, who answered)."""
+    _, _, results = tiny
+    sys.path.insert(0, str(BENCH))
+    try:
+        import asgi_e2e
+    finally:
+        sys.path.remove(str(BENCH))
+    rows = asgi_e2e.rows_for(results["asgi"])  # the implementations installed here
+    assert {"bare", "bare-headers", "bustware", "bustware-100k", "bustware-pass"} <= set(rows)
+    servers = [s for s in asgi_e2e.SERVERS if not skipped(results, f"asgi-e2e {s}")]
+    assert results["asgi_e2e"] == {"checked": [f"{s} {r}" for s in servers for r in rows]}
+
+
+@pytest.mark.server
+def test_asgi_end_to_end_under_load(tmp_path):
+    """One short wrk run per row and server: the requests-per-second table,
+    the ratios and the granian target come out of real measurements."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import asgi_e2e
+        import run
+        import tree
+    finally:
+        sys.path.remove(str(BENCH))
+    skips: list[str] = []
+    found = asgi_e2e.servers_available(skips.append)
+    if not found["wrk"]:
+        pytest.skip("wrk is not installed (apt-get install -y wrk)")
+    site = tree.site(tmp_path, fillers=2)
+    result = asgi_e2e.throughput(site, tmp_path, ["bare", "bustware"],
+                                 rounds=1, seconds=1, connections=4, skip=skips.append,
+                                 warmup=0)
+    servers = [s for s in asgi_e2e.SERVERS if found[s]]
+    assert servers and all(f.startswith("asgi-e2e ") for f in skips), skips
+    for s in servers:
+        assert set(result[s]) == {"bare", "bustware"}
+        assert all(rps > 0 for rps in result[s].values())
+        # The server's CPU per request, from /proc: some, and under a second.
+        assert all(0 < us < 1e6 for us in result["cpu_us"][s].values())
+    cfg = {"connections": 4, "e2e_seconds": 1, "e2e_rounds": 1}
+    text = asgi_e2e.markdown(result, cfg)
+    for label in ("bare ASGI app", "bustware, static hit, 2 KiB CSS"):
+        line = next(x for x in text.splitlines() if x.startswith(f"| {label}"))
+        assert line.count("|") == 2 + 3 * len(servers)
+        assert line.count(" µs |") == len(servers)
+    if "granian" in result:
+        share = result["granian"]["bustware"] / result["granian"]["bare"]
+        (row,) = asgi_e2e.targets(result, lambda ok, miss: "met" if ok else "missed")
+        assert row[1].startswith(f"{share:.0%} (by CPU per request: ")
+    assert run.targets({"asgi_e2e": result}) == asgi_e2e.targets(
+        result, lambda ok, miss: "met" if ok else f"**missed**: {miss}")
+
+
+def test_asgi_tables_and_targets_from_figures():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import run
+    finally:
+        sys.path.remove(str(BENCH))
+    cell = {"note": "", "headers": ["cache-control: max-age=31536000, immutable"]}
+    results = {
+        "config": {"command": "x", "mode": "full", "connections": 32, "e2e_seconds": 5,
+                   "e2e_rounds": 3, "rounds": 21},
+        "machine": {"date": "d", "commit": "c", "nproc": 2, "cpu": "cpu", "memory": "m",
+                    "load_average_at_start": "0", "python": "p", "platform": "p",
+                    "packages": {}, "nginx": "n", "wrk": "w"},
+        "skipped": [],
+        "asgi": {n: {c: {**cell, "us": us, "ratio": us / 1.0} for c in
+                     ("hit_css", "not_modified", "pass")}
+                 for n, us in (("bare", 1.0), ("bustware", 3.5), ("servestatic", 14.0))},
+        "asgi_e2e": {"servers": {"uvicorn": "uvicorn 1", "granian": "granian 2"},
+                     "spread": 0.05, "cpu_us": {"granian": {"bare": 40.0, "bustware": 50.0}},
+                     "uvicorn": {"bare": 5000.0, "bustware": 4000.0},
+                     "granian": {"bare": 20000.0, "bustware": 14000.0,
+                                 "blacknoise": 4000.0}},
+    }
+    text = run.markdown(results)
+    assert ("| bare ASGI app, 2 KiB body (the floor) | 5,000 | 1.00 | | 20,000 | 1.00 | 40 µs |"
+            in text)
+    assert "| bustware, static hit, 2 KiB CSS | 4,000 | 0.80 | | 14,000 | 0.70 | 50 µs |" in text
+    assert "| blacknoise, 2 KiB CSS | | | | 4,000 | 0.20 | |" in text
+    assert ("| ASGI static hit (2 KiB CSS) in-process at most 3x the bare ASGI app | 3.50x "
+            "| **missed**: 1.17x over the target |") in text
+    assert ("| ASGI static hit at least 5x cheaper than ServeStaticASGI | 4.0x cheaper "
+            "| **missed**: 1.25x short |") in text
+    assert ("| ASGI behind granian, static hits (2 KiB CSS) at least 75% of the bare ASGI "
+            "app's requests/s | 70% (by CPU per request: 80%) | **missed**: 5% short |") in text
+    results["asgi_e2e"]["granian"]["bustware"] = 16000.0
+    assert "app's requests/s | 80% (by CPU per request: 80%) | met |" in run.markdown(results)
+
+
+@pytest.mark.server
+def test_build_rows(tiny):
+    stdout, _, results = tiny
+    rows = results["build"]
+    assert [r["codings"] for r in rows] == ["br,gzip", "br,gzip,zstd"]
+    for r in rows:
+        # Every file built, every codec call timed, the ratio from the figures.
+        assert r["files"] == 100 and r["calls"] > 0 and r["compress_cpu"] > 0
+        assert r["ratio"] == pytest.approx(r["wall"] / (r["compress_cpu"] / r["cores"]))
+        assert r["free_cores"] > 0 and r["fed_ratio"] >= 0.99
+    assert "### Build: wall time against the compressors' CPU time" in stdout
+    assert "| build wall time at most 1.2x (compressor CPU / " in stdout

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from bustware import Assets
+from bustware import Assets, compress, compressqueue
 from bustware import build as b
 from bustware import manifest as mf
 from bustware.compress import CodecUnavailable
@@ -49,27 +49,43 @@ def test_every_file_is_read_once(tree, monkeypatch):
     assert sorted(opened) == sorted(str(root / p) for p in ("a.css", "b/c.js", "b/d.txt"))
 
 
+def count_compressions(monkeypatch) -> list[tuple[str, str]]:
+    """(SHA-256 of the input, coding) of every codec call from now on: each
+    one, whatever module makes it, goes through compress._compress_stream."""
+    calls = []
+    real = compress._compress_stream
+
+    def counting(src, out, *, encoding, size):
+        assert isinstance(src, io.BytesIO), "small files are compressed from memory"
+        calls.append((hashlib.sha256(src.getvalue()).hexdigest(), encoding))
+        return real(src, out, encoding=encoding, size=size)
+
+    monkeypatch.setattr(compress, "_compress_stream", counting)
+    return calls
+
+
 def test_every_byte_is_compressed_once(tree, monkeypatch):
     # A stylesheet whose references are rewritten is compressed from its
-    # served bytes only, never also from its source; a first build into an
-    # empty store removes nothing.
+    # served bytes only, never also from its source; files with the same
+    # bytes share their variants; a first build into an empty store removes
+    # nothing.
     png = b"\x89PNG" + bytes(range(256)) * 4
     root = tree({"css/app.css": TEXT + b"a{background:url(../img/a.png)}\n",
-                 "css/plain.css": TEXT, "js/app.js": TEXT.replace(b".rule", b"var r"),
-                 "img/a.png": png})
-    calls = []
-    real = b.compress_bytes
-
-    def counting(data, encoding, *args, **kwargs):
-        calls.append((hashlib.sha256(data).hexdigest(), encoding))
-        return real(data, encoding, *args, **kwargs)
-
-    monkeypatch.setattr(b, "compress_bytes", counting)
+                 "css/plain.css": TEXT, "css/copy.css": TEXT,
+                 "js/app.js": TEXT.replace(b".rule", b"var r"),
+                 "data/a.json": TEXT * 2, "data/b.json": TEXT * 2, "img/a.png": png})
+    calls = count_compressions(monkeypatch)
     report = b.build(root, compress=["gzip", "br"])
     assert report.objects_removed == 0
     files = load(root)["files"]
-    served = {files[p]["digest"] for p in ("css/app.css", "css/plain.css", "js/app.js")}
+    served = {files[p]["digest"] for p in ("css/app.css", "css/plain.css", "css/copy.css",
+                                           "js/app.js", "data/a.json", "data/b.json")}
+    assert len(served) == 4
     assert sorted(calls) == sorted((d, e) for d in served for e in ("gzip", "br"))
+    assert files["css/copy.css"]["variants"] == files["css/plain.css"]["variants"]
+    assert files["data/a.json"]["variants"] == files["data/b.json"]["variants"]
+    assert gzip.decompress(objects(root)[files["data/b.json"]["variants"]["gzip"]["object"]]) \
+        == TEXT * 2
     rewritten = objects(root)[files["css/app.css"]["served"]["object"]]
     assert b"/static/img/a." in rewritten
     gz = files["css/app.css"]["variants"]["gzip"]["object"]
@@ -218,8 +234,95 @@ def test_refuses_to_overwrite_a_file_that_is_not_a_bustware_manifest(tree, tmp_p
     assert foreign.read_text() == '{"main.js": "main.abc123.js"}'
 
 
+def test_any_number_of_threads_writes_the_same_bytes(tree, tmp_path, monkeypatch):
+    # Every kind of job at once: rewritten stylesheets and scripts (made
+    # once the index knows them), files compressed as they are read, equal
+    # contents, a variant found beside its file, a file streamed because it
+    # is big, incompressible bytes, and the stored copies of --keep.
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    monkeypatch.setattr(compressqueue, "WHOLE", 20_000)
+    files = {f"css/s{i}.css": TEXT[: 300 + 97 * i] + b"a{background:url(../img/a.png)}\n"
+             for i in range(12)}
+    files.update({f"js/m{i}.js": TEXT[: 200 + 131 * i].replace(b".rule", b"var r")
+                  for i in range(12)})
+    files.update({f"svg/i{i}.svg": b"<svg>" + TEXT[: 150 + 61 * i] + b"</svg>"
+                  for i in range(20)})
+    files.update({"svg/same.svg": files["svg/i3.svg"], "big.txt": TEXT * 3,
+                  "img/a.png": b"\x89PNG" + os.urandom(3000),
+                  "pre.css": TEXT[:999], "pre.css.gz": gzip.compress(TEXT[:999], mtime=0)})
+    root = tree(files)
+    built = {}
+    for workers in (1, 2, 7):
+        out = tmp_path / f"out{workers}"
+        report = b.build(root, out=out / "manifest.json", compress=["gzip", "br", "zstd"],
+                         keep=1, workers=workers)
+        assert report.files == len(files) - 1 and not report.warnings
+        built[workers] = {str(p.relative_to(out)): p.read_bytes()
+                          for p in out.rglob("*") if p.is_file()}
+    assert built[1] == built[2] == built[7]
+    data = json.loads(built[1]["manifest.json"])
+    assert "zstd" in data["files"]["big.txt"]["variants"]
+    assert data["files"]["pre.css"]["variants"]["gzip"]["file"] == "pre.css.gz"
+    assert "variants" not in data["files"]["img/a.png"]
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, "2", True])
+def test_a_bad_number_of_workers_is_refused(tree, workers):
+    root = tree({"a.css": "a"})
+    with pytest.raises(ValueError, match=f"workers={workers!r} must be a number of threads"):
+        b.build(root, workers=workers)
+    assert not (root / ".bustware").exists()
+
+
+def test_the_bar_reaches_its_total_when_the_last_coding_is_made(tree, monkeypatch):
+    root = tree({"css/app.css": TEXT + b"a{background:url(../img/a.png)}\n",
+                 "js/app.js": TEXT.replace(b".rule", b"var r"), "a.svg": TEXT[:3000],
+                 "img/a.png": b"\x89PNG" + bytes(300), "b.css": TEXT, "b.css.gz": b"x"})
+    events = []
+    real = compress._compress_stream
+
+    def compressing(*args, **kwargs):
+        result = real(*args, **kwargs)
+        events.append("compressed")
+        return result
+
+    monkeypatch.setattr(compress, "_compress_stream", compressing)
+
+    class Bar(b.Progress):
+        def advance(self, nbytes):
+            events.append("advanced")
+            super().advance(nbytes)
+
+    bars = []
+    b.build(root, compress=["gzip", "br"],
+            progress=lambda total: bars.append(Bar(total, io.StringIO())) or bars[-1])
+    assert bars[0].total == bars[0].done == 6
+    # br and gzip of three files, br of the one with its .gz beside it
+    assert events.count("compressed") == 7 and events[-1] == "advanced"
+
+
+def test_a_file_changed_before_its_compression_fails_the_build(tree, monkeypatch):
+    # A file too big to keep in memory is read again for its variants; if
+    # its bytes changed since they were digested, the variants would be of
+    # other bytes than the version says: the build stops, writing no manifest.
+    monkeypatch.setattr(compressqueue, "HELD_BUDGET", 0)
+    root = tree({"data.json": TEXT, "b.json": TEXT * 2})
+    real = b._digest_file
+
+    def then_edit(abs_path, *args):
+        result = real(abs_path, *args)
+        with open(abs_path, "ab") as f:
+            f.write(b"edited")
+        return result
+
+    monkeypatch.setattr(b, "_digest_file", then_edit)
+    with pytest.raises(mf.ManifestError, match="changed while the build read it"):
+        b.build(root, compress=["gzip"])
+    assert not (root / ".bustware/manifest.json").exists()
+
+
 def test_large_files_are_streamed_and_still_compressed(tree, monkeypatch):
-    monkeypatch.setattr(b, "_WHOLE", 1000)
+    monkeypatch.setattr(compressqueue, "WHOLE", 1000)
     root = tree({"big.css": TEXT})
     b.build(root, compress=["gzip"], keep=1)
     rec = load(root)["files"]["big.css"]

@@ -128,6 +128,28 @@ def test_bad_keep_is_a_usage_error(root, capsys):
     assert "'-2' is not a count" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("jobs", ["0", "-3", "two"])
+def test_bad_jobs_is_a_usage_error(root, capsys, jobs):
+    with pytest.raises(SystemExit) as exc:
+        main(["build", str(root), "--jobs", jobs])
+    assert exc.value.code == 2
+    assert f"{jobs!r} is not a number of threads" in capsys.readouterr().err
+    assert not (root / ".bustware").exists()
+
+
+def test_jobs_gives_the_same_manifest(root, tmp_path):
+    env = {"SOURCE_DATE_EPOCH": "1700000000"}
+    manifests = []
+    for jobs in ("1", "3"):
+        out = tmp_path / jobs / "manifest.json"
+        r = run("build", str(root), "--out", str(out), "--compress", "gzip,br", "--jobs", jobs,
+                "--quiet", env=env)
+        assert r.returncode == 0 and r.stdout == "" and r.stderr == "", r.stderr
+        manifests.append(out.read_bytes())
+    assert manifests[0] == manifests[1]
+    assert set(json.loads(manifests[0])["files"]["css/app.css"]["variants"]) == {"gzip", "br"}
+
+
 def test_existing_commands_still_work(root, capsys):
     assert main(["url", str(root), "css/app.css"]) == 0
     assert capsys.readouterr().out.startswith("/static/css/app.")

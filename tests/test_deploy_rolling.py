@@ -356,7 +356,7 @@ def test_the_manifest_is_looked_at_once_per_interval(tmp_path, monkeypatch):
     r = via_werkzeug(app, new_urls(tmp_path).url("js/app.js"))
     assert (r.header("Cache-Control"), r.body) == ("no-store", JS1)
     assert len(stats) == 1
-    app._discover_after = 0.0  # the interval is over
+    app._discovery.after = 0.0  # the interval is over
     r = via_werkzeug(app, new_urls(tmp_path).url("js/app.js"))
     assert (r.header("Cache-Control"), r.body) == (IMMUTABLE, JS2)
     assert len(stats) == 2
@@ -366,7 +366,7 @@ def test_a_request_never_waits_for_another_ones_look_at_the_manifest(tmp_path):
     app = old_replica(tmp_path, discover_interval=0)
     build(tmp_path, "v2", keep=3)
     url = new_urls(tmp_path).url("js/app.js")
-    with app._discover_lock:  # another request is reading the manifest
+    with app._discovery.lock:  # another request is reading the manifest
         t, result = bounded(lambda: via_werkzeug(app, url))
         assert not t.is_alive()
     assert result["value"].header("Cache-Control") == "no-store"

@@ -34,8 +34,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from werkzeug.http import http_date
 
-from bustware import Bustware
-from bustware import middleware as middleware_module
+from bustware import Bustware, opener
 from bustware.compress import compress_file
 from bustware.http import MAX_RANGES, EncodingNegotiator, resolve_ranges
 
@@ -742,7 +741,7 @@ def test_head_does_not_open_a_streamed_file(site, tmp_path, fetch, monkeypatch):
         opened.append(args)
         raise OSError("HEAD must not open the file")
 
-    monkeypatch.setattr(middleware_module, "open_regular", no_open)
+    monkeypatch.setattr(opener, "open_regular", no_open)
     for headers in ({}, {"Range": "bytes=0-9"}, {"If-Modified-Since": "Thu, 01 Jan 1970 "
                                                                      "00:00:00 GMT"},
                     {"If-Match": "*"}):

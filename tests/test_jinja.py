@@ -38,6 +38,17 @@ def test_from_a_middleware_and_from_a_callable(assets, tree):
     assert env.from_string("{{ 'a'|v }}{{ static_url('b') }}").render() == "/x/a/x/b"
 
 
+def test_from_an_asgi_middleware(assets):
+    # Callable too, but with (scope, receive, send): taken as the url
+    # callable it would fail only when a template is rendered.
+    from bustware import BustwareASGI
+
+    env = install(jinja2.Environment(), BustwareASGI(None, assets))
+    out = env.from_string("{{ 'css/app.css'|bust }} {{ static_url('css/app.css') }}").render()
+    url = assets.url("css/app.css")
+    assert out == f"{url} {url}"
+
+
 def test_unknown_file_raises_while_rendering(assets):
     env = install(jinja2.Environment(), assets)
     with pytest.raises(AssetNotFound, match="nope"):

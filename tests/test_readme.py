@@ -1,7 +1,8 @@
 """The README's framework snippets are the tested code: each is written out
 with a static tree, run, and its page and versioned URLs fetched. (Bottle
 and Falcon: tests/test_bottle_falcon.py; the gunicorn command:
-tests/test_gunicorn_recipe.py; ASGI: tests/test_asgi_servers.py.)"""
+tests/test_gunicorn_recipe.py; ASGI: tests/test_asgi_servers.py and
+tests/test_asgi_frameworks.py.)"""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import bustware.gunicorn_conf
 IMMUTABLE = "max-age=31536000, immutable"
 CSS, JS = readme.STATIC["static/css/app.css"], readme.STATIC["static/js/app.js"]
 FRAMEWORKS = {"wsgi", "flask", "django", "pyramid", "jinja", "bottle", "falcon", "gunicorn",
-              "asgi"}
+              "asgi", "fastapi", "litestar", "quart", "mount"}
 
 
 def v(data: bytes) -> str:

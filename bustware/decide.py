@@ -1,0 +1,378 @@
+"""The protocol-neutral core of the middleware: from a request's path,
+query string, method and headers, the decision (bustware.respond) of what
+to answer: status, header list, and the body as bytes, file pieces or a
+hand-over to the application.
+
+:class:`Core` holds the index, the options, the route table
+(bustware.routes) and the entries of the files (bustware.entries). The WSGI
+middleware (bustware.middleware) is a Core with a WSGI ``__call__``; the
+ASGI one (bustware.asgi) keeps a Core and sends its decisions as ASGI
+messages. Opening a file a decision streams is bustware.opener's; serving
+versions a newer build added is bustware.discover's.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import urlsplit
+
+from . import assets as _assets
+from . import contenttypes, http, respond
+from .assets import Assets
+from .discover import Discovery
+from .entries import (
+    HeaderHook,
+    _check_header_value,
+    _Entry,
+    _once_per_asset,
+    fill_headers,
+)
+from .files import PathLike
+from .opener import open_file
+from .records import Asset, gc_paused
+from .routes import CURRENT, OUTDATED, PLAIN, QUERY, Routes, _wsgi_path, build_routes
+
+if TYPE_CHECKING:
+    from .livecompress import CompressOption
+
+__all__ = ["Core", "reload_changed"]
+
+_OUTDATED_POLICIES = ("serve", "404", "redirect")
+_MISSING_POLICIES = ("404", "app")
+
+
+class Core:
+    """What a request for a file of an :class:`Assets` index gets, whatever
+    the protocol it came by: the part of the middleware that decides.
+
+    ``root`` is a directory, a list of them, or a ready :class:`Assets`; the
+    keyword arguments not listed here are passed on to :class:`Assets`.
+    ``app`` is only checked here (rewrite mode needs one); the adapter
+    calls it.
+    """
+
+    #: How the adapter names its kind of application, in the message for
+    #: an ``app`` that is not callable.
+    _APP = "an application"
+    #: What stands for the app when there is none (``bustware serve``).
+    _NO_APP: Any = None
+
+    def __init__(
+        self,
+        app: Callable | None,
+        root: PathLike | Sequence[PathLike] | Assets,
+        prefix: str = "/static/",
+        *,
+        cache_control: str = "max-age=31536000, immutable",
+        plain_cache_control: str = "no-cache",
+        mode: str = "serve",
+        outdated: str = "serve",
+        missing: str | None = None,
+        allow_origin: str | None = None,
+        add_headers: HeaderHook | None = None,
+        content_types: Mapping[str, str] | None = None,
+        discover_interval: float | None = 1.0,
+        compress: CompressOption = True,
+        **assets_options: Any,
+    ) -> None:
+        if isinstance(root, Assets):
+            if assets_options or prefix != "/static/":
+                raise ValueError(
+                    "bustware: pass prefix and index options to Assets(...) when giving "
+                    f"Bustware a ready Assets, not to Bustware (got {sorted(assets_options)}"
+                    f"{' and prefix' if prefix != '/static/' else ''})"
+                )
+            self.assets = root
+        else:
+            self.assets = Assets(root, prefix, **assets_options)
+        if app is not None and not callable(app):
+            raise TypeError(f"bustware: app={app!r} is not {self._APP} (not callable)")
+        missing = _check_options(app, self.assets.prefix, mode, outdated, missing, add_headers,
+                                 discover_interval, cache_control, plain_cache_control,
+                                 allow_origin)
+        #: Suffix -> Content-Type, over the built-in table.
+        self.content_types = contenttypes.check_content_types(content_types)
+        self.app = app if app is not None else self._NO_APP
+        self.mode = mode
+        self._rewrite = mode == "rewrite"
+        self._autorefresh = self.assets.autorefresh
+        self._routes_lock = threading.Lock()
+        self._entries_lock = threading.Lock()
+        self.prefix = self.assets.prefix
+        self.cache_control = cache_control
+        # The Cache-Control header of each kind of URL, by CURRENT, PLAIN, OUTDATED.
+        self._policies = (("Cache-Control", cache_control),
+                          ("Cache-Control", plain_cache_control),
+                          ("Cache-Control", "no-store"))
+        self.plain_cache_control = plain_cache_control
+        self.outdated = outdated
+        self.missing = missing
+        self.allow_origin = allow_origin
+        self.add_headers = add_headers
+        self._negotiator = http.EncodingNegotiator()
+        self._query = self.assets.style.name == "query"
+        self._routes: Routes = {}
+        self._entries: dict[str, _Entry] = {}
+        self._generation = -1
+        # Version discovery: only from a manifest, and not in rewrite mode,
+        # whose static view has only the current bytes.
+        self.discover_interval = discover_interval
+        self._discovering = (discover_interval is not None and not self._rewrite
+                             and self.assets.manifest_path is not None)
+        self._discovery = Discovery(self, discover_interval)
+        # Compression without a build step; in rewrite mode the app's view
+        # sends the bytes, and what it sends is its own business.
+        # Imported here: the codecs and gzip are not needed to import bustware.
+        from .livecompress import LiveCompressor, live_codings
+
+        codings = () if self._rewrite else live_codings(compress)
+        self._live = LiveCompressor(self.assets, codings) if codings else None
+        if self._live is not None and self.add_headers is not None:
+            # A file is built at start to check the hook, then again on its
+            # first request with its compressed variants: the hook still
+            # runs once per file.
+            self.add_headers = _once_per_asset(self.add_headers)
+        with gc_paused():
+            self._build_routes()
+        _LIVE.add(self)
+        # Templates call url() dozens of times a page: bind the index's own
+        # method (59 ns a call instead of 92 through the method below).
+        self.url = self.assets.url  # type: ignore[method-assign]
+
+    def url(self, path: str) -> str:
+        """The versioned URL of ``path``; see :meth:`Assets.url`."""
+        return self.assets.url(path)
+
+    # -- the route table and the entries ------------------------------------
+
+    def _build_routes(self) -> None:
+        """Build the URL -> (entry, kind) table; header lists come later,
+        per file, on its first request."""
+        # Read before the files: a scan in another thread that lands while
+        # we build must leave the generation unmatched, so that the next
+        # request builds again (a scan stores its files, then counts up).
+        generation = self.assets.generation
+        self._old_entries, self._entries, self._routes = build_routes(self)
+        self._generation = generation
+
+    def _entry(self, asset: Asset) -> _Entry:
+        entry = _Entry(asset, asset.url.partition("?")[2] or None, self)
+        if self.add_headers is not None:
+            # The user's hook runs now, so that its mistakes are found when
+            # the middleware is made, not on some file's first request.
+            entry.build(compress=False)
+            if self._live is not None and self._live.wanted(asset):
+                entry.identity = None  # compressed on its first request, not now
+        return entry
+
+    #: Fill a file's header lists from these options (bustware.entries).
+    _fill_headers = fill_headers
+    #: Open the file a decision streams, checked (bustware.opener).
+    _open_file = open_file
+
+    # -- deciding -----------------------------------------------------------
+
+    def _query_kind(self, entry: _Entry, query: str) -> int:
+        if query == entry.query:
+            return CURRENT
+        parsed = self.assets.style.parse("", query)
+        if parsed is None:
+            return PLAIN
+        return CURRENT if parsed[1] == entry.asset.version else OUTDATED
+
+    def _decide(self, path: str, query: str, method: str,
+                headers: Mapping[str, str]) -> respond.Decision:
+        """The decision for any request, from its path (as routed: the
+        latin-1 reading of the percent-decoded bytes), query string, method
+        and headers in CGI names; what the ASGI middleware asks. (The WSGI
+        ``__call__`` takes the same steps, with a short cut for the common
+        GET of a current URL.)"""
+        route = self._routes.get(path)
+        if route is None:
+            if path.startswith(self.prefix):
+                return self._unrouted(headers, method, query, path)
+            return respond.TO_APP
+        entry, kind = route
+        if kind == QUERY:
+            kind = self._query_kind(entry, query)
+        return self._serve(headers, method, query, entry, kind)
+
+    def _unrouted(self, headers: Mapping[str, str], method: str, query: str,
+                  path_info: str) -> respond.Decision:
+        try:
+            rel = path_info[len(self.prefix):].encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            rel = ""
+        found = self.assets.match(rel, query) if rel else None
+        if found is None and self._discovering and rel:
+            # Perhaps a file a newer build added (a page of an upgraded host).
+            parsed = self.assets.style.parse(rel, query)
+            newer = self._discovery.find(*parsed) if parsed is not None else None
+            if newer is not None:
+                return self._serve(headers, method, query, newer, CURRENT)
+        if found is None:
+            if self.missing == "app":
+                return respond.TO_APP
+            return respond.status_reply(method, "404 Not Found")
+        entry = self._entries.get(found[0].path)
+        if entry is None or entry.asset is not found[0]:
+            if self._autorefresh:
+                # Another thread's scan changed the index after this
+                # request synced its routes.
+                self._sync()
+                entry = self._entries.get(found[0].path)
+            if entry is None:
+                if self.missing == "app":
+                    return respond.TO_APP
+                return respond.status_reply(method, "404 Not Found")
+        kind = CURRENT if found[1] == entry.asset.version else OUTDATED
+        return self._serve(headers, method, query, entry, kind, found[1])
+
+    def _serve(self, headers: Mapping[str, str], method: str, query: str, entry: _Entry,
+               kind: int, version: str | None = None) -> respond.Decision:
+        """The general case: any method, any kind, any mode (the adapters
+        answer the common GET of a current URL themselves). ``version``: the
+        one in the URL, when the caller parsed it."""
+        if method != "GET" and method != "HEAD":
+            if self._rewrite:
+                return respond.TO_APP
+            return respond.status_reply(method, "405 Method Not Allowed",
+                                        [("Allow", "GET, HEAD")])
+        if kind == OUTDATED and self._query and (self._old_entries or self._discovering):
+            # The query style routes by path alone; an old version kept by
+            # the manifest is found by the version in the query string.
+            parsed = self.assets.style.parse("", query)
+            version = parsed[1] if parsed else None
+            old = self._old_entries.get((entry.asset.path, version)) if parsed else None
+            if old is not None:
+                entry, kind = old, CURRENT
+        if kind == OUTDATED and self._discovering and version is not None:
+            newer = self._discovery.find(entry.asset.path, version)
+            if newer is not None:
+                entry, kind = newer, CURRENT
+        if kind == OUTDATED and self.outdated == "redirect":
+            return respond.status_reply(method, "307 Temporary Redirect",
+                                        [("Location", _origin_relative(entry.asset.url))])
+        if kind == OUTDATED and self.outdated == "404":
+            return respond.status_reply(method, "404 Not Found")
+        if self._rewrite and not entry.asset.links:
+            # Rewrite mode: the wrapped app's static view sends the bytes
+            # from the plain path; we only set the cache policy the URL earned.
+            if kind == PLAIN:
+                return respond.TO_APP
+            return respond.ToApp(_wsgi_path(self.assets.plain_url(entry.asset.path)),
+                                 self.cache_control if kind == CURRENT else "no-store")
+        # (A file whose references bustware rewrote: its version names the
+        # rewritten bytes, which only bustware has, so bustware sends them.)
+        rep = entry.identity
+        if rep is None:  # the file's first request
+            rep = entry.build()
+        if entry.offers is not None:
+            rep = entry.reps[self._negotiator.choose(
+                headers.get("HTTP_ACCEPT_ENCODING"), entry.offers)]
+        return respond.conditional(headers, method, rep, kind)
+
+    # -- when the index changes ----------------------------------------------
+
+    def reload(self) -> bool:
+        """Load the release the roots lead to now, if it changed (see
+        :meth:`Assets.reload_if_changed`); for a worker forked from a
+        preloading master. True if the index was loaded again."""
+        reloaded = self.assets.reload_if_changed()
+        self._rebuild_if_reloaded()
+        return reloaded
+
+    def _rebuild_if_reloaded(self) -> None:
+        if self.assets.generation != self._generation:
+            with self._routes_lock, gc_paused():
+                self._build_routes()
+            self._discovery.reset()
+
+    def _sync(self) -> None:
+        """Development mode: pick up edited, new and deleted files."""
+        self.assets.check()
+        if self.assets.generation != self._generation:
+            with self._routes_lock, gc_paused():
+                if self.assets.generation != self._generation:
+                    self._build_routes()
+
+
+#: Every middleware alive in this process, for reload_changed().
+_LIVE: weakref.WeakSet[Core] = weakref.WeakSet()
+
+
+def reload_changed() -> None:
+    """In a process forked from one that loaded the app (a gunicorn worker
+    after ``kill -HUP`` with ``preload_app``): load again every index whose
+    manifest changed or whose roots now resolve elsewhere, and rebuild the
+    routes of every middleware serving one. An index that does not load
+    stays as it was, with a warning."""
+    _assets.reload_changed()
+    for app in list(_LIVE):
+        app._rebuild_if_reloaded()
+
+
+def _check_options(app: object, prefix: str, mode: str, outdated: str, missing: str | None,
+                   add_headers: object, discover_interval: object, cache_control: str,
+                   plain_cache_control: str, allow_origin: str | None) -> str:
+    """Check the middleware's options; the ``missing`` policy to use."""
+    if mode not in ("serve", "rewrite"):
+        raise ValueError(
+            f"bustware: unknown mode={mode!r}: use 'serve' (bustware sends the files) "
+            "or 'rewrite' (strip the version and let the wrapped app send them)"
+        )
+    if mode == "rewrite" and app is None:
+        raise ValueError("bustware: mode='rewrite' needs an app whose static view serves "
+                         "the files")
+    if outdated not in _OUTDATED_POLICIES:
+        raise ValueError(
+            f"bustware: unknown outdated={outdated!r}: use 'serve' (current bytes, "
+            "no-store), '404' or 'redirect' (307 to the current URL)"
+        )
+    if missing is not None and missing not in _MISSING_POLICIES:
+        raise ValueError(
+            f"bustware: unknown missing={missing!r}: use '404' or 'app' "
+            "(hand unknown paths under the prefix to the wrapped app)"
+        )
+    if prefix == "/":
+        # Every path is under the prefix "/": a 404 for each one that is
+        # no file would be a 404 for every page of the application.
+        if missing == "404" and app is not None:
+            raise ValueError(
+                "bustware: prefix='/' with missing='404' answers 404 for every page of "
+                "the application; leave missing unset (with prefix '/', paths that are "
+                "no file go to the app) or serve the files under a prefix such as "
+                "'/static/'")
+        missing = "app"
+    elif missing is None:
+        missing = "404"
+    if add_headers is not None and not callable(add_headers):
+        raise TypeError(
+            f"bustware: add_headers={add_headers!r} is not callable; pass a function "
+            "asset -> [(name, value), ...]")
+    if discover_interval is not None and (
+            not isinstance(discover_interval, (int, float))
+            or isinstance(discover_interval, bool) or not discover_interval >= 0):
+        raise ValueError(
+            f"bustware: discover_interval={discover_interval!r} must be seconds >= 0 "
+            "(how often an unknown version may make the manifest be looked at), "
+            "or None to never look")
+    for name, value in (("cache_control", cache_control),
+                        ("plain_cache_control", plain_cache_control),
+                        ("allow_origin", allow_origin)):
+        _check_header_value(name, value)
+    return missing
+
+
+def _origin_relative(url: str) -> str:
+    """``url`` without the base_url's scheme and host. A redirect points at
+    the path: the client resolves it against the URL it asked for, so a
+    request that came through the CDN goes back through the CDN, and one
+    made to this origin directly stays here."""
+    if url.startswith("/") and not url.startswith("//"):
+        return url
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
