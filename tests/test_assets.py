@@ -433,3 +433,14 @@ def test_read_to_end_reads_to_the_end_whatever_size_was_expected(tmp_path, expec
         assert read_to_end(fd, expected) == bytes(range(100))
     finally:
         os.close(fd)
+
+
+def test_a_scan_where_no_thread_can_be_started_digests_alone(varied, monkeypatch):
+    import threading
+
+    def refused(self):
+        raise RuntimeError("can't start new thread")
+
+    one = _records(Assets(varied, scan_threads=1))
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    assert _records(Assets(varied, scan_threads=2)) == one
