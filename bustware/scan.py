@@ -354,11 +354,18 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+#: What a helper reads at once: it needs the GIL back after each read and
+#: each digest, and waits for it while the scan's thread runs Python (up to
+#: the 5 ms switch interval), so fewer, larger reads.
+_HELPER_CHUNK = 16 << 20
+
+
 def _digest_stream(fd: int) -> str:
-    """read_file()'s streamed digest of a file too large to hold; closes fd."""
+    """read_file()'s streamed digest of a file too large to hold, for a
+    helper thread; closes fd."""
     try:
         h = hashlib.sha256()
-        while chunk := os.read(fd, _CHUNK):
+        while chunk := os.read(fd, _HELPER_CHUNK):
             h.update(chunk)
         return h.hexdigest()
     finally:
