@@ -20,6 +20,7 @@ import hashlib
 import inspect
 import json
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -104,7 +105,17 @@ def _child(kind: str, root: str, manifest: str | None) -> dict:
             import bustware.manifest
         else:
             import bustware.digestcache
-            import bustware.references  # noqa: F401
+            import bustware.references
+        if "bustware" in kind:
+            # Bustware's compression without a build step, and the codecs
+            # it looks for, are loaded when one is made.
+            import contextlib
+            import importlib
+
+            import bustware.livecompress  # noqa: F401
+            for codec in ("brotli", "zstandard", "gzip", "platform"):
+                with contextlib.suppress(ImportError):
+                    importlib.import_module(codec)
     elif kind == "whitenoise":
         from whitenoise import WhiteNoise
     elif kind == "servestatic":
@@ -217,43 +228,58 @@ def measure(kind: str, root: Path, manifest: Path | None, rounds: int,
     ``traced``: one more process measures the bytes the index keeps
     (tracemalloc: the objects alive after the step, not the RSS, which also
     holds memory freed but not returned to the system)."""
-    runs = []
+    return measure_all([kind], root, manifest, rounds, timeout, cache, traced)[kind]
+
+
+def measure_all(kinds: list[str], root: Path, manifest: Path | None, rounds: int,
+                timeout: float = 300, cache: Path | None = None, traced: bool = False
+                ) -> dict[str, dict]:
+    """measure() of several kinds, their processes interleaved: each round
+    runs every kind once, in a shuffled order, so that a neighbour's burst
+    of work or the machine's own drift falls on all kinds alike instead of
+    on the kind that ran at that moment (on the shared runner, kinds run
+    one after the other differed by a quarter on the same code). Manifest
+    kinds get ``manifest``, the others none."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)])}
     env.pop("PYTHONDEVMODE", None)  # dev mode's checks would be timed too
-    warmup = 0
-    if kind == "restart":
+    if "restart" in kinds:
         if cache is None:
             raise ValueError("the restart kind needs a cache directory")
         env[CACHE_ENV] = str(cache)
-        warmup = 1  # the first start fills the cache; the next ones restart
-    for i in range(warmup + rounds):
+
+    def run(kind: str, extra_env: dict | None = None, limit: float = timeout) -> dict:
         cmd = [sys.executable, str(HERE / "startup.py"), kind, str(root)]
-        if manifest is not None:
+        if manifest is not None and kind.startswith("manifest"):
             cmd.append(str(manifest))
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit,
+                              env={**env, **(extra_env or {})})
         if proc.returncode != 0:
             raise RuntimeError(f"startup {kind} failed:\n{proc.stderr}")
-        if i >= warmup:
-            runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    index_bytes = None
-    if traced:
-        cmd = [sys.executable, str(HERE / "startup.py"), kind, str(root)]
-        if manifest is not None:
-            cmd.append(str(manifest))
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * 3,
-                              env={**env, TRACE_ENV: "1"})
-        if proc.returncode != 0:
-            raise RuntimeError(f"startup {kind} (traced) failed:\n{proc.stderr}")
-        index_bytes = json.loads(proc.stdout.strip().splitlines()[-1])["traced_bytes"]
-    return {
-        "index_bytes": index_bytes,
-        "ms": statistics.median(r["seconds"] for r in runs) * 1e3,
-        "cpu_ms": statistics.median(r["cpu_seconds"] for r in runs) * 1e3,
-        "files": runs[0]["files"],
-        "peak_growth_mib": statistics.median(r["peak_growth_kib"] for r in runs) / 1024,
-        "retained_mib": statistics.median(r["retained_kib"] for r in runs) / 1024,
-        "rounds": rounds,
-    }
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    if "restart" in kinds:
+        run("restart")  # the first start fills the cache; the next ones restart
+    runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
+    for i in range(rounds):
+        order = list(kinds)
+        random.Random(i).shuffle(order)
+        for kind in order:
+            runs[kind].append(run(kind))
+    out = {}
+    for kind in kinds:
+        index_bytes = run(kind, {TRACE_ENV: "1"}, timeout * 3)["traced_bytes"] \
+            if traced else None
+        done = runs[kind]
+        out[kind] = {
+            "index_bytes": index_bytes,
+            "ms": statistics.median(r["seconds"] for r in done) * 1e3,
+            "cpu_ms": statistics.median(r["cpu_seconds"] for r in done) * 1e3,
+            "files": done[0]["files"],
+            "peak_growth_mib": statistics.median(r["peak_growth_kib"] for r in done) / 1024,
+            "retained_mib": statistics.median(r["retained_kib"] for r in done) / 1024,
+            "rounds": rounds,
+        }
+    return out
 
 
 def import_ms(rounds: int, module: str = "bustware") -> float:

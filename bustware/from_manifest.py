@@ -146,7 +146,7 @@ class _Records:
         result: dict[str, Asset] = {}
         urls: dict[str, str] = {}
         sep = os.sep
-        last_dir = None
+        last_dir, last_root = None, -1
         # This loop runs once per file at every production start: locals,
         # no helper call on the common path (a regular file whose size and
         # mtime are the recorded ones), one constructor call per record.
@@ -157,24 +157,26 @@ class _Records:
             root = roots[root_index]
             abs_path = root + sep + path
             mtime_ns = rec["mtime_ns"]
+            size = rec["size"]
             dev = ino = 0
             ok = True
             if checked:
-                slash = path.rfind("/")
-                directory = (root_index, path[:slash] if slash > 0 else "")
-                if directory != last_dir:
-                    dirs_add(directory)
-                    last_dir = directory
+                # Each directory once for the escape check; files come
+                # sorted, so a directory's files one after the other.
+                head = path[:path.rfind("/") + 1]
+                if head != last_dir or root_index != last_root:
+                    dirs_add((root_index, head[:-1]))
+                    last_dir, last_root = head, root_index
                 try:
                     st = lstat(abs_path)
                 except OSError:
                     st = None
                 if st is not None and st.st_mode & _S_IFMT == _S_IFREG \
-                        and st.st_size == rec["size"] and st.st_mtime_ns == mtime_ns:
+                        and st.st_size == size and st.st_mtime_ns == mtime_ns:
                     dev, ino = st.st_dev, st.st_ino
                 else:  # a symlink, or a problem: what manifest.check_tree says of it
                     found: dict[str, tuple[int, int]] = {}
-                    problem = _compare(abs_path, rec["size"], mtime_ns, found,
+                    problem = _compare(abs_path, size, mtime_ns, found,
                                        self.escapes.links)
                     if problem:
                         self.problems.append(Problem(path, problem))
@@ -194,7 +196,7 @@ class _Records:
             if ctype is None:
                 ctype = types[suffix] = content_type(path, charset)
             if len(rec) == 6:  # no rewritten bytes, no variants: most files
-                asset = new_asset(path, abs_path, rec["size"], mtime_ns // 1_000_000_000,
+                asset = new_asset(path, abs_path, size, mtime_ns // 1_000_000_000,
                                   mtime_ns, rec["digest"], version, url, ctype, None, _EMPTY,
                                   rec["integrity"], dev, ino)
             else:

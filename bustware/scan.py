@@ -212,24 +212,32 @@ class Scan:
         index = self.index
         fd, st = open_fd(abs_path)
         try:
-            if st.st_size < _HELPED:
+            helpers = self._helper() if st.st_size >= _HELPED else None
+            if helpers is None:
                 return _read_open(index, fd, st)
             if index._fits(st.st_size):
                 body, st = read_whole(fd, st)
                 held = len(body) == st.st_size and index._fits(len(body))
                 if held:
                     index.memory_used += len(body)
-                return (body if held else None), self._helper().submit(_digest, body), st
-            job = self._helper().submit(_digest_stream, fd)
+                return (body if held else None), helpers.submit(_digest, body), st
+            job = helpers.submit(_digest_stream, fd)
             fd = -1  # the helper reads it and closes it
             return None, job, st
         finally:
             if fd >= 0:
                 os.close(fd)
 
-    def _helper(self) -> _Helpers:
-        if self._helpers is None:
-            self._helpers = _Helpers(self._helper_threads)
+    def _helper(self) -> _Helpers | None:
+        """The helper threads, started now if need be; None where no thread
+        can be started (a process at its limit): this scan then digests
+        alone, as with scan_threads=1."""
+        if self._helpers is None and self._helper_threads:
+            try:
+                self._helpers = _Helpers(self._helper_threads)
+            except RuntimeError as exc:
+                log.debug("bustware: scanning in one thread: %s", exc)
+                self._helper_threads = 0
         return self._helpers
 
     def _finish(self, assets: dict[str, Asset]) -> None:
@@ -346,11 +354,18 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+#: What a helper reads at once: it needs the GIL back after each read and
+#: each digest, and waits for it while the scan's thread runs Python (up to
+#: the 5 ms switch interval), so fewer, larger reads.
+_HELPER_CHUNK = 16 << 20
+
+
 def _digest_stream(fd: int) -> str:
-    """read_file()'s streamed digest of a file too large to hold; closes fd."""
+    """read_file()'s streamed digest of a file too large to hold, for a
+    helper thread; closes fd."""
     try:
         h = hashlib.sha256()
-        while chunk := os.read(fd, _CHUNK):
+        while chunk := os.read(fd, _HELPER_CHUNK):
             h.update(chunk)
         return h.hexdigest()
     finally:
@@ -370,10 +385,15 @@ class _Helpers:
 
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._results: list = []
-        self._threads = [threading.Thread(target=self._work, name="bustware-scan", daemon=True)
-                         for _ in range(threads)]
-        for thread in self._threads:
-            thread.start()
+        self._threads: list[threading.Thread] = []
+        for _ in range(threads):
+            thread = threading.Thread(target=self._work, name="bustware-scan", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # can't start new thread: stop those started
+                self.join()
+                raise
+            self._threads.append(thread)
 
     def submit(self, fn: Callable[[Any], str], arg: Any) -> int:
         job = len(self._results)

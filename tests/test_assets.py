@@ -401,3 +401,46 @@ def test_a_failed_helper_job_fails_the_scan_and_leaves_no_thread(varied, monkeyp
 def test_bad_scan_threads_is_named(tree, value):
     with pytest.raises(ValueError, match=f"scan_threads={value!r} must be"):
         Assets(tree({"a.css": b"x"}), scan_threads=value)
+
+
+@pytest.mark.parametrize("now", [b"", b"short", b"x" * 100, b"y" * 200_000])
+def test_a_file_read_whole_gives_its_bytes_with_their_own_fstat(tmp_path, now):
+    """files.read_whole reads to the end in one read when the file has the
+    size its fstat gave; grown or shrunk since, it reads on until the end
+    and gives the fstat of what it read."""
+    from bustware.files import open_fd, read_whole
+
+    path = tmp_path / "f.css"
+    path.write_bytes(b"z" * 100)
+    fd, st = open_fd(str(path))
+    try:
+        with open(path, "wb") as w:  # rewritten in place after the fstat
+            w.write(now)
+        data, st = read_whole(fd, st)
+    finally:
+        os.close(fd)
+    assert data == now and st.st_size == len(now)
+
+
+@pytest.mark.parametrize("expected", [0, 10, 99, 100, 101, 5000])
+def test_read_to_end_reads_to_the_end_whatever_size_was_expected(tmp_path, expected):
+    from bustware.files import open_fd, read_to_end
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(bytes(range(100)))
+    fd, _st = open_fd(str(path))
+    try:
+        assert read_to_end(fd, expected) == bytes(range(100))
+    finally:
+        os.close(fd)
+
+
+def test_a_scan_where_no_thread_can_be_started_digests_alone(varied, monkeypatch):
+    import threading
+
+    def refused(self):
+        raise RuntimeError("can't start new thread")
+
+    one = _records(Assets(varied, scan_threads=1))
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    assert _records(Assets(varied, scan_threads=2)) == one
