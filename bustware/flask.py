@@ -50,6 +50,7 @@ from flask import Flask, current_app, url_for
 from .assets import Assets
 from .manifest import default_path
 from .middleware import Bustware as _Middleware
+from .urls import versioned_values
 
 __all__ = ["Bustware"]
 
@@ -192,22 +193,7 @@ class _State:
         filename = values.get("filename")
         if not isinstance(filename, str):
             return
-        if assets.autorefresh:
-            assets.check()
-        asset = assets.get(filename)
-        if asset is None or asset.version is None:
-            assets.url(filename)  # raises AssetNotFound when strict and unknown
-            return
-        # The built values are kept per Asset object: a rescan that changes
-        # the file makes a new Asset, and so a new entry.
-        built = self.built.get(asset)
-        if built is None:
-            path, query = assets.style.build(filename, asset.version)
-            extra = (assets.style.param, asset.version) if query else None  # type: ignore
-            built = self.built[asset] = (path, extra)
-        values["filename"] = built[0]
-        if built[1] is not None:
-            values[built[1][0]] = built[1][1]
+        versioned_values(assets, self.built, filename, values)
 
     def discover(self) -> None:
         """Index every static folder the app routes to and not yet indexed."""

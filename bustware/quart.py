@@ -23,6 +23,7 @@ from quart import Quart
 
 from .asgi import BustwareASGI
 from .assets import Assets, PathLike
+from .urls import versioned_values
 
 __all__ = ["install"]
 
@@ -73,18 +74,4 @@ class _VersionedFilename:
         filename = values.get("filename")
         if endpoint != "static" or not isinstance(filename, str):
             return
-        assets = self.assets
-        if assets.autorefresh:
-            assets.check()
-        asset = assets.get(filename)
-        if asset is None or asset.version is None:
-            assets.url(filename)  # raises AssetNotFound when strict and unknown
-            return
-        built = self.built.get(asset)
-        if built is None:
-            path, query = assets.style.build(filename, asset.version)
-            extra = (assets.style.param, asset.version) if query else None  # type: ignore
-            built = self.built[asset] = (path, extra)
-        values["filename"] = built[0]
-        if built[1] is not None:
-            values[built[1][0]] = built[1][1]
+        versioned_values(self.assets, self.built, filename, values)

@@ -8,7 +8,7 @@ a style call and a quoting test per file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import TYPE_CHECKING, Callable
 from urllib.parse import quote
 
@@ -17,7 +17,7 @@ from .styles import _PLAIN, FilenameStyle
 if TYPE_CHECKING:
     from .assets import Assets
 
-__all__ = ["all_plain", "url_maker"]
+__all__ = ["all_plain", "url_maker", "versioned_values"]
 
 
 def url_maker(index: Assets, plain_names: bool = False) -> Callable[[str, str | None], str]:
@@ -66,3 +66,27 @@ def all_plain(paths: Iterable[str]) -> bool:
 def _defined_in(cls: type, name: str) -> str:
     """The module of the class in ``cls``'s MRO that defines ``name``."""
     return next(c.__module__ for c in cls.__mro__ if name in c.__dict__)
+
+
+def versioned_values(assets: Assets, built: MutableMapping, filename: str,
+                     values: dict) -> None:
+    """Turn the ``filename`` of a ``url_for('static', filename=...)`` call
+    into its versioned name (and, in the query style, add the version
+    parameter) in ``values``: the url_defaults hook of bustware.flask and
+    bustware.quart. ``built`` caches the result per Asset object (a weak
+    mapping): a rescan that changes the file makes a new Asset, and so a
+    new entry."""
+    if assets.autorefresh:
+        assets.check()
+    asset = assets.get(filename)
+    if asset is None or asset.version is None:
+        assets.url(filename)  # raises AssetNotFound when strict and unknown
+        return
+    cached = built.get(asset)
+    if cached is None:
+        path, query = assets.style.build(filename, asset.version)
+        extra = (assets.style.param, asset.version) if query else None  # type: ignore
+        cached = built[asset] = (path, extra)
+    values["filename"] = cached[0]
+    if cached[1] is not None:
+        values[cached[1][0]] = cached[1][1]
