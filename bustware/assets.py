@@ -152,6 +152,13 @@ class Assets:
     # -- public API ---------------------------------------------------------
 
     @property
+    def spill_dir(self) -> str | None:
+        """The private directory where this index keeps computed bytes that
+        do not fit its memory budget (None until it needs one); files there
+        are served like those under the roots."""
+        return self._spill_dir
+
+    @property
     def manifest(self) -> dict | None:
         """The content of the manifest this index was loaded from (None
         without one). Not kept from the start, where it would double the

@@ -419,3 +419,7 @@ def _check_settings(assets: Assets, settings: dict, name: str) -> None:
                 + build_command({"settings": settings_of(assets)}, name, assets.roots)
                 + "`"
             )
+
+
+#: The public name bustware.discover uses (seams-index renames the function).
+check_settings = _check_settings

@@ -11,6 +11,7 @@ from conftest import fallback_app, via_werkzeug
 from werkzeug.http import http_date
 
 from bustware import Assets, Bustware
+from bustware.entries import EntryMaker
 
 CSS = b"body { color: #123456 }\n"
 IMMUTABLE = "max-age=31536000, immutable"
@@ -264,13 +265,13 @@ def test_development_mode_serves_the_edit_at_its_new_url(root, fetch):
 
 def test_header_lists_are_built_on_a_files_first_request_once(root, monkeypatch):
     calls = []
-    real = Bustware._fill_headers
+    real = EntryMaker.fill_headers
 
     def counting(self, asset, reps, offers):
         calls.append(asset.path)
         return real(self, asset, reps, offers)
 
-    monkeypatch.setattr(Bustware, "_fill_headers", counting)
+    monkeypatch.setattr(EntryMaker, "fill_headers", counting)
     app = Bustware(fallback_app, root)
     assert calls == []  # nothing built at startup: a large tree starts fast
     barrier = threading.Barrier(8)
