@@ -3,12 +3,16 @@ query string, method and headers, the decision (bustware.respond) of what
 to answer: status, header list, and the body as bytes, file pieces or a
 hand-over to the application.
 
-:class:`Core` holds the index, the options, the route table
-(bustware.routes) and the entries of the files (bustware.entries). The WSGI
-middleware (bustware.middleware) is a Core with a WSGI ``__call__``; the
-ASGI one (bustware.asgi) keeps a Core and sends its decisions as ASGI
-messages. Opening a file a decision streams is bustware.opener's; serving
-versions a newer build added is bustware.discover's.
+:class:`Core` composes the pieces below it, each of which receives what it
+needs rather than the Core: the index (bustware.assets), the route table
+(bustware.routes.build_routes, given the previous entries and a function
+making new ones), the entries of the files (bustware.entries.EntryMaker,
+given the header options and the compressor), the opener of the files a
+decision streams (bustware.opener.Opener) and the discovery of versions a
+newer build added (bustware.discover.Discovery). The adapters ask
+:meth:`Core.decide` and answer what it says: the WSGI middleware
+(bustware.middleware) is a Core with a WSGI ``__call__``; the ASGI one
+(bustware.asgi) keeps a Core and sends its decisions as ASGI messages.
 """
 
 from __future__ import annotations
