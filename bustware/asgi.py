@@ -93,13 +93,17 @@ class BustwareASGI:
         if root:
             path = _mounted(path, root)
         decide = self._core.decide
-        # First from the path alone: a request that is not bustware's costs
-        # no reading of its headers.
-        d = decide(path, None, False)
-        if d is PASS:
-            if root:
-                _check_mount(self, root)
-            return await self._app(scope, receive, send)
+        if not path.startswith(self.prefix):
+            # Asked from the path alone first: a request that is not
+            # bustware's costs no reading of its headers. (A path under the
+            # prefix is nearly always bustware's: asked once, with them.)
+            d = decide(path, None, False)
+            if d is PASS:
+                if root:
+                    _check_mount(self, root)
+                return await self._app(scope, receive, send)
+        else:
+            d = None
         # What decide reads of the request: method, query string and the
         # headers bustware reads, in CGI names, repeated fields joined with
         # a comma as WSGI servers do; one pass, only those fields decoded.
