@@ -38,7 +38,7 @@ from .entries import (
 from .files import PathLike
 from .opener import Opener
 from .records import gc_paused
-from .respond import NEEDS_REQUEST, NEEDS_THREAD, PASS, FileReply
+from .respond import NEEDS_REQUEST, NEEDS_THREAD, PASS, FileReply, Reply
 from .routes import CURRENT, OUTDATED, PLAIN, QUERY, Routes, build_routes, wsgi_path
 
 if TYPE_CHECKING:
@@ -226,8 +226,8 @@ class Core:
                 # would, by the reply made once.
                 return rep.not_modified[kind]  # type: ignore[index]
             return respond.conditional(request, method, rep, kind)
-        if method == "HEAD":
-            return rep.head[kind]  # type: ignore[index]
+        if method == "HEAD":  # the adapter sends a copy of the list
+            return Reply("200 OK", rep.headers[kind], b"")
         if rep.ok is None:  # streamed from disk
             return FileReply("200 OK", rep.headers[kind], rep, [(0, rep.size)], kind)
         return rep.ok[kind]

@@ -36,12 +36,14 @@ class Rep:
     """One representation of a file: identity or a precompressed variant.
 
     ``headers`` and ``headers_304`` hold a header list per kind of URL
-    (bustware.routes: CURRENT, PLAIN, OUTDATED); ``ok``, ``head`` and
-    ``not_modified`` the replies of the common requests, made once with
-    them and shared (``ok`` is None when the bytes are streamed from disk)."""
+    (bustware.routes: CURRENT, PLAIN, OUTDATED); ``ok`` and
+    ``not_modified`` the replies of the common requests (a GET, a browser's
+    revalidation) of a CURRENT and a PLAIN URL, made once with them and
+    shared (``ok`` is None when the bytes are streamed from disk). An
+    OUTDATED URL, a HEAD and the rest get replies made per request."""
 
     __slots__ = ("abs_path", "body", "content_type", "dev", "digest", "encoding", "etag",
-                 "head", "headers", "headers_304", "ino", "mtime", "mtime_ns", "not_modified",
+                 "headers", "headers_304", "ino", "mtime", "mtime_ns", "not_modified",
                  "ok", "quoted_etag", "size")
 
     def __init__(self, encoding: str, src: Asset | Variant, asset: Asset, mtime_ns: int) -> None:
@@ -61,9 +63,8 @@ class Rep:
         self.mtime_ns = mtime_ns
         self.headers: tuple[list, list, list] = ([], [], [])
         self.headers_304: tuple[list, list, list] = ([], [], [])
-        self.ok: tuple[Reply, Reply, Reply] | None = None
-        self.head: tuple[Reply, Reply, Reply] | None = None
-        self.not_modified: tuple[Reply, Reply, Reply] | None = None
+        self.ok: tuple[Reply, Reply] | None = None
+        self.not_modified: tuple[Reply, Reply] | None = None
 
 
 class Compressor(Protocol):
@@ -244,17 +245,14 @@ def fill_headers(options: HeaderOptions, asset: Asset, reps: dict[str, Rep],
         rep.headers_304 = ([*short, policies[0]], [*short, policies[1]],
                            [*short, policies[2]])
         # The replies of the common requests, made once: a hit then costs
-        # a lookup and a copy of the header list (bustware.decide).
+        # a lookup and a copy of the header list (bustware.decide). Only
+        # for the kinds that get them (CURRENT, PLAIN): about 300 bytes a
+        # representation, and only for files that were asked for.
         if rep.body is not None:
-            rep.ok = _by_kind("200 OK", rep.headers, rep.body)
-        rep.head = _by_kind("200 OK", rep.headers, b"")
-        rep.not_modified = _by_kind("304 Not Modified", rep.headers_304, b"")
-
-
-def _by_kind(status: str, headers: tuple[list, list, list], body: bytes
-             ) -> tuple[Reply, Reply, Reply]:
-    return (Reply(status, headers[0], body), Reply(status, headers[1], body),
-            Reply(status, headers[2], body))
+            rep.ok = (Reply("200 OK", rep.headers[0], rep.body),
+                      Reply("200 OK", rep.headers[1], rep.body))
+        rep.not_modified = (Reply("304 Not Modified", rep.headers_304[0], b""),
+                            Reply("304 Not Modified", rep.headers_304[1], b""))
 
 
 #: How many Accept-Encoding values an entry remembers the choice of
