@@ -228,14 +228,14 @@ def test_the_fast_record_constructor_sets_every_field_as_the_dataclass_does():
     slot stores); a field added to Asset but not there would be unset."""
     from dataclasses import fields
 
-    from bustware.records import _EMPTY, Asset, new_asset
+    from bustware.records import EMPTY, Asset, new_asset
 
     given = dict(path="css/a b.css", abs_path="/r/css/a b.css", size=3, mtime=4,
                  mtime_ns=4_000_000_001, digest="d" * 64, version="v1",
                  url="/static/css/a%20b.v1.css", content_type="text/css; charset=utf-8",
-                 body=b"abc", variants=_EMPTY, integrity="sha384-x", dev=7, ino=8)
+                 body=b"abc", variants=EMPTY, integrity="sha384-x", dev=7, ino=8)
     fast = new_asset(**given)
-    slow = Asset(**given, links=_EMPTY)
+    slow = Asset(**given, links=EMPTY)
     assert type(fast) is Asset
     for f in fields(Asset):
         assert getattr(fast, f.name) == getattr(slow, f.name), f.name
@@ -261,14 +261,14 @@ def test_urls_made_at_start_are_those_of_url_for_version(tree, style, base_url):
 
 
 def test_all_plain_is_the_test_of_quote_path_on_every_name():
-    from bustware.styles import _PLAIN
+    from bustware.styles import PLAIN_PATH
     from bustware.urls import all_plain
 
     for code in range(0x250):
         name = f"a{chr(code)}b"
         if 0xD800 <= code <= 0xDFFF:
             continue
-        assert all_plain(["x/y.css", name]) == bool(_PLAIN.match(name)), repr(name)
+        assert all_plain(["x/y.css", name]) == bool(PLAIN_PATH.match(name)), repr(name)
     assert all_plain([]) and not all_plain(["a.css", "b c.css"])
 
 
@@ -290,8 +290,8 @@ def _records(assets: Assets) -> list[tuple]:
     from dataclasses import fields
 
     def value(x):
-        if isinstance(x, str) and assets._spill_dir and x.startswith(assets._spill_dir):
-            return "<private>" + x[len(assets._spill_dir):]
+        if isinstance(x, str) and assets.spill_dir and x.startswith(assets.spill_dir):
+            return "<private>" + x[len(assets.spill_dir):]
         return x
 
     def row(record):
