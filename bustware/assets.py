@@ -18,10 +18,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import linker
-from . import references as refs
 from .files import NotRegularFile, PathLike, file_key, open_regular
-from .linker import MissingReferenceLog
 from .memory import MemoryPolicy
 from .options import (
     check_base_url,
@@ -35,13 +32,15 @@ from .options import (
     check_scan_threads,
 )
 from .records import Asset, AssetNotFound, Variant, gc_paused
-from .scan import FileReader, Scan, ScanSettings
+from .scan import Scan, ScanSettings
 from .styles import Style, make_style, quote_path
 from .versions import VersionSource, make_version_source
 
 if TYPE_CHECKING:
     from .bundlers import Bundlers
     from .from_manifest import Loaded
+    from .linker import MissingReferences
+    from .scan import FileReader
 
 __all__ = ["Asset", "AssetNotFound", "Assets", "NotRegularFile", "Variant", "open_regular"]
 
@@ -112,7 +111,8 @@ class Assets:
         #: goes; the live compressor counts its bytes on it too.
         self.memory = MemoryPolicy(memory_threshold, memory_budget)
         self._reader = reader
-        self._missing = MissingReferenceLog() if log_missing_references else _not_logged
+        self._log_missing = log_missing_references
+        self._missing: MissingReferences | None = None  # made by the first link
         self._warned: set[str] = set()
         self._assets: dict[str, Asset] = {}
         self._urls: dict[str, str] = {}
@@ -308,7 +308,8 @@ class Assets:
     def broken_references(self) -> list[tuple[str, int, str, str]]:
         """``(path, line, url as written, logical path named)`` for every
         reference to a file that is not in the index, sorted."""
-        _refs = refs
+        from . import references as _refs  # the reference finders load on first use
+
         out = []
         for asset in list(self._assets.values()):
             if None not in asset.links.values():
@@ -395,8 +396,14 @@ class Assets:
         (references to them name those), then bustware.linker rewrites."""
         if self._bundlers is not None:
             self._bundlers.prepare(records, self.plain_url)
-        linker.link(records, fresh, variant_paths, urls=self, version=self._source,
-                    memory=self.memory, missing=self._missing)
+        # Imported here: a start from a manifest, and `import bustware`, need
+        # neither the linker nor the reference finders (about 3 ms).
+        from .linker import MissingReferenceLog, link
+
+        if self._missing is None:
+            self._missing = MissingReferenceLog() if self._log_missing else _not_logged
+        link(records, fresh, variant_paths, urls=self, version=self._source,
+             memory=self.memory, missing=self._missing)
 
     def _install_loaded(self, loaded: Loaded) -> None:
         """Serve the records of a manifest (bustware.from_manifest.Loaded)."""

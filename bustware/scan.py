@@ -18,7 +18,6 @@ import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from . import references as refs
 from .contenttypes import content_type
 from .files import NotRegularFile, open_fd, read_to_end, read_whole, walk
 from .memory import MemoryPolicy
@@ -107,7 +106,12 @@ class Scan:
         #: filled by index_file, used by the linker.
         self.fresh: dict[str, Links] = {}
         # What index_file asks of the index for every file, looked up once.
-        self._kind_of = refs.kind_of if link is not None else None
+        self._kind_of = None
+        if link is not None:  # the reference finders, loaded when first needed
+            from . import references
+
+            self._refs = references
+            self._kind_of = references.kind_of
         self._url = url_maker(urls)
         self._digest_versions = is_digest_source(settings.version)
         #: With more than one thread, the other threads digest for this one
@@ -329,7 +333,7 @@ class Scan:
         a script's tail). A file with any is read whole, as its served
         bytes are computed from it (the linker, which then holds or spills
         them); one without follows the memory policy."""
-        _refs = refs
+        _refs = self._refs
         prefix = self.settings.prefix
         counted = body is not None
         if body is None and data is not None and len(data) == st.st_size:
@@ -521,4 +525,6 @@ def _tail_may_link(prefix: str, path: str, abs_path: str, st: os.stat_result) ->
             os.close(fd)
     except OSError:
         return True
-    return bool(refs.find_links(tail, path, prefix).links)
+    from . import references  # loaded by the scan that calls this
+
+    return bool(references.find_links(tail, path, prefix).links)
