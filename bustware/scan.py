@@ -14,14 +14,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from .contenttypes import content_type
 from .files import NotRegularFile, open_fd, read_to_end, read_whole, walk
 from .memory import MemoryPolicy
 from .records import EMPTY, Asset, Variant, held_bytes, new_asset, unchanged
+from .scanhelpers import CHUNK, HELPED, Helpers, digest_bytes, digest_stream
 from .urls import UrlScheme, all_plain, url_maker
 from .versions import DIGEST_LENGTH, is_digest_source
 
@@ -33,7 +33,6 @@ __all__ = ["FileReader", "Linker", "Scan", "ScanSettings", "read_file"]
 
 log = logging.getLogger("bustware")
 
-_CHUNK = 1 << 20
 #: Scripts up to this size are read whole when they may name a source map
 #: (one open); larger ones are streamed, keeping their last _TAIL bytes.
 _WHOLE_SCRIPT = 8 << 20
@@ -115,8 +114,8 @@ class Scan:
         self._url = url_maker(urls)
         self._digest_versions = is_digest_source(settings.version)
         #: With more than one thread, the other threads digest for this one
-        #: (_Helpers), started on first use.
-        self._helpers: _Helpers | None = None
+        #: (Helpers), started on first use.
+        self._helpers: Helpers | None = None
         self._helper_threads = settings.threads - 1 if self._reads_from_disk else 0
         #: Files whose digest a helper computes: (path, abs_path, st, body,
         #: job), made into records once the helpers are done (_finish).
@@ -263,7 +262,7 @@ class Scan:
         memory = self.memory
         fd, st = open_fd(abs_path)
         try:
-            helpers = self._helper() if st.st_size >= _HELPED else None
+            helpers = self._helper() if st.st_size >= HELPED else None
             if helpers is None:
                 return _read_open(memory, fd, st)
             if memory.fits(st.st_size):
@@ -271,21 +270,21 @@ class Scan:
                 held = len(body) == st.st_size and memory.fits(len(body))
                 if held:
                     memory.used += len(body)
-                return (body if held else None), helpers.submit(_digest, body), st
-            job = helpers.submit(_digest_stream, fd)
+                return (body if held else None), helpers.submit(digest_bytes, body), st
+            job = helpers.submit(digest_stream, fd)
             fd = -1  # the helper reads it and closes it
             return None, job, st
         finally:
             if fd >= 0:
                 os.close(fd)
 
-    def _helper(self) -> _Helpers | None:
+    def _helper(self) -> Helpers | None:
         """The helper threads, started now if need be; None where no thread
         can be started (a process at its limit): this scan then digests
         alone, as with scan_threads=1."""
         if self._helpers is None and self._helper_threads:
             try:
-                self._helpers = _Helpers(self._helper_threads)
+                self._helpers = Helpers(self._helper_threads)
             except RuntimeError as exc:
                 log.debug("bustware: scanning in one thread: %s", exc)
                 self._helper_threads = 0
@@ -391,99 +390,9 @@ def _read_open(memory: MemoryPolicy, fd: int, st: os.stat_result
         # it again.
         return None, hashlib.sha256(body).hexdigest(), st
     digest = hashlib.sha256()
-    while chunk := os.read(fd, _CHUNK):
+    while chunk := os.read(fd, CHUNK):
         digest.update(chunk)
     return None, digest.hexdigest(), st
-
-
-#: Bytes from which a helper thread digests a file (scan_threads > 1). Each
-#: job hands the GIL to the helper and back: measured on the runner's trees
-#: (10,000 files of 10 KB on average, none over 600 KB), helping from 8 or
-#: 64 KiB on made the scan slower in wall time and in the scan thread's own
-#: CPU time; a MiB takes about 0.7 ms to digest, far more than a handover.
-_HELPED = 1 << 20
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _digest_stream(fd: int) -> str:
-    """read_file()'s streamed digest of a file too large to hold, for a
-    helper thread; closes fd. In reads of _CHUNK, as read_file: larger
-    ones would mean fewer waits for the GIL (measured: no gain in wall
-    time on the runner's trees), but a transient allocation as large."""
-    try:
-        h = hashlib.sha256()
-        while chunk := os.read(fd, _CHUNK):
-            h.update(chunk)
-        return h.hexdigest()
-    finally:
-        os.close(fd)
-
-
-class _Helpers:
-    """Threads that digest large files while the scan goes on. hashlib and
-    os.read release the GIL for the bytes they work on, so a second core
-    digests while the first reads the next files, finds references and
-    makes records (the pure Python part, which one thread at a time can
-    run). Jobs go through a SimpleQueue and results into a list by job
-    number, cheaper than a Future each."""
-
-    def __init__(self, threads: int) -> None:
-        import queue  # on first use: most scans need no helper (no file of a MiB)
-
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._results: list = []
-        self._threads: list[threading.Thread] = []
-        for _ in range(threads):
-            thread = threading.Thread(target=self._work, name="bustware-scan", daemon=True)
-            try:
-                thread.start()
-            except RuntimeError:  # can't start new thread: stop those started
-                self.join()
-                raise
-            self._threads.append(thread)
-
-    def submit(self, fn: Callable[[Any], str], arg: Any) -> int:
-        job = len(self._results)
-        self._results.append(None)
-        self._jobs.put((job, fn, arg))
-        return job
-
-    def _work(self) -> None:
-        results, get = self._results, self._jobs.get
-        while (item := get()) is not None:
-            job, fn, arg = item
-            try:
-                results[job] = fn(arg)
-            except BaseException as exc:  # raised in the scan's thread, by result()
-                results[job] = _Failed(exc)
-
-    def join(self) -> None:
-        """Wait for every job submitted (the threads then stop)."""
-        for _ in self._threads:
-            self._jobs.put(None)
-        for thread in self._threads:
-            thread.join()
-        self._threads = []
-
-    def result(self, job: int) -> str:
-        value = self._results[job]
-        if type(value) is _Failed:
-            raise value.exc
-        return value
-
-    def close(self) -> None:
-        """Stop the threads, their jobs done or not (a scan that failed)."""
-        self.join()
-
-
-class _Failed:
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
 
 
 def read_source(memory: MemoryPolicy, abs_path: str, kind: str
@@ -504,7 +413,7 @@ def read_source(memory: MemoryPolicy, abs_path: str, kind: str
             return None, digest, st, data
         h = hashlib.sha256()
         tail = b""
-        while chunk := os.read(fd, _CHUNK):
+        while chunk := os.read(fd, CHUNK):
             h.update(chunk)
             tail = (tail + chunk)[-_TAIL:] if len(chunk) < _TAIL else chunk[-_TAIL:]
         return None, h.hexdigest(), st, tail

@@ -329,8 +329,8 @@ def test_a_two_thread_scan_makes_the_records_of_a_one_thread_scan(varied, budget
     import bustware.scan
 
     jobs = []
-    submit = bustware.scan._Helpers.submit
-    monkeypatch.setattr(bustware.scan._Helpers, "submit",
+    submit = bustware.scan.Helpers.submit
+    monkeypatch.setattr(bustware.scan.Helpers, "submit",
                         lambda self, fn, arg: jobs.append(fn) or submit(self, fn, arg))
     options = dict(memory_budget=budget, memory_threshold=1_600_000)
     one = Assets(varied, scan_threads=1, **options)
@@ -338,8 +338,8 @@ def test_a_two_thread_scan_makes_the_records_of_a_one_thread_scan(varied, budget
     two = Assets(varied, scan_threads=2, **options)
     # Digests of held bytes and streams (of a MiB and more): both went to
     # the helper.
-    assert bustware.scan._digest_stream in jobs
-    assert (bustware.scan._digest in jobs) == (budget > 0)
+    assert bustware.scan.digest_stream in jobs
+    assert (bustware.scan.digest_bytes in jobs) == (budget > 0)
     assert _records(two) == _records(one)
     assert two.memory_used == one.memory_used
     assert len(two) == 64
@@ -388,7 +388,7 @@ def test_a_failed_helper_job_fails_the_scan_and_leaves_no_thread(varied, monkeyp
         os.close(fd)
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(bustware.scan, "_digest_stream", broken)
+    monkeypatch.setattr(bustware.scan, "digest_stream", broken)
     with pytest.raises(OSError, match="Input/output error"):
         Assets(varied, memory_budget=0, scan_threads=2)
     assert not [t for t in threading.enumerate() if t.name == "bustware-scan"]
