@@ -72,7 +72,7 @@ without a stat. The staleness check stats objects too and takes their real
 mtime, so a copy that did not keep mtimes still serves (an object is named
 by its content, so its size is all there is to check).
 
-Loading (:func:`bustware.from_manifest.load_into`) validates everything before it trusts anything:
+Loading (:func:`bustware.from_manifest.load`) validates everything before it trusts anything:
 paths are checked to stay inside the root, digests to be hex, versions to be
 URL-safe. A corrupt file, a foreign JSON file or an unknown schema version is
 a :class:`ManifestError` naming the file and saying to rebuild it. So is a
@@ -191,7 +191,7 @@ def read(path: PathLike) -> dict[str, Any]:
 
 def reread(path: str, identity: tuple) -> dict[str, Any]:
     """The manifest at ``path`` if its file is still the one whose
-    ``identity`` (see load_into) was recorded."""
+    ``identity`` (see from_manifest.load) was recorded."""
     data, now = read_identified(path)
     if now != identity:
         raise ManifestError(
@@ -674,7 +674,7 @@ def build_command(data: dict[str, Any], manifest_path: PathLike, roots: Sequence
 
 class Escapes:
     """Which files of a manifest are reached through a symlink that leads
-    out of their root: the scan (files._walk) never serves those, so a
+    out of their root: the scan (files.walk) never serves those, so a
     manifest must not either. check_tree notes each file's directory and
     the files that are links (the per-file cost stays one stat call); each
     directory is resolved once, and the files are looked at again only

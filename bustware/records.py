@@ -92,7 +92,7 @@ class Asset:
     splices: tuple = field(default=(), repr=False)
     #: Where the served bytes are when they are neither held in ``body`` nor
     #: the file at ``abs_path``: a rewritten stylesheet too large for the
-    #: memory budget is written to a private file (Assets._spill).
+    #: memory budget is written to a private file (memory.MemoryPolicy.spill).
     served_path: str | None = None
     # Identity (st_dev, st_ino) of the file at abs_path when indexed: a file
     # opened to be streamed must be this one (bustware.opener.open_file).
