@@ -444,3 +444,25 @@ def test_a_scan_where_no_thread_can_be_started_digests_alone(varied, monkeypatch
     one = _records(Assets(varied, scan_threads=1))
     monkeypatch.setattr(threading.Thread, "start", refused)
     assert _records(Assets(varied, scan_threads=2)) == one
+
+
+def test_a_reader_given_to_the_index_reads_every_file_of_its_scans(tree, caplog):
+    # The build's seam: Assets(reader=...) instead of a subclass.
+    from bustware.scan import read_file
+
+    root = tree({"css/app.css": b"a{background:url(../img/gone.png)}", "js/app.js": b"x"})
+    read = []
+
+    def reader(abs_path, memory):
+        read.append(os.path.basename(abs_path))
+        return read_file(abs_path, memory)
+
+    with caplog.at_level(logging.WARNING, logger="bustware"):
+        assets = Assets(root, reader=reader, log_missing_references=False)
+    assert sorted(read) == ["app.css", "app.js"]
+    assert assets["js/app.js"].digest == hashlib.sha256(b"x").hexdigest()
+    assert "gone.png" not in caplog.text  # not logged; still reported here:
+    assert assets.broken_references() == [("css/app.css", 1, "../img/gone.png", "img/gone.png")]
+    with caplog.at_level(logging.WARNING, logger="bustware"):
+        Assets(root)
+    assert "gone.png" in caplog.text
