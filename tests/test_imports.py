@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("werkzeug", "webob", "bustware.references", "bustware.manifest",
          "bustware.from_manifest", "bustware.build",
          "bustware.compress", "bustware.bundlers", "bustware.integrity", "bustware.cli",
-         "bustware.digestcache")
+         "bustware.digestcache", "bustware.s3store", "boto3", "botocore")
 
 
 def modules_after(code: str) -> set[str]:
