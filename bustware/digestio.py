@@ -13,7 +13,12 @@ from typing import Any, BinaryIO, cast
 
 from .store import StoreError
 
-__all__ = ["Body", "CheckedStream", "SourceReader"]
+__all__ = ["Body", "CheckedStream", "SourceMismatch", "SourceReader"]
+
+
+class SourceMismatch(ValueError):
+    """The bytes given for an object are not those its digest and size
+    name (a file that changed while it was read): nothing was stored."""
 
 
 class SourceReader:
@@ -48,7 +53,7 @@ class SourceReader:
             chunk = pieces[0] if len(pieces) == 1 else b"".join(pieces)
             del pieces
         if len(chunk) < n:
-            raise ValueError(f"{self.key}: the source ended after {self.seen + len(chunk)} "
+            raise SourceMismatch(f"{self.key}: the source ended after {self.seen + len(chunk)} "
                              f"of the {self.size} bytes announced")
         self.seen += len(chunk)
         self.sha.update(chunk)
@@ -65,10 +70,10 @@ class SourceReader:
         else:
             extra = bool(self.source.read(1))
         if extra:
-            raise ValueError(f"{self.key}: the source has more than the {self.size} bytes "
+            raise SourceMismatch(f"{self.key}: the source has more than the {self.size} bytes "
                              "announced")
         if self.sha.hexdigest() != self.digest:
-            raise ValueError(f"{self.key}: the bytes given have SHA-256 "
+            raise SourceMismatch(f"{self.key}: the bytes given have SHA-256 "
                              f"{self.sha.hexdigest()}, not {self.digest}: the file changed "
                              "while it was read; build again")
 

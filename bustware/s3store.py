@@ -92,7 +92,8 @@ class OriginStore(Protocol):
 
 def check_digest(digest: str) -> str:
     if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
-        raise ValueError(f"{digest!r} is not a SHA-256 digest (64 lowercase hex digits)")
+        raise ValueError(f"{digest!r} is not an object name: give a SHA-256 digest "
+                         "(64 lowercase hex digits)")
     return digest
 
 
@@ -230,6 +231,13 @@ class S3Store:
 
     def has_object(self, digest: str) -> bool:
         return self._head(self.object_key(digest)) is not None
+
+    def object_size(self, digest: str) -> int:
+        """The object's size in bytes. Raises :class:`NoSuchObject`."""
+        head = self._head(self.object_key(digest))
+        if head is None:
+            raise NoSuchObject(f"{self.url}: no object {digest}")
+        return int(head["ContentLength"])
 
     def open_object(self, digest: str) -> BinaryIO:
         key = self.object_key(digest)
