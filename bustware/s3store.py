@@ -22,6 +22,14 @@ chain (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
 ``AWS_PROFILE``, instance and pod roles); bustware takes no credentials. One
 client is shared by all threads (boto3 clients are thread-safe).
 
+Conditional writes are what makes the manifest safe: AWS S3 (since
+2024), MinIO, Cloudflare R2 and Ceph RGW honour ``If-None-Match``/``If-Match``
+on PUT and answer 412 (or 409 ``ConditionalRequestConflict`` for a
+concurrent one), which :meth:`S3Store.write_manifest` raises as
+:class:`~bustware.store.ManifestConflict`. A service that ignores the headers
+writes blindly: two builds racing into one prefix may then lose a generation,
+so run one build per prefix at a time there.
+
 Timeouts are short by default (connect 1 s, read 3 s, 2 attempts), because a
 replica asking the bucket must never hang on a bucket that hangs: every call
 fails with :class:`~bustware.store.StoreUnavailable` within about
@@ -116,7 +124,7 @@ class S3Store:
             raise ValueError(f"max_attempts={max_attempts!r}: give 1 (no retry) or more")
         self._endpoint_url = endpoint_url
         self._config = dict(connect_timeout=connect_timeout, read_timeout=read_timeout,
-                            retries={"max_attempts": max_attempts, "mode": "standard"},
+                            retries={"total_max_attempts": max_attempts, "mode": "standard"},
                             max_pool_connections=max_connections)
         self._client_lock = threading.Lock()
         self._client_obj: BaseClient | None = None

@@ -97,13 +97,22 @@ def new_bucket(client) -> str:
     return name
 
 
+class Silent:
+    """A port that accepts connections and never answers (a hung store),
+    and how many connections it has accepted."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.accepted = 0
+
+
 @contextlib.contextmanager
-def silent_server() -> Iterator[int]:
-    """A port that accepts connections and never answers (a hung store)."""
+def silent_server() -> Iterator[Silent]:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     listener.settimeout(0.1)
+    silent = Silent(listener.getsockname()[1])
     held: list[socket.socket] = []
     stop = threading.Event()
 
@@ -114,11 +123,12 @@ def silent_server() -> Iterator[int]:
             except OSError:
                 continue
             held.append(conn)
+            silent.accepted += 1
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
-        yield listener.getsockname()[1]
+        yield silent
     finally:
         stop.set()
         thread.join(5)
