@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, NoReturn, cast
 
 from .store import StoreError
 
@@ -104,11 +104,11 @@ class CheckedStream(io.RawIOBase):
     bytes it did not vouch for). Read errors are store errors too."""
 
     def __init__(self, body: Body, digest: str, where: str,
-                 translate: Callable[[Exception], Exception]) -> None:
+                 fail: Callable[[Exception], NoReturn]) -> None:
         self.body = body
         self.digest = digest
         self.where = where
-        self.translate = translate
+        self.fail = fail
         self.sha = hashlib.sha256()
         self.done = False
 
@@ -119,7 +119,7 @@ class CheckedStream(io.RawIOBase):
         try:
             data = self.body.read(len(buffer))
         except Exception as exc:
-            raise self.translate(exc) from exc
+            self.fail(exc)
         if data:
             self.sha.update(data)
             buffer[:len(data)] = data

@@ -45,7 +45,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, Protocol, cast, runtime_checkable
 
 from .digestio import Body, CheckedStream, SourceReader
 from .s3location import S3Location, parse_s3_url
@@ -160,9 +160,16 @@ class S3Store:
         try:
             return getattr(self._client, op)(Bucket=self.location.bucket, **params)
         except Exception as exc:
-            raise self._translate(exc, what) from exc
+            self._raise(exc, what)
+
+    def _raise(self, exc: Exception, what: str) -> NoReturn:
+        translated = self._translate(exc, what)
+        if translated is exc:
+            raise exc
+        raise translated from exc
 
     def _translate(self, exc: Exception, what: str) -> Exception:
+        """The store error a client failure means; other errors as they are."""
         from botocore import exceptions as bex
 
         where = f"s3://{self.location.bucket}/{what}" if what else self.url
@@ -197,6 +204,10 @@ class S3Store:
         if isinstance(exc, (bex.HTTPClientError, bex.ConnectionError)):
             return StoreUnavailable(f"{where}: the store at {self._client.meta.endpoint_url} "
                                     f"did not answer ({exc}); try again later")
+        if isinstance(exc, bex.ProfileNotFound):
+            return StoreError(f"{self.url}: AWS_PROFILE={exc.kwargs.get('profile')!r} names no "
+                              "profile in ~/.aws/config or ~/.aws/credentials: create it (aws "
+                              "configure --profile NAME) or unset AWS_PROFILE")
         if isinstance(exc, bex.BotoCoreError):
             return StoreError(f"{where}: {exc}")
         return exc
@@ -252,7 +263,7 @@ class S3Store:
         body = self._get(key)
         where = f"s3://{self.location.bucket}/{key}"
         return cast(BinaryIO, io.BufferedReader(
-            CheckedStream(body, digest, where, lambda exc: self._translate(exc, key)), 1 << 16))
+            CheckedStream(body, digest, where, lambda exc: self._raise(exc, key)), 1 << 16))
 
     def get_object(self, digest: str) -> bytes:
         with self.open_object(digest) as f:
@@ -396,7 +407,7 @@ class S3Store:
         try:
             return body.read()
         except Exception as exc:
-            raise self._translate(exc, key) from exc
+            self._raise(exc, key)
 
     def _list(self, prefix: str) -> Iterator[str]:
         try:
@@ -406,7 +417,7 @@ class S3Store:
                 for item in page.get("Contents", ()):
                     yield item["Key"]
         except Exception as exc:
-            raise self._translate(exc, prefix) from exc
+            self._raise(exc, prefix)
 
     def _delete(self, keys: Iterable[str]) -> int:
         keys = sorted(keys)

@@ -296,6 +296,13 @@ def test_no_credentials_says_where_to_put_them(s3_endpoint, monkeypatch):
         make_store("s3://my-bucket/site").read_manifest()
 
 
+def test_a_profile_that_does_not_exist_is_named(s3_endpoint, monkeypatch):
+    use_env(monkeypatch, aws_env(s3_endpoint))
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    with pytest.raises(StoreError, match="AWS_PROFILE='no-such-profile' names no profile"):
+        make_store("s3://my-bucket/site").read_manifest()
+
+
 def test_bad_timeouts_are_refused():
     with pytest.raises(ValueError, match="connect_timeout=0"):
         make_store("s3://my-bucket/x", connect_timeout=0)
