@@ -242,9 +242,24 @@ class S3Store:
                    content_type: str | None = None,
                    headers: Mapping[str, str] | None = None) -> bool:
         key = self.object_key(digest)
+        params = _object_params(content_type, headers)
+        if isinstance(source, (bytes, bytearray, memoryview)) and size <= PART_SIZE:
+            # Bytes already in memory go in one conditional PUT instead of a
+            # HEAD and a PUT: half the requests for a first build of many
+            # small files (measured 2x the time of plain PUTs with the HEAD).
+            data = SourceReader(source, size, digest, key).read_rest()
+            try:
+                self._call("put_object", key, Key=key, Body=data, IfNoneMatch="*", **params)
+                return True
+            except StoreError as exc:
+                code, status = self._status(exc)
+                if status == 412:
+                    return False
+                if code != "ConditionalRequestConflict":
+                    raise
+                # Another writer is putting the same bytes right now: ask.
         if self.has_object(digest):
             return False
-        params = _object_params(content_type, headers)
         self._upload(key, source, size, digest, params)
         return True
 
