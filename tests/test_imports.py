@@ -22,7 +22,7 @@ HEAVY = ("werkzeug", "webob", "bustware.references", "bustware.csstokens", "bust
          "bustware.linker", "bustware.manifest",
          "bustware.from_manifest", "bustware.build",
          "bustware.compress", "bustware.bundlers", "bustware.integrity", "bustware.cli",
-         "bustware.digestcache")
+         "bustware.digestcache", "bustware.s3store", "boto3", "botocore")
 
 
 def modules_after(code: str) -> set[str]:
