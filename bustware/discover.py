@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from .entries import Entry
+from .files import file_key
 from .records import Asset
 
 if TYPE_CHECKING:
@@ -82,9 +83,7 @@ class Discovery:
         assets = self.assets
         name = assets.manifest_path
         try:
-            st = os.stat(name)
-            # What tells that the manifest was replaced (as Assets.manifest_stat).
-            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            key = file_key(os.stat(name))
         except OSError:
             return
         if key == self.manifest_seen:
