@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Callable
 
+from . import keywords, nearmiss
 from .files import NotRegularFile, PathLike, _file_key, make_spill_dir, open_regular, spill
 from .linker import _references, warn_missing
 from .options import (
@@ -49,6 +50,7 @@ class Assets:
     ``PATH`` or Django's ``STATICFILES_DIRS``.
     """
 
+    @keywords.checked()
     def __init__(
         self,
         root: PathLike | Sequence[PathLike],
@@ -386,10 +388,15 @@ class Assets:
         lambda name, value: f"pass {name}={value!r}")
 
     def _missing_url(self, path: str) -> str:
+        intended = nearmiss.meant(path, self.prefix, self._urls)
+        if intended is not None:
+            return self.url(intended)
         if self.strict:
             advice = self.option_advice("strict", False)
+            close = nearmiss.suggestions(path, self.prefix, self._urls)
             raise AssetNotFound(
-                f"bustware: no file {path!r} under {[str(r) for r in self.roots]!r}. "
+                f"bustware: no file {path!r} under {[str(r) for r in self.roots]!r}."
+                f"{' Did you mean ' + ' or '.join(map(repr, close)) + '?' if close else ''} "
                 "Paths are relative to the root, with '/' separators (e.g. 'css/app.css')."
                 + (f" To get the plain URL instead of this error, {advice}." if advice else "")
             )

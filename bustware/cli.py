@@ -8,6 +8,7 @@ import html
 import sys
 from collections.abc import Sequence
 
+from .about import __version__
 from .assets import AssetNotFound, Assets
 from .middleware import Bustware, _not_found
 from .styles import STYLES
@@ -75,6 +76,7 @@ def _run(app, host: str, port: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bustware", description="Versioned static URLs and a WSGI server for them.")
+    parser.add_argument("--version", action="version", version=f"bustware {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="serve a directory on 127.0.0.1 for a quick look")
