@@ -47,3 +47,11 @@ def start_over(manifest_path: str, build_command: str) -> str:
     are, and the moved file can still be read."""
     return (f"move it aside and build a new one (nothing is deleted): "
             f"`{move_aside(manifest_path)} && {build_command}`")
+
+
+def with_roots(message: str, roots: list[str]) -> str:
+    """``message`` with the ``bustware build ROOT`` placeholder of a
+    manifest's advice (the manifest alone does not say which roots it was
+    built from) replaced by the roots the command was given."""
+    return message.replace("bustware build ROOT ",
+                           shlex.join(["bustware", "build", *map(os.path.abspath, roots)]) + " ")

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from .about import __version__
+from .advice import with_roots
 from .assets import AssetNotFound, Assets
 from .middleware import Bustware, _not_found
 from .styles import STYLES
@@ -265,7 +266,9 @@ def _build_command(args) -> int:
         print(b.prune(manifest, keep=args.keep, older_than=older).summary())
         return 0
     except (ValueError, TypeError, CodecUnavailable) as exc:
-        print(exc, file=sys.stderr)  # the message already starts with "bustware:"
+        # The message already starts with "bustware:"
+        roots = args.roots if args.command != "prune" else [args.root]
+        print(with_roots(str(exc), roots), file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"bustware: {exc}", file=sys.stderr)
