@@ -206,3 +206,24 @@ def test_one_version_everywhere(tmp_path, shell):
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "setup.cfg")
     assert cfg["metadata"]["version"] == "attr: bustware.about.__version__"
+
+
+def test_a_missing_system_program_skips_locally_and_fails_in_ci(tmp_path):
+    """tests/system_tools.py, as the deploy test uses it, run by pytest in
+    a child with a PATH that lacks haproxy."""
+    (tmp_path / "test_needs.py").write_text(
+        "import system_tools\n\n"
+        "def test_needs():\n"
+        "    system_tools.require({'no-such-haproxy': 'haproxy', 'sh': 'dash'})\n")
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), str(REPO)])
+    argv = [sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider", "-c", os.devnull,
+            str(tmp_path / "test_needs.py")]
+    local = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert local.returncode == 0 and "1 skipped" in local.stdout, local.stdout
+    assert "sudo apt-get install -y haproxy;" in local.stdout
+    ci = subprocess.run(argv, cwd=tmp_path, env={**env, "CI": "true"}, capture_output=True,
+                        text=True, timeout=120)
+    assert ci.returncode == 1 and "1 failed" in ci.stdout, ci.stdout
+    assert "sudo apt-get install -y haproxy;" in ci.stdout
