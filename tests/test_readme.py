@@ -6,6 +6,8 @@ tests/test_asgi_frameworks.py.)"""
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import hashlib
 import inspect
 import re
@@ -59,13 +61,26 @@ def loaded():
         readme.unload(module)
 
 
+#: The quick starts: snippet name -> the heading of its section.
+QUICK_STARTS = {"wsgi": "WSGI", "flask": "Flask", "django": "Django", "fastapi": "FastAPI",
+                "asgi": "Starlette", "pyramid": "Pyramid", "bottle": "Bottle",
+                "falcon": "Falcon", "litestar": "Litestar", "quart": "Quart", "jinja": "Jinja2"}
+
+
 def test_every_framework_has_a_section_with_snippets():
     found = readme.snippets()
     assert set(found) == FRAMEWORKS
     text = readme.README.read_text(encoding="utf-8")
-    options = text.index("\n## Options\n")
-    for name in FRAMEWORKS:
-        assert text.index(f"<!-- snippet: {name} ") < options, name
+    for name, title in QUICK_STARTS.items():
+        start = text.index(f"\n## {title}\n")
+        end = text.index("\n## ", start + 1)
+        for file in found[name]:
+            if (name, file) == ("django", "asgi.py"):  # Django in depth
+                continue
+            marker = text.index(f"<!-- snippet: {name} {file} -->")
+            assert start < marker < end, (name, file)
+        # From pip install to a page: each quick start installs, then runs.
+        assert {"install.sh", "run.sh"} <= set(found[name]), name
 
 
 def test_plain_wsgi(workdir, loaded):
@@ -98,15 +113,18 @@ def test_django(workdir):
     configure()
     files = readme.write("django", workdir)
     # A project without bustware: the snippet adds the app and the storage.
-    namespace = {"INSTALLED_APPS": [a for a in settings.INSTALLED_APPS if a != "bustware"]}
+    namespace = {"INSTALLED_APPS": [a for a in settings.INSTALLED_APPS if a != "bustware"],
+                 "BASE_DIR": workdir,
+                 "TEMPLATES": [{"BACKEND": "django.template.backends.django.DjangoTemplates",
+                                "DIRS": []}]}
     exec(compile(files["settings.py"], "README settings.py", "exec"), namespace)
     added = {k: v for k, v in namespace.items() if k.isupper()}
-    templates = [{"BACKEND": "django.template.backends.django.DjangoTemplates",
-                  "DIRS": [str(workdir / "templates")]}]
-    with override_settings(**added, TEMPLATES=templates, DEBUG=False,
-                           STATIC_ROOT=str(workdir / "static")):
+    assert added["TEMPLATES"][0]["DIRS"] == [workdir / "templates"]
+    assert added["STATICFILES_DIRS"] == [workdir / "static"]
+    added["STATIC_ROOT"] = str(workdir / "static")  # as if collected
+    with override_settings(**added, DEBUG=False):
         wsgi: dict = {}
-        exec(compile(files["wsgi.py"], "README wsgi.py", "exec"), wsgi)
+        exec(compile(files["mysite/wsgi.py"], "README wsgi.py", "exec"), wsgi)
         application = wsgi["application"]
         assert isinstance(application, bustware.Bustware)
         assert isinstance(get_wsgi_application(), type(application.app))
@@ -142,3 +160,121 @@ def test_gunicorn_recipe_shown_is_the_module():
     source = inspect.getsource(bustware.gunicorn_conf)
     docstring_end = source.index('"""', 3) + 3
     assert shown.strip() == source[docstring_end:].strip()
+
+
+# -- every code block and option value as shown ------------------------------
+
+def _text(errors: bool = True) -> str:
+    """The README (without the section that shows mistakes on purpose,
+    unless ``errors``)."""
+    text = readme.README.read_text(encoding="utf-8")
+    assert text.count("\n```") % 2 == 0, "a code block is not closed"
+    if not errors:
+        start = text.index("\n## Errors\n")
+        text = text[:start] + text[text.index("\n## ", start + 1):]
+    return text
+
+
+def _text_outside_code(errors: bool = True) -> str:
+    return re.sub(r"(?ms)^```.*?^```", "", _text(errors))
+
+
+def _blocks(lang: str) -> list[str]:
+    text = readme.README.read_text(encoding="utf-8")
+    return re.findall(rf"(?ms)^```{lang}\n(.*?)^```", text)
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_inside_the_readme_leads_to_a_heading():
+    text = _text_outside_code()
+    anchors = {_slug(h) for h in re.findall(r"(?m)^#{1,6} (.*)$", text)}
+    links = set(re.findall(r"\]\(#([^)]+)\)", text))
+    assert links and links <= anchors, sorted(links - anchors)
+
+
+def test_the_front_door_comes_first():
+    """What it is, the contents, the two commands, install, the quick starts,
+    deployment, then the reference, in that order."""
+    text = _text_outside_code()
+    order = ["## Contents", "## Try it", "## Install", *(f"## {t}" for t in QUICK_STARTS.values()),
+             "## Gunicorn without a proxy", "## Rolling deploys", "## Containers and PaaS",
+             "## CDN", "## Options", "## Command line", "## Inside bustware"]
+    places = [text.index(f"\n{h}\n") for h in order]
+    assert places == sorted(places)
+    toc = text[text.index("## Contents"):text.index("## Try it")]
+    for heading in re.findall(r"(?m)^## (.*)$", text):
+        if heading != "Contents":
+            assert f"(#{_slug(heading)})" in toc, heading
+
+
+def test_every_python_block_is_python():
+    for block in _blocks("python"):
+        ast.parse(block)
+
+
+def _option_examples() -> list[tuple[str, object]]:
+    """Every ``name=value`` the README shows for an option, with a literal
+    value: in backquotes in the text and tables, and as keyword arguments in
+    its Python blocks."""
+    names = set(inspect.signature(bustware.Bustware).parameters) | set(
+        inspect.signature(bustware.Assets).parameters)
+    found = []
+    for name, value in re.findall(r"`(\w+)=([^`]+)`", _text_outside_code(errors=False)):
+        if name in names:
+            with contextlib.suppress(ValueError, SyntaxError):
+                found.append((name, ast.literal_eval(value)))
+    for block in _blocks("python"):
+        for node in ast.walk(ast.parse(block)):
+            if isinstance(node, ast.Call):
+                for kw in node.keywords:
+                    if kw.arg in names:
+                        with contextlib.suppress(ValueError):
+                            found.append((kw.arg, ast.literal_eval(kw.value)))
+    # The Options table: each default, as written.
+    for name, default in re.findall(r"(?m)^\| `(\w+)` \| `([^`]*)` \|", _text_outside_code()):
+        if name in names:
+            with contextlib.suppress(ValueError, SyntaxError):
+                found.append((name, ast.literal_eval(default)))
+    return found
+
+
+#: Values that need a file the example names, or another option with them.
+NEEDS_CONTEXT = {"manifest", "bundler_manifest", "root", "prefix", "app"}
+
+
+def test_every_option_value_shown_is_accepted(tmp_path):
+    static = tmp_path / "static"
+    (static / "css").mkdir(parents=True)
+    (static / "css" / "app.css").write_bytes(CSS)
+    examples = _option_examples()
+    shown = {name for name, _ in examples}
+    assert {"release", "version", "style", "outdated", "missing", "compress",
+            "extensions", "cache_control"} <= shown, shown
+    for name, value in examples:
+        if name in NEEDS_CONTEXT:
+            continue
+        try:
+            bustware.Bustware(lambda environ, start_response: [], static, **{name: value})
+        except Exception as exc:
+            pytest.fail(f"the README shows {name}={value!r}, which is refused: {exc}")
+
+
+def test_every_setting_name_shown_exists():
+    """The option names as each integration spells them: Flask's
+    ``BUSTWARE_*`` keys, Django's ``BUSTWARE`` dict, Pyramid's ``bustware.*``
+    settings."""
+    import bustware.django
+    import bustware.flask
+    import bustware.pyramid
+
+    text = _text(errors=False)
+    flask_keys = set(re.findall(r"\bBUSTWARE_([A-Z_]+)\b", text)) - {"THREADS"}
+    assert flask_keys and {k.lower() for k in flask_keys} <= set(bustware.flask.OPTIONS)
+    django_keys = set(re.findall(r"BUSTWARE(?: =|\[)\s*\{?\"(\w+)\"", text))
+    assert django_keys and django_keys <= set(bustware.django.OPTIONS)
+    pyramid_keys = set(re.findall(r"`bustware\.(\w+) =", text))
+    assert pyramid_keys and pyramid_keys <= set(bustware.pyramid.OPTIONS)
