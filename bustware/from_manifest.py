@@ -14,6 +14,7 @@ import os
 import stat
 from typing import TYPE_CHECKING, Any
 
+from .advice import with_roots
 from .contenttypes import content_type
 from .manifest import (
     OBJECT_MTIME_NS,
@@ -57,7 +58,10 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
             "that does not match the files), 'warn' (log the files and go on) or 'off'"
         )
     name = os.path.abspath(os.fspath(manifest))
-    data, manifest_stat = _read(name)
+    try:
+        data, manifest_stat = _read(name)
+    except ManifestError as exc:  # its advice names the roots, which only we know here
+        raise ManifestError(with_roots(str(exc), assets.roots)) from None
     settings = data["settings"]
     if not assets.include_dotfiles:
         hidden = hidden_files(data)

@@ -206,6 +206,8 @@ def test_one_version_everywhere(tmp_path, shell):
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "setup.cfg")
     assert cfg["metadata"]["version"] == "attr: bustware.about.__version__"
+    shown = re.search(r"bustware --version +# bustware (\S+)", (REPO / "README.md").read_text())
+    assert shown and shown[1] == bustware.__version__
 
 
 def test_a_missing_system_program_skips_locally_and_fails_in_ci(tmp_path):
@@ -227,3 +229,17 @@ def test_a_missing_system_program_skips_locally_and_fails_in_ci(tmp_path):
                         text=True, timeout=120)
     assert ci.returncode == 1 and "1 failed" in ci.stdout, ci.stdout
     assert "sudo apt-get install -y haproxy;" in ci.stdout
+
+
+def test_a_damaged_manifest_met_by_the_index_gives_advice_that_works(shell):
+    """The process starting from a manifest at --out says which roots to
+    build, not a ROOT placeholder."""
+    static = _static(shell.cwd)
+    assert shell("bustware build static --out shared/manifest.json --quiet").returncode == 0
+    manifest = shell.cwd / "shared" / "manifest.json"
+    manifest.write_text("{")
+    with pytest.raises(ValueError) as info:
+        Assets(static, manifest=manifest)
+    assert "ROOT" not in str(info.value)
+    assert shell(_advice(str(info.value))).returncode == 0
+    assert Assets(static, manifest=manifest).url("css/app.css").startswith("/static/css/app.")
