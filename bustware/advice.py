@@ -7,7 +7,6 @@ A leaf module (standard library only).
 from __future__ import annotations
 
 import os
-import shlex
 
 __all__ = ["missing_root", "move_aside"]
 
@@ -32,6 +31,8 @@ def move_aside(path: str) -> str:
     """A shell command that renames ``path`` to a name not yet taken beside
     it, ``<name>.damaged`` (``.damaged-2``, ...): never a deletion, and
     never over another file."""
+    import shlex  # error paths only: not loaded by `import bustware`
+
     path = os.path.abspath(path)
     target, n = f"{path}.damaged", 1
     while os.path.lexists(target):
@@ -53,5 +54,6 @@ def with_roots(message: str, roots: list[str]) -> str:
     """``message`` with the ``bustware build ROOT`` placeholder of a
     manifest's advice (the manifest alone does not say which roots it was
     built from) replaced by the roots the command was given."""
+    import shlex
     return message.replace("bustware build ROOT ",
                            shlex.join(["bustware", "build", *map(os.path.abspath, roots)]) + " ")

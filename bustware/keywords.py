@@ -8,7 +8,6 @@ A leaf module (standard library only), so any module may use it.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
 from collections.abc import Iterable
@@ -39,6 +38,8 @@ def keyword_names(*callables: Callable) -> tuple[str, ...]:
 def did_you_mean(unknown: Iterable[str], valid: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the unknown names that are near a valid
     one, else ``""``: the text to put after the unknown names."""
+    import difflib  # an error path: not loaded by `import bustware`
+
     valid = list(valid)
     pairs = []
     for name in unknown:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import TYPE_CHECKING, Callable
 from urllib.parse import quote
 
+from . import nearmiss
 from .styles import _PLAIN, FilenameStyle
 
 if TYPE_CHECKING:
@@ -79,6 +80,10 @@ def versioned_values(assets: Assets, built: MutableMapping, filename: str,
     if assets.autorefresh:
         assets.check()
     asset = assets.get(filename)
+    if asset is None and nearmiss.meant(filename, assets.prefix, assets) is not None:
+        # A URL where a path was meant ('/css/app.css'), naming one file.
+        filename = values["filename"] = nearmiss.meant(filename, assets.prefix, assets)
+        asset = assets.get(filename)
     if asset is None or asset.version is None:
         assets.url(filename)  # raises AssetNotFound when strict and unknown
         return

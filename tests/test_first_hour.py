@@ -243,3 +243,18 @@ def test_a_damaged_manifest_met_by_the_index_gives_advice_that_works(shell):
     assert "ROOT" not in str(info.value)
     assert shell(_advice(str(info.value))).returncode == 0
     assert Assets(static, manifest=manifest).url("css/app.css").startswith("/static/css/app.")
+
+
+def test_flask_url_for_near_misses(tmp_path):
+    flask = pytest.importorskip("flask")
+    import bustware.flask
+
+    static = _static(tmp_path)
+    app = flask.Flask("near_misses", static_folder=str(static))
+    bustware.flask.Bustware(app)
+    with app.test_request_context():
+        current = flask.url_for("static", filename="css/app.css")
+        assert re.fullmatch(r"/static/css/app\.[0-9a-f]{12}\.css", current)
+        assert flask.url_for("static", filename="/css/app.css") == current
+        with pytest.raises(AssetNotFound, match="Did you mean 'css/app.css'"):
+            flask.url_for("static", filename="static/css/app.css")
