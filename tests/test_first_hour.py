@@ -258,3 +258,32 @@ def test_flask_url_for_near_misses(tmp_path):
         assert flask.url_for("static", filename="/css/app.css") == current
         with pytest.raises(AssetNotFound, match="Did you mean 'css/app.css'"):
             flask.url_for("static", filename="static/css/app.css")
+
+
+def _readme_commands() -> list[str]:
+    """The README's concrete ``bustware`` command lines (not the synopsis
+    of the Command line section, nor the deploy recipe, which
+    tests/test_rolling_deploy.py runs on its own hosts)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    lines = []
+    for block in re.findall(r"(?ms)^```sh\n(.*?)^```", text):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.startswith("bustware ") and "[" not in line and "/srv/app" not in line:
+                lines.append(line.split("  #")[0].strip())
+    return lines
+
+
+def test_every_bustware_command_shown_runs(shell):
+    for tree in ("static", "myapp/static", "myapp/admin/static"):
+        (shell.cwd / tree / "css").mkdir(parents=True)
+        (shell.cwd / tree / "css" / "app.css").write_bytes(CSS * 20)
+    commands = _readme_commands()
+    # Builds first: prune and verify need a manifest.
+    commands.sort(key=lambda c: not c.startswith("bustware build"))
+    assert len(commands) >= 8, commands
+    for command in commands:
+        r = shell(command)
+        assert r.returncode == 0, f"{command}\n{r.stderr}"
+    # As its comment says: "writes static/.bustware/manifest.json".
+    assert (shell.cwd / "static" / ".bustware" / "manifest.json").is_file()
+    assert (shell.cwd / "myapp" / "admin" / "static" / ".bustware" / "manifest.json").is_file()

@@ -10,6 +10,7 @@ import ast
 import contextlib
 import hashlib
 import inspect
+import json
 import re
 
 import pytest
@@ -278,3 +279,69 @@ def test_every_setting_name_shown_exists():
     assert django_keys and django_keys <= set(bustware.django.OPTIONS)
     pyramid_keys = set(re.findall(r"`bustware\.(\w+) =", text))
     assert pyramid_keys and pyramid_keys <= set(bustware.pyramid.OPTIONS)
+
+
+def _reference_blocks() -> list[str]:
+    """The Python blocks of the reference that are no quick start's file."""
+    text = readme.README.read_text(encoding="utf-8")
+    return [m[2] for m in re.finditer(r"(?ms)(<!-- snippet: [^>]*-->\n)?^```python\n(.*?)^```",
+                                      text)
+            if not m[1] and not m[2].startswith("# wsgi.py")]  # the recipe: its own test
+
+
+def _same_shape(shown: str, got: str) -> bool:
+    """Equal, but for bustware's 12-hex versions and the base64 of an
+    integrity value, which depend on the bytes."""
+    def shape(s: str) -> str:
+        s = re.sub(r"sha384-(?:[A-Za-z0-9+/=]{64}|<64 base64 characters>|\.\.\.)", "sha384-X", s)
+        return re.sub(r"\.[0-9a-f]{12}\.", ".V.", s)
+    return shape(shown) == shape(got)
+
+
+def test_the_reference_blocks_run_and_give_what_they_show(workdir):
+    """Run as shown, in a directory with the files they name (the bundler
+    manifests with the hashed names the examples show); each ``# -> value``
+    comment is what the line gives, and each ``# <tag ...>`` comment the
+    tag the line before makes."""
+    files = {**readme.STATIC, "static/js/module.mjs": b"export default 1;\n",
+             "static/assets/main-4889e940.js": b"1;\n", "static/js/main.4f3b2a1c.js": b"2;\n",
+             "collected/css/app.3f2a1b9c04d1.css": b"a{}\n", "collected/css/app.css": b"a{}\n"}
+    for rel, data in files.items():
+        (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / rel).write_bytes(data)
+    (workdir / "static/.vite").mkdir()
+    (workdir / "static/.vite/manifest.json").write_text(json.dumps(
+        {"src/main.ts": {"file": "assets/main-4889e940.js", "src": "src/main.ts",
+                         "isEntry": True}}))
+    (workdir / "static/manifest.json").write_text(json.dumps({"main.js": "js/main.4f3b2a1c.js"}))
+    (workdir / "collected/staticfiles.json").write_text(json.dumps(
+        {"paths": {"css/app.css": "css/app.3f2a1b9c04d1.css"}, "version": "1.1",
+         "hash": "0123456789ab"}))
+    from bustware.build import build
+
+    build(workdir / "static")
+    blocks = _reference_blocks()
+    assert len(blocks) >= 4
+    checked = 0
+    for block in blocks:
+        namespace = {"app": lambda environ, start_response: [], "Bustware": bustware.Bustware,
+                     "Assets": bustware.Assets, "assets": bustware.Assets("static/"),
+                     "STATIC_ROOT": str(workdir / "collected")}
+        last = None
+        for statement in ast.parse(block).body:
+            source = ast.get_source_segment(block, statement)
+            line = block.splitlines()[statement.end_lineno - 1]
+            if isinstance(statement, ast.Expr):
+                last = eval(compile(ast.Expression(statement.value), "README", "eval"),
+                            namespace)
+            else:
+                exec(compile(source, "README", "exec"), namespace)
+            shown = re.search(r"# -> '([^']*)'$", line)
+            if shown:
+                assert _same_shape(shown[1], last), (source, last)
+                checked += 1
+            following = block.splitlines()[statement.end_lineno:statement.end_lineno + 1]
+            if following and following[0].startswith("# <"):
+                assert _same_shape(following[0][2:], str(last)), (source, last)
+                checked += 1
+    assert checked >= 8
