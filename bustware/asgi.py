@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Mapping, MutableMapping, Sequence
 from typing import Any, Callable
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
-from . import respond
+from . import keywords, respond
 from .assets import Assets
 from .decide import Core
 from .files import PathLike
@@ -49,6 +49,7 @@ class BustwareASGI:
     process share one index.
     """
 
+    @keywords.checked(Core.__init__)
     def __init__(self, app: ASGIApp | None, root: PathLike | Sequence[PathLike] | Assets,
                  prefix: str = "/static/", **options: Any) -> None:
         if app is not None and not callable(app):

@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import keywords, nearmiss
 from .files import NotRegularFile, PathLike, file_key, open_regular
 from .memory import MemoryPolicy
 from .options import (
@@ -61,6 +62,7 @@ class Assets:
     reports them in its report instead).
     """
 
+    @keywords.checked()
     def __init__(
         self,
         root: PathLike | Sequence[PathLike],
@@ -438,10 +440,15 @@ class Assets:
         lambda name, value: f"pass {name}={value!r}")
 
     def _missing_url(self, path: str) -> str:
+        intended = nearmiss.meant(path, self.prefix, self._urls)
+        if intended is not None:
+            return self.url(intended)
         if self.strict:
             advice = self.option_advice("strict", False)
+            close = nearmiss.suggestions(path, self.prefix, self._urls)
             raise AssetNotFound(
-                f"bustware: no file {path!r} under {[str(r) for r in self.roots]!r}. "
+                f"bustware: no file {path!r} under {[str(r) for r in self.roots]!r}."
+                f"{' Did you mean ' + ' or '.join(map(repr, close)) + '?' if close else ''} "
                 "Paths are relative to the root, with '/' separators (e.g. 'css/app.css')."
                 + (f" To get the plain URL instead of this error, {advice}." if advice else "")
             )

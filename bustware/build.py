@@ -37,8 +37,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
 
-from . import __version__, compressqueue
+from . import compressqueue
 from . import manifest as mf
+from .about import __version__
 from .assets import Assets
 from .compress import check_encodings, is_compressible
 from .compressqueue import CompressQueue, Source, cores
@@ -372,8 +373,8 @@ def _read_existing(manifest_path: str) -> dict | None:
         # tool's manifest.json, or a damaged one whose generations the user
         # still wants to look at.
         raise mf.ManifestError(
-            f"{exc}\nbustware build will not overwrite it: move it away (or pass another "
-            "--out) and build again"
+            f"{exc}\nbustware build will not overwrite it: move it aside as above (or pass "
+            "another --out) and build again"
         ) from None
 
 

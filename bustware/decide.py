@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
 from . import assets as _assets
-from . import contenttypes, http, respond
+from . import contenttypes, http, keywords, respond
 from .assets import Assets
 from .discover import Discovery
 from .entries import (
@@ -69,6 +69,7 @@ class Core:
     #: What stands for the app when there is none (``bustware serve``).
     _NO_APP: Any = None
 
+    @keywords.checked(Assets.__init__)
     def __init__(
         self,
         app: Callable | None,

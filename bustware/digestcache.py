@@ -38,6 +38,8 @@ import time
 from dataclasses import fields
 from typing import Any
 
+from .about import __version__
+
 __all__ = ["SETTLE_NS", "DigestCache", "default_dir"]
 
 log = logging.getLogger("bustware")
@@ -73,11 +75,11 @@ class DigestCache:
 
     def __init__(self, roots: list[str], location: str | None, salt: str = "") -> None:
         from .references import Reference
-        from .version import VERSION  # a new tokenizer may find other references
 
+        # The version is in the key: a new tokenizer may find other references.
         self._ref_fields = len(fields(Reference))
         layout = ",".join(f.name for f in fields(Reference))
-        key = hashlib.sha256("\0".join([_FORMAT, VERSION, layout, salt, *roots])
+        key = hashlib.sha256("\0".join([_FORMAT, __version__, layout, salt, *roots])
                              .encode("utf-8", "surrogatepass"))
         directory = default_dir() if location is None else location
         self.path = os.path.join(directory, f"digests-{key.hexdigest()[:24]}.json")

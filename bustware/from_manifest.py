@@ -16,6 +16,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from .advice import with_roots
 from .contenttypes import content_type
 from .manifest import (
     OBJECT_MTIME_NS,
@@ -87,7 +88,10 @@ def load(assets: ManifestIndex, manifest: PathLike, check: str,
             "that does not match the files), 'warn' (log the files and go on) or 'off'"
         )
     name = os.path.abspath(os.fspath(manifest))
-    data, manifest_stat = read_identified(name)
+    try:
+        data, manifest_stat = read_identified(name)
+    except ManifestError as exc:  # its advice names the roots, which only we know here
+        raise ManifestError(with_roots(str(exc), assets.roots)) from None
     settings = data["settings"]
     if not assets.include_dotfiles:
         hidden = hidden_files(data)

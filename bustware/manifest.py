@@ -97,6 +97,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .advice import start_over
 from .files import PathLike, file_key
 from .styles import Style
 from .versions import VERSION_RE
@@ -219,7 +220,7 @@ def read_identified(name: str) -> tuple[dict[str, Any], tuple[int, int, int, int
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(
             f"bustware: the manifest {name!r} is not valid JSON ({exc}); it is damaged: "
-            f"rebuild it with `{_build_at(name)}` and the options it was built with"
+            f"{start_over(name, _build_at(name))}, adding the options it was built with"
         ) from None
     validate(data, name)
     return data, key
@@ -230,14 +231,15 @@ def validate(data: Any, name: str) -> None:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ManifestError(
             f"bustware: {name!r} is not a bustware manifest (no \"schema\": {SCHEMA!r}); "
-            "pass the file `bustware build` wrote, or rebuild it with `bustware build ROOT`"
+            f"pass the file `bustware build` wrote, or {start_over(name, _build_at(name))}"
         )
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise ManifestError(
             f"bustware: the manifest {name!r} has schema_version {version!r}, and this "
-            f"bustware reads only {SCHEMA_VERSION}; rebuild it with `{_build_at(name)}` "
-            "and the options it was built with, using the bustware version that serves it"
+            f"bustware reads only {SCHEMA_VERSION}: build it with the bustware version that "
+            f"serves it; {start_over(name, _build_at(name))}, adding the options it was built "
+            "with"
         )
     bad = _Bad(name)
     settings = data.get("settings")
@@ -378,7 +380,8 @@ class _Bad:
     def __call__(self, where: str, what: str) -> None:
         raise ManifestError(
             f"bustware: the manifest {self.name!r} is damaged: {where}: {what}; "
-            f"rebuild it with `{_build_at(self.name)}` and the options it was built with"
+            f"{start_over(self.name, _build_at(self.name))}, adding the options it was "
+            "built with"
         )
 
 

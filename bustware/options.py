@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
+from .advice import missing_root
+
 
 def check_roots(root) -> list[str]:
     """The roots of an index or a build as a list of paths, or a clear error."""
@@ -26,10 +28,7 @@ def check_roots(root) -> list[str]:
             raise TypeError(f"bustware: root {r!r} is not a path; pass a directory name")
         path = os.path.abspath(os.fspath(r))
         if not os.path.exists(path):
-            raise ValueError(
-                f"bustware: root {os.fspath(r)!r} does not exist; "
-                "pass the directory that holds your static files"
-            )
+            raise ValueError(missing_root(os.fspath(r)))
         if not os.path.isdir(path):
             raise ValueError(
                 f"bustware: root {os.fspath(r)!r} is not a directory; "

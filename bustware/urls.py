@@ -12,6 +12,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 from urllib.parse import quote
 
+from . import nearmiss
 from .styles import PLAIN_PATH, FilenameStyle, Style
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class VersionedIndex(UrlScheme, Protocol):
     def get(self, path: str) -> Asset | None: ...
 
     def url(self, path: str) -> str: ...
+
+    def __contains__(self, path: object) -> bool: ...
 
 
 def url_maker(index: UrlScheme, plain_names: bool = False) -> Callable[[str, str | None], str]:
@@ -105,6 +108,10 @@ def versioned_values(assets: VersionedIndex, built: MutableMapping, filename: st
     if assets.autorefresh:
         assets.check()
     asset = assets.get(filename)
+    if asset is None and nearmiss.meant(filename, assets.prefix, assets) is not None:
+        # A URL where a path was meant ('/css/app.css'), naming one file.
+        filename = values["filename"] = nearmiss.meant(filename, assets.prefix, assets)
+        asset = assets.get(filename)
     if asset is None or asset.version is None:
         assets.url(filename)  # raises AssetNotFound when strict and unknown
         return

@@ -152,7 +152,8 @@ def test_unknown_schema_version_is_refused(built):
     Path(path).write_text(json.dumps(data))
     with pytest.raises(mf.ManifestError, match="schema_version 99") as err:
         Assets(built, manifest=path)
-    assert "rebuild it with `bustware build" in str(err.value)
+    assert "move it aside and build a new one" in str(err.value)
+    assert f"&& bustware build {built}`" in str(err.value)
 
 
 def test_missing_manifest_says_how_to_make_one(tree, tmp_path):
