@@ -222,6 +222,7 @@ def _build_command(args) -> int:
     from . import build as b
     from .compress import CodecUnavailable
     from .manifest import build_command, default_path, read
+    from .store import StoreError
 
     try:
         if args.command == "build":
@@ -262,7 +263,7 @@ def _build_command(args) -> int:
         older = b.parse_age(args.older_than) if args.older_than is not None else None
         print(b.prune(manifest, keep=args.keep, older_than=older).summary())
         return 0
-    except (ValueError, TypeError, CodecUnavailable) as exc:
+    except (ValueError, TypeError, CodecUnavailable, StoreError) as exc:
         print(exc, file=sys.stderr)  # the message already starts with "bustware:"
         return 2
     except OSError as exc:

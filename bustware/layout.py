@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from typing import Callable
 
 from .files import PathLike
 
@@ -32,8 +33,10 @@ __all__ = [
     "MANIFEST_NAME",
     "OBJECT_MTIME_NS",
     "default_path",
+    "lock_path",
     "object_path",
     "objects_dir",
+    "own_files",
     "write_atomic",
 ]
 
@@ -58,6 +61,25 @@ def object_path(objects: str, digest: str) -> str:
     """The file holding the bytes whose SHA-256 is ``digest``. Two levels, as
     git does, so no directory grows to hundreds of thousands of entries."""
     return os.path.join(objects, digest[:2], digest)
+
+
+def lock_path(manifest_path: PathLike) -> str:
+    """The lock file of the manifest at ``manifest_path`` (see
+    :mod:`bustware.localstore`): a dot name beside it, so no scan serves it."""
+    path = os.path.abspath(os.fspath(manifest_path))
+    head, name = os.path.split(path)
+    return os.path.join(head, f".{name}.lock")
+
+
+def own_files(manifest_path: str) -> Callable[[str], bool]:
+    """A test for what the build itself wrote: the manifest, its lock file
+    and its object store. Only those: a manifest may sit in the root or above
+    it, and the user's files beside it are still to be built. The walk yields
+    real paths (symlinks resolved), so compare real paths."""
+    manifest = os.path.realpath(manifest_path)
+    lock = os.path.realpath(lock_path(manifest_path))
+    objects = os.path.realpath(objects_dir(manifest_path)) + os.sep
+    return lambda abs_path: abs_path in (manifest, lock) or abs_path.startswith(objects)
 
 
 def write_atomic(target: str, payload: bytes, mode: int = 0o644) -> None:

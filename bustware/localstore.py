@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import BinaryIO
 
 from .files import PathLike
-from .layout import OBJECT_MTIME_NS, object_path, objects_dir, write_atomic
+from .layout import OBJECT_MTIME_NS, lock_path, object_path, objects_dir, write_atomic
 from .store import (
     DigestMismatch,
     ManifestConflict,
@@ -47,7 +47,7 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LocalStore", "lock_path"]
+__all__ = ["LocalStore"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _CHUNK = 1 << 20
@@ -62,14 +62,6 @@ LOCK_TIMEOUT = 60.0
 # so threads take a lock of their own first.
 _THREAD_LOCKS: dict[str, threading.Lock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()
-
-
-def lock_path(manifest_path: PathLike) -> str:
-    """The lock file of the manifest at ``manifest_path``: a dot name beside
-    it, so no scan serves it."""
-    path = os.path.abspath(os.fspath(manifest_path))
-    head, name = os.path.split(path)
-    return os.path.join(head, f".{name}.lock")
 
 
 def _check(digest: str) -> None:
@@ -91,7 +83,8 @@ class LocalStore:
     def __init__(self, manifest_path: PathLike) -> None:
         self.manifest_path = os.path.abspath(os.fspath(manifest_path))
         self.objects = objects_dir(self.manifest_path)
-        self.url = self.manifest_path
+        #: The directory holding the manifest and objects/, for messages.
+        self.url = os.path.dirname(self.manifest_path)
         self._lock_path = lock_path(self.manifest_path)
         self._dirs: set[str] = set()  # fan-out directories known to exist
 

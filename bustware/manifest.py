@@ -118,6 +118,7 @@ __all__ = [
     "check_tree",
     "default_path",
     "dumps",
+    "not_found",
     "object_path",
     "objects_dir",
     "parse",
@@ -186,13 +187,18 @@ def _read(name: str) -> tuple[dict[str, Any], tuple[int, int, int, int]]:
             key = _file_key(os.fstat(f.fileno()))
             raw = f.read()
     except FileNotFoundError:
-        raise ManifestError(
-            f"bustware: no manifest at {name!r}; make it with `{_build_at(name)}` "
-            "(or pass the --out path you built it with)"
-        ) from None
+        raise not_found(name) from None
     except OSError as exc:
         raise ManifestError(f"bustware: cannot read the manifest {name!r}: {exc}") from None
     return parse(raw, name), key
+
+
+def not_found(name: str) -> ManifestError:
+    """The error for a manifest that is not there."""
+    return ManifestError(
+        f"bustware: no manifest at {name!r}; make it with `{_build_at(name)}` "
+        "(or pass the --out path you built it with)"
+    )
 
 
 def parse(raw: bytes, name: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import shlex
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .files import PathLike
 from .layout import default_path, objects_dir
@@ -37,13 +37,17 @@ class Problem:
 
 def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str,
                identities: dict[str, tuple[int, int]] | None = None,
-               mtimes: dict[str, int] | None = None) -> list[Problem]:
+               mtimes: dict[str, int] | None = None,
+               stored: Callable[[str, int], str | None] | None = None) -> list[Problem]:
     """Every way the files on disk differ from what the manifest recorded:
     a file or an object missing, or its size or mtime changed; and files
     reached through a symlink that leads out of their root (``unsafe``).
     With ``identities``, record each file's and object's (st_dev, st_ino)
     there, by path; with ``mtimes``, the real mtime of every object found
-    (object path -> mtime_ns), so that a loader does not stat them again."""
+    (object path -> mtime_ns), so that a loader does not stat them again.
+    With ``stored(digest, size)``, objects are checked by it (what is wrong
+    with the object, or None) instead of in ``objects/`` beside the
+    manifest."""
     problems: list[Problem] = []
     objects_sep = objects_dir(manifest_path) + os.sep
     sep = os.sep
@@ -61,8 +65,9 @@ def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str,
         served = rec.get("served")
         if served is not None:
             obj = served["object"]
-            problem = _compare(f"{objects_sep}{obj[:2]}{sep}{obj}", served["size"], None,
-                               identities, mtimes=mtimes)
+            problem = stored(obj, served["size"]) if stored is not None else \
+                _compare(f"{objects_sep}{obj[:2]}{sep}{obj}", served["size"], None,
+                         identities, mtimes=mtimes)
             if problem:
                 problems.append(Problem(path, f"its rewritten bytes are {problem}"))
         variants = rec.get("variants")
@@ -75,8 +80,9 @@ def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str,
                 dirs.add((rec["root"], var["file"].rpartition("/")[0]))
             else:
                 obj = var["object"]
-                problem = _compare(f"{objects_sep}{obj[:2]}{sep}{obj}", var["size"], None,
-                                   identities, mtimes=mtimes)
+                problem = stored(obj, var["size"]) if stored is not None else \
+                    _compare(f"{objects_sep}{obj[:2]}{sep}{obj}", var["size"], None,
+                             identities, mtimes=mtimes)
             if problem:
                 problems.append(Problem(path, f"its {encoding} variant is {problem}"))
     return escapes.problems(data["files"]) + problems
