@@ -14,11 +14,11 @@ The objects, then the manifest, go into a store (:mod:`bustware.store`; by
 default the manifest file and ``objects/`` beside it): the manifest last,
 atomically, and only over the version the build read (see
 :mod:`bustware.publish`; a build that raced another one builds its
-generation on that one's). Objects that the manifest it replaces used, and the new one does not, are kept (a
-process loaded from the old manifest still serves them) and listed under
-``"retired"``; the next build deletes them if it does not use them either, or
-``prune`` does. Nothing else in the object store, and nothing outside it, is
-ever deleted.
+generation on that one's). Objects that the manifest it replaces used, and
+the new one does not, are kept (a process loaded from the old manifest still
+serves them) and listed under ``"retired"``; the next build deletes them if
+it does not use them either, or ``prune`` does. Nothing else in the object
+store, and nothing outside it, is ever deleted.
 """
 
 from __future__ import annotations
@@ -238,9 +238,11 @@ def build(
                                "not in the index; left as written")
     doomed: set[str] = set()
 
+    read_first = old
+
     def step(stored: StoredManifest | None) -> dict:
         nonlocal doomed
-        old = _existing(stored, manifest_path)
+        old = read_first if stored is first else _existing(stored, manifest_path)
         data = next_generation(old, files, settings, keep)
         data["compress"] = list(encodings)  # for the rebuild command messages give
         data["broken_references"] = broken
