@@ -25,20 +25,23 @@ from bustware.store import (
 )
 
 
-def local_store(tmp_path: Path) -> Iterator[Store]:
+def local_store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    tmp_path = request.getfixturevalue("tmp_path")
     yield LocalStore(tmp_path / "store" / ".bustware" / "manifest.json")
 
 
-#: (id, factory): a factory takes pytest's tmp_path and yields a fresh store
-#: (and cleans up after the yield). Another implementation adds itself here.
-STORE_FACTORIES: list[tuple[str, Callable[[Path], Iterator[Store]]]] = [
+#: (id, factory): a factory is a generator function given pytest's
+#: ``request`` (for the fixtures it needs: ``request.getfixturevalue``); it
+#: yields a fresh, empty store and cleans up after the yield. Another
+#: implementation adds itself here.
+STORE_FACTORIES: list[tuple[str, Callable[[pytest.FixtureRequest], Iterator[Store]]]] = [
     ("local", local_store),
 ]
 
 
 @pytest.fixture(params=[f for _, f in STORE_FACTORIES], ids=[i for i, _ in STORE_FACTORIES])
-def store(request, tmp_path) -> Iterator[Store]:
-    factory = request.param(tmp_path)
+def store(request) -> Iterator[Store]:
+    factory = request.param(request)
     yield next(factory)
     with pytest.raises(StopIteration):
         next(factory)
