@@ -196,5 +196,5 @@ class LiveCompressor:
         if held:
             return Variant(encoding, asset.abs_path + ENCODINGS[encoding], size, digest,
                            data, asset.mtime_ns)
-        spilled = assets._spill(data, digest)
+        spilled = assets.memory.spill(data, digest)
         return Variant(encoding, spilled, size, digest, None, os.stat(spilled).st_mtime_ns)

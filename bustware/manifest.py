@@ -60,7 +60,7 @@ generation that followed it: together the kept generations name every old
 URL a page still in a browser may ask for. Their bytes are
 ``objects/<digest>`` (identity) and each variant's object.
 
-Loading (:func:`bustware.from_manifest.load_into`) validates everything before it trusts anything:
+Loading (:func:`bustware.from_manifest.load`) validates everything before it trusts anything:
 paths are checked to stay inside the root, digests to be hex, versions to be
 URL-safe. A corrupt file, a foreign JSON file or an unknown schema version is
 a :class:`ManifestError` naming the file and saying to rebuild it. So is a
@@ -78,9 +78,9 @@ import os
 import re
 import shlex
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .files import PathLike, _file_key
+from .files import PathLike, file_key
 
 # Where the files are, and the checks against the tree, have modules of
 # their own; their names stay importable from here, where users found them.
@@ -94,17 +94,9 @@ from .layout import (
     write_atomic,
 )
 from .manifestcolumns import unusual as _unusual
-from .treecheck import (  # noqa: F401  _compare, _Escapes: from_manifest's, for now
-    Problem,
-    _compare,
-    _Escapes,
-    build_command,
-    check_tree,
-)
-from .versions import _VERSION_RE
-
-if TYPE_CHECKING:
-    from .assets import Assets
+from .styles import Style
+from .treecheck import Escapes, Problem, build_command, check_tree, compare_file
+from .versions import VERSION_RE
 
 __all__ = [
     "MANIFEST_DIR",
@@ -112,10 +104,13 @@ __all__ = [
     "OBJECT_MTIME_NS",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "Escapes",
+    "IndexSettings",
     "ManifestError",
     "Problem",
     "build_command",
     "check_tree",
+    "compare_file",
     "default_path",
     "dumps",
     "not_found",
@@ -123,6 +118,7 @@ __all__ = [
     "objects_dir",
     "parse",
     "read",
+    "read_identified",
     "referenced_objects",
     "validate",
     "write",
@@ -161,13 +157,13 @@ def _build_at(manifest_path: PathLike) -> str:
 
 def read(path: PathLike) -> dict[str, Any]:
     """Load and validate the manifest at ``path``."""
-    return _read(os.fspath(path))[0]
+    return read_identified(os.fspath(path))[0]
 
 
 def reread(path: str, identity: tuple) -> dict[str, Any]:
     """The manifest at ``path`` if its file is still the one whose
-    ``identity`` (see load_into) was recorded."""
-    data, now = _read(path)
+    ``identity`` (see from_manifest.load) was recorded."""
+    data, now = read_identified(path)
     if now != identity:
         raise ManifestError(
             f"bustware: the manifest {path!r} changed since this index loaded it; "
@@ -175,11 +171,12 @@ def reread(path: str, identity: tuple) -> dict[str, Any]:
     return data
 
 
-def _read(name: str) -> tuple[dict[str, Any], tuple[int, int, int, int]]:
-    """The manifest and the identity of the file read (see files._file_key)."""
+def read_identified(name: str) -> tuple[dict[str, Any], tuple[int, int, int, int]]:
+    """The manifest at ``name``, validated, and the identity of the file
+    read (files.file_key), which tells a later reader that it changed."""
     try:
         with open(name, "rb") as f:
-            key = _file_key(os.fstat(f.fileno()))
+            key = file_key(os.fstat(f.fileno()))
             raw = f.read()
     except FileNotFoundError:
         raise not_found(name) from None
@@ -251,7 +248,7 @@ def validate(data: Any, name: str) -> None:
     if not isinstance(files, dict):
         bad("files", "missing or not an object")
     roots = settings["roots"]
-    hex64, version_re, integrity_re = _HEX64.match, _VERSION_RE.match, _INTEGRITY.match
+    hex64, version_re, integrity_re = _HEX64.match, VERSION_RE.match, _INTEGRITY.match
     for path in _unusual(files, roots):
         rec = files[path]
         # The common case in one expression (a manifest holds thousands of
@@ -341,7 +338,7 @@ def _check_current(path: str, rec: Any, roots: int, bad: _Bad) -> None:
 
 def _check_common(path: str, rec: dict, where: str, bad: _Bad) -> None:
     version = rec.get("version")
-    if not isinstance(version, str) or not _VERSION_RE.match(version):
+    if not isinstance(version, str) or not VERSION_RE.match(version):
         bad(f"{where}.version", f"{version!r} is not a version")
     digest = rec.get("digest")
     if not isinstance(digest, str) or not _HEX64.match(digest):
@@ -451,12 +448,27 @@ def _variant_objects(rec: dict, used: set[str]) -> None:
             used.add(obj)
 
 
-def settings_of(assets: Assets) -> dict[str, Any]:
+class IndexSettings(Protocol):
+    """The options of an index (an :class:`~bustware.assets.Assets`) that
+    its URLs, and so a manifest, depend on."""
+
+    prefix: str
+    style: Style
+    base_url: str
+    rewrite_references: bool
+    include_dotfiles: bool
+    roots: list[str]
+
+    @property
+    def bundler_manifests(self) -> tuple[str, ...]: ...
+
+
+def settings_of(assets: IndexSettings) -> dict[str, Any]:
     """The options of an index that its URLs, and so a manifest, depend on."""
     return {"prefix": assets.prefix, "style": assets.style.name,
             "query_param": getattr(assets.style, "param", "v"),
             "base_url": assets.base_url,
             "rewrite_references": assets.rewrite_references,
             "include_dotfiles": assets.include_dotfiles,
-            "bundler_manifest": bool(assets._bundlers),
+            "bundler_manifest": bool(assets.bundler_manifests),
             "roots": len(assets.roots)}

@@ -114,6 +114,6 @@ def _inside_roots(assets: Assets, abs_path: str, fd: int, store: bool = False) -
             from .manifest import objects_dir
 
             places.append(os.path.realpath(objects_dir(assets.manifest_path)))
-        if assets._spill_dir is not None:
-            places.append(os.path.realpath(assets._spill_dir))
+        if assets.spill_dir is not None:
+            places.append(os.path.realpath(assets.spill_dir))
     return any(os.path.commonpath([real, place]) == place for place in places)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from .files import PathLike
 from .layout import default_path, objects_dir
 
-__all__ = ["Problem", "build_command", "check_tree"]
+__all__ = ["Escapes", "Problem", "build_command", "check_tree", "compare_file"]
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,13 @@ def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str,
     problems: list[Problem] = []
     objects_sep = objects_dir(manifest_path) + os.sep
     sep = os.sep
-    escapes = _Escapes(roots)
+    escapes = Escapes(roots)
     dirs, links = escapes.dirs, escapes.links
     # Concatenation, not os.path.join (which costs as much as the stat):
     # the paths are validated relative paths and the roots absolute.
     for path, rec in data["files"].items():
         root = roots[rec["root"]]
-        problem = _compare(root + sep + path, rec["size"], rec["mtime_ns"], identities, links)
+        problem = compare_file(root + sep + path, rec["size"], rec["mtime_ns"], identities, links)
         dirs.add((rec["root"], path.rpartition("/")[0]))
         if problem:
             problems.append(Problem(path, problem))
@@ -66,8 +66,8 @@ def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str,
         if served is not None:
             obj = served["object"]
             problem = stored(obj, served["size"]) if stored is not None else \
-                _compare(f"{objects_sep}{obj[:2]}{sep}{obj}", served["size"], None,
-                         identities, mtimes=mtimes)
+                compare_file(f"{objects_sep}{obj[:2]}{sep}{obj}", served["size"], None,
+                             identities, mtimes=mtimes)
             if problem:
                 problems.append(Problem(path, f"its rewritten bytes are {problem}"))
         variants = rec.get("variants")
@@ -75,29 +75,34 @@ def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str,
             continue
         for encoding, var in variants.items():
             if "file" in var:
-                problem = _compare(root + sep + var["file"], var["size"], var["mtime_ns"],
-                                   identities, links)
+                problem = compare_file(root + sep + var["file"], var["size"],
+                                       var["mtime_ns"], identities, links)
                 dirs.add((rec["root"], var["file"].rpartition("/")[0]))
             else:
                 obj = var["object"]
                 problem = stored(obj, var["size"]) if stored is not None else \
-                    _compare(f"{objects_sep}{obj[:2]}{sep}{obj}", var["size"], None,
-                             identities, mtimes=mtimes)
+                    compare_file(f"{objects_sep}{obj[:2]}{sep}{obj}", var["size"], None,
+                                 identities, mtimes=mtimes)
             if problem:
                 problems.append(Problem(path, f"its {encoding} variant is {problem}"))
     return escapes.problems(data["files"]) + problems
 
 
-def _compare(abs_path: str, size: int, mtime_ns: int | None,
-             identities: dict[str, tuple[int, int]] | None = None,
-             links: set[str] | None = None,
-             mtimes: dict[str, int] | None = None) -> str | None:
+def compare_file(abs_path: str, size: int, mtime_ns: int | None,
+                 identities: dict[str, tuple[int, int]] | None = None,
+                 links: set[str] | None = None,
+                 mtimes: dict[str, int] | None = None) -> str | None:
+    """What is wrong with the file at ``abs_path`` as a manifest records it
+    (``size``, and ``mtime_ns`` unless None): None, or a problem for a
+    :class:`Problem`. Fills ``identities`` (path -> (st_dev, st_ino)) for a
+    file that matches, ``links`` with the files that are symlinks (for
+    :class:`Escapes`), ``mtimes`` with each file's mtime."""
     try:
         if links is None:
             st = os.stat(abs_path)
         else:
             # lstat: one call for a plain file, as stat; a symlink is noted
-            # (for _Escapes) and followed.
+            # (for Escapes) and followed.
             st = os.stat(abs_path, follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
                 links.add(abs_path)
@@ -143,19 +148,21 @@ def build_command(data: dict[str, Any], manifest_path: PathLike, roots: Sequence
     return shlex.join(args)
 
 
-class _Escapes:
+class Escapes:
     """Which files of a manifest are reached through a symlink that leads
-    out of their root: the scan (files._walk) never serves those, so a
+    out of their root: the scan (files.walk) never serves those, so a
     manifest must not either. check_tree notes each file's directory and
     the files that are links (the per-file cost stays one stat call); each
     directory is resolved once, and the files are looked at again only
-    when a directory or a file leads out."""
+    when a directory or a file leads out. Fill ``dirs`` with ``(root
+    index, directory)`` and ``links`` (through compare_file) with the files
+    that are symlinks, then ask :meth:`problems`."""
 
     def __init__(self, roots: list[str]) -> None:
         self.roots = roots
         self.real_roots = [os.path.realpath(r) for r in roots]
         self.dirs: set[tuple[int, str]] = set()  # (root, directory of a file)
-        self.links: set[str] = set()  # files that are symlinks, filled by _compare
+        self.links: set[str] = set()  # files that are symlinks, filled by compare_file
 
     def _outside(self, root: int, abs_path: str) -> str | None:
         """Where ``abs_path`` really is, if that is outside the root."""

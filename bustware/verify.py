@@ -8,10 +8,10 @@ import os
 from collections.abc import Sequence
 
 from . import manifest as mf
-from .files import PathLike, _walk
+from .files import PathLike, walk
 from .layout import own_files
 from .localstore import LocalStore
-from .options import _check_roots
+from .options import check_roots
 from .publish import parse
 from .store import NoSuchObject, Store, StoreError
 
@@ -27,7 +27,7 @@ def verify(root: PathLike | Sequence[PathLike], manifest_path: PathLike, *,
     and stored bytes of earlier generations that are gone. ``store``: where
     the manifest and its objects are (default: ``manifest_path`` and the
     objects beside it)."""
-    roots = _check_roots(root)
+    roots = check_roots(root)
     name = os.path.abspath(os.fspath(manifest_path))
     if store is None:
         store = LocalStore(name)
@@ -54,7 +54,7 @@ def verify(root: PathLike | Sequence[PathLike], manifest_path: PathLike, *,
     files = data["files"]
     seen: set[str] = set()
     for r in roots:
-        for path, abs_path, _st, _variants in _walk(
+        for path, abs_path, _st, _variants in walk(
                 r, data["settings"].get("include_dotfiles", False), False):
             if path in seen or is_own(abs_path):
                 continue

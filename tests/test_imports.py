@@ -15,8 +15,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Loaded only on first use: werkzeug's package import alone takes ~40 ms,
-#: the reference tokenizer's expressions ~30 ms.
-HEAVY = ("werkzeug", "webob", "bustware.references", "bustware.manifest",
+#: the reference tokenizer's expressions ~30 ms (bustware.references and
+#: the finders of each language it loads).
+HEAVY = ("werkzeug", "webob", "bustware.references", "bustware.csstokens", "bustware.cssrefs",
+         "bustware.scriptrefs", "bustware.sourcemaps", "bustware.refdecode",
+         "bustware.linker", "bustware.manifest",
          "bustware.from_manifest", "bustware.build",
          "bustware.compress", "bustware.bundlers", "bustware.integrity", "bustware.cli",
          "bustware.digestcache")

@@ -15,6 +15,7 @@ from conftest import via_werkzeug
 
 from bustware import Assets, Bustware
 from bustware import manifest as mf
+from bustware import scan as scan_module
 from bustware.build import build
 
 CSS = b"body { color: red; }\n" * 50
@@ -53,10 +54,10 @@ def test_index_from_manifest_matches_a_live_index(built):
 
 
 def test_starting_from_a_manifest_reads_no_file(built, monkeypatch):
-    def no_reads(self, abs_path):
+    def no_reads(abs_path, memory):
         raise AssertionError(f"read {abs_path}")
 
-    monkeypatch.setattr(Assets, "_read", no_reads)
+    monkeypatch.setattr(scan_module, "read_file", no_reads)
     assets = Assets(built, manifest=manifest_of(built))
     assert all(a.body is None for a in assets)
     assert len(assets) == 3
