@@ -62,10 +62,10 @@ class NoSuchObject(StoreError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class DigestMismatch(StoreError):
+class DigestMismatch(StoreError, ValueError):
     """The bytes given to :meth:`Store.put_object` are not those its digest
     and size name (a file that changed while it was read): nothing was
-    stored."""
+    stored. A ValueError too: the caller gave the wrong bytes."""
 
 
 class ManifestConflict(StoreError):

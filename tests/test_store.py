@@ -152,6 +152,10 @@ def test_a_stream_of_other_bytes_is_refused_and_nothing_stored(store):
         store.put_object(d, io.BytesIO(B), len(B))
     with pytest.raises(DigestMismatch):  # the right bytes but one short
         store.put_object(d, io.BytesIO(A[:-1]), len(A))
+    with pytest.raises(DigestMismatch):  # the right bytes and one more
+        store.put_object(d, io.BytesIO(A + b"!"), len(A))
+    with pytest.raises(ValueError):  # a DigestMismatch is a ValueError too
+        store.put_object(d, io.BytesIO(B), len(B))
     assert not store.has_object(d)
     assert list(store.list_objects()) == []
 
