@@ -5,6 +5,7 @@ is deleted."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -169,3 +170,29 @@ def test_an_unchanged_rebuild_does_not_write_the_manifest_again(tmp_path):
     store = Racing(LocalStore(out))
     b.build(root, out, store=store)
     assert store.writes == 0
+
+
+def test_a_large_file_changed_before_it_is_stored_fails_the_build(tmp_path, monkeypatch):
+    # A file too big to hold is digested, then streamed into the store,
+    # which checks it against that digest: changed in between, the build
+    # stops with the file's name and writes no manifest.
+    from bustware import compressqueue
+
+    monkeypatch.setattr(compressqueue, "WHOLE", 100)
+    root = release(tmp_path, "v1", b"a { color: red }\n" * 20)
+    out = tmp_path / "m.json"
+    real = LocalStore.put_object
+
+    css = root / "css/app.css"
+
+    def edit_first(self, digest, source, size, **kwargs):
+        if not isinstance(source, bytes) and \
+                os.fstat(source.fileno()).st_ino == css.stat().st_ino:
+            with open(css, "ab") as f:
+                f.write(b"/* edited */")
+        return real(self, digest, source, size, **kwargs)
+
+    monkeypatch.setattr(LocalStore, "put_object", edit_first)
+    with pytest.raises(mf.ManifestError, match=r"app\.css' changed while the build read it"):
+        b.build(root, out, keep=1)
+    assert not out.exists()

@@ -297,3 +297,19 @@ def test_local_manifest_in_a_read_only_directory_is_a_clear_error(tmp_path, monk
                                          r"make the directory .* writable for this user"):
         store.write_manifest(b"1", None)
     assert not (tmp_path / "m.json").exists()
+
+
+def test_local_manifest_without_fcntl_still_compares_and_swaps(tmp_path, monkeypatch):
+    # A platform without fcntl (and without msvcrt) has no lock between
+    # processes: threads of one process still exclude each other, and the
+    # tag comparison still refuses a writer that read an older version.
+    from bustware import localstore
+
+    monkeypatch.setattr(localstore, "fcntl", None)
+    monkeypatch.setitem(__import__("sys").modules, "msvcrt", None)
+    store = LocalStore(tmp_path / "m.json")
+    tag = store.write_manifest(b"1", None)
+    assert store.write_manifest(b"2", tag)
+    with pytest.raises(ManifestConflict):
+        store.write_manifest(b"3", tag)
+    assert (tmp_path / "m.json").read_bytes() == b"2"
