@@ -8,9 +8,10 @@
 
 from .assets import Asset, AssetNotFound, Assets, Variant
 from .middleware import Bustware
+from .version import VERSION
 
 __all__ = ["Asset", "AssetNotFound", "Assets", "Bustware", "BustwareASGI", "Variant"]
-__version__ = "0.1.0"
+__version__ = VERSION
 
 
 def __getattr__(name: str):

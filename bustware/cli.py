@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from .assets import AssetNotFound, Assets
-from .middleware import Bustware, _not_found
+from .middleware import Bustware, not_found
 from .styles import STYLES
 
 __all__ = ["main"]
@@ -20,7 +20,7 @@ def _index_app(bust: Bustware):
 
     def app(environ, start_response):
         if environ.get("PATH_INFO", "/") != "/":
-            return _not_found(environ, start_response)
+            return not_found(environ, start_response)
         rows = "".join(
             f'<li><a href="{html.escape(a.url)}">{html.escape(a.path)}</a></li>\n'
             for a in sorted(bust.assets, key=lambda a: a.path)

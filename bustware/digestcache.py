@@ -72,12 +72,12 @@ class DigestCache:
     :func:`default_dir`."""
 
     def __init__(self, roots: list[str], location: str | None, salt: str = "") -> None:
-        from . import __version__  # a new tokenizer may find other references
         from .references import Reference
+        from .version import VERSION  # a new tokenizer may find other references
 
         self._ref_fields = len(fields(Reference))
         layout = ",".join(f.name for f in fields(Reference))
-        key = hashlib.sha256("\0".join([_FORMAT, __version__, layout, salt, *roots])
+        key = hashlib.sha256("\0".join([_FORMAT, VERSION, layout, salt, *roots])
                              .encode("utf-8", "surrogatepass"))
         directory = default_dir() if location is None else location
         self.path = os.path.join(directory, f"digests-{key.hexdigest()[:24]}.json")

@@ -126,11 +126,6 @@ def file_key(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-#: The old name, until bustware.discover (another owner) imports file_key.
-_file_key = file_key
-
-
-
 # -- a private directory for computed bytes ------------------------------------
 
 

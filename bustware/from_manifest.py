@@ -441,6 +441,3 @@ def check_settings(assets: IndexSettings, settings: dict, name: str) -> None:
                 + "`"
             )
 
-
-#: The old name, until bustware.discover (another owner) imports check_settings.
-_check_settings = check_settings
