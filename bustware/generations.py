@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__
 from . import manifest as mf
+from .version import VERSION
 
 __all__ = ["Retirement", "next_generation", "parse_age", "retire", "select"]
 
@@ -46,7 +46,7 @@ def next_generation(old: dict | None, files: dict, settings: dict, keep: int) ->
     return {
         "schema": mf.SCHEMA,
         "schema_version": mf.SCHEMA_VERSION,
-        "generator": f"bustware {__version__}",
+        "generator": f"bustware {VERSION}",
         "settings": settings,
         "keep": keep,
         "generation": generation,
