@@ -386,7 +386,10 @@ class _Lexer:
             elif c == 0x60:
                 i = gap = self.template(p + 1)
             elif c == 0x28:  # "("
-                word = self.word_before(gap, self.space_before(gap, p))
+                q = self.space_before(gap, p)
+                # "(" is the commonest stop: look for a keyword only where
+                # one of "if", "for", "while", "with" can end.
+                word = self.word_before(gap, q) if q > gap and data[q - 1] in b"frhe" else None
                 self.parens.append(_CONDITION_PAREN if word in _CONDITION_KEYWORDS
                                    else _PLAIN_PAREN)
                 i = gap = p + 1
