@@ -1,8 +1,9 @@
 """The module specifiers of a JavaScript file, found by a lexer.
 
 A module names the modules it loads in ``import ... from "x"``, ``import
-"x"``, ``export ... from "x"``, ``import("x")`` and ``new URL("x",
-import.meta.url)``. To give those their versioned URLs, every such string
+"x"``, ``export ... from "x"``, ``import("x")``, and the files it fetches
+relative to itself in ``new URL("x", import.meta.url)`` and
+``import.meta.resolve("x")``. To give those their versioned URLs, every such string
 must be found, and nothing else: the same text inside a comment, a string,
 a template literal or a regular expression is not a specifier.
 
@@ -53,9 +54,10 @@ first argument is a string literal, or a template literal without
 ``${...}`` (a constant, resolved as the same string), is a specifier; any
 other argument is listed in :attr:`Lexed.computed` to report, and left
 alone. ``import.source("x")`` and ``import.defer("x")`` are dynamic imports
-too. Escape sequences in a specifier are decoded into its value (as a
-browser reads it); the replacement covers the whole text between the
-quotes, so they need no special care. A specifier with an invalid escape
+too (and, like ``import()``, no module syntax). Escape sequences in a
+specifier are decoded into its value (as a browser reads it); the
+replacement covers the whole text between the quotes, so they need no
+special care. A specifier with an invalid escape
 (which a browser would refuse to parse) has the value ``None``.
 
 Which files are modules (:func:`is_module`). A file is a module if it has
@@ -96,8 +98,9 @@ class Specifier:
     #: 1-based line of ``start``.
     line: int
     #: ``"import"`` (a static import or ``export ... from``), ``"dynamic"``
-    #: (``import("x")``, ``import.source``/``import.defer``) or ``"url"``
-    #: (``new URL("x", import.meta.url)``).
+    #: (``import("x")``, ``import.source``/``import.defer``), ``"url"``
+    #: (``new URL("x", import.meta.url)``) or ``"resolve"``
+    #: (``import.meta.resolve("x")``).
     kind: str
     #: The delimiter: ``'"'``, ``"'"`` or ``"`"``.
     context: str
@@ -226,4 +229,6 @@ def is_module(data: bytes) -> bool:
     whatever this says: that rule is the caller's."""
     if b"import" not in data and b"export" not in data:
         return False  # a memchr-fast search; most classic scripts stop here
-    return lex(data).module
+    machine = Machine(bytes(data), until_module=True)
+    machine.run()
+    return machine.module

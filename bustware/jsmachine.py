@@ -15,6 +15,7 @@ __all__ = ["Machine"]
 
 _IDENT = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$\\"
                    + bytes(range(0x80, 0x100)))
+_ASCII_IDENT = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$\\")
 _ASCII_SPACE = frozenset(b" \t\n\r\v\f")
 #: UTF-8 of the non-ASCII white space and line terminators of ECMA-262
 #: (Zs, BOM, LS, PS): NBSP, BOM, U+1680, U+2000-U+200A, LS, PS, U+202F,
@@ -29,19 +30,28 @@ _CONDITION_KEYWORDS = frozenset(b"if while for with".split())
 _MAX_KEYWORD = 10  # len(b"instanceof")
 _CLAUSE_TOKENS = 8
 
+#: The UTF-8 of _UNICODE_SPACES, and an identifier character (ASCII, or any
+#: non-ASCII character that is not one of them).
+_USPACE = (rb"\xc2\xa0|\xef\xbb\xbf|\xe1\x9a\x80|\xe2\x81\x9f|\xe3\x80\x80"
+           rb"|\xe2\x80[\x80-\x8a\xa8\xa9\xaf]")
+_ID_CHAR = rb"(?:[\w$\\]|(?!" + _USPACE + rb")[\x80-\xff])"
 #: The next byte that can change the lexer's state, or the start of a word
-#: that can start a specifier or mark a module.
-_NEXT = re.compile(rb"[\"'`/{}()]|(?<![\w$\\\x80-\xff])(?:import|export|new)(?![\w$\\\x80-\xff])")
+#: that can start a specifier or mark a module (a non-ASCII byte before it
+#: is checked by word_before()).
+_NEXT = re.compile(rb"[\"'`/{}()]|(?<![\w$\\])(?:import|export|new)(?!" + _ID_CHAR + rb")")
 _STRING_RUN = {ord('"'): re.compile(rb'[^"\\\n\r]*'), ord("'"): re.compile(rb"[^'\\\n\r]*")}
 _TEMPLATE_RUN = re.compile(rb"[^`\\$]*")
 _REGEX_RUN = re.compile(rb"[^/\\\[\n\r]*")
 _CLASS_RUN = re.compile(rb"[^\]\\\n\r]*")
 _LINE_RUN = re.compile(rb"[^\n\r\xe2]*")
 _SPACE_RUN = re.compile(rb"[ \t\n\r\v\f]*")
-_WORD = re.compile(rb"[\w$\\\x80-\xff]+")
+# Bounded: a repeated group holds memory for each repetition until the
+# match ends; a longer word is read as several, which changes nothing here.
+_WORD = re.compile(_ID_CHAR + rb"{1,1024}")
 _NEW_URL = re.compile(rb"new[ \t\n\r]*URL[ \t\n\r]*\([ \t\n\r]*")
 _META_URL = re.compile(rb"[ \t\n\r]*,[ \t\n\r]*import[ \t\n\r]*\.[ \t\n\r]*meta[ \t\n\r]*\."
                        rb"[ \t\n\r]*url[ \t\n\r]*(?:,[ \t\n\r]*)?\)")
+_RESOLVE = re.compile(rb"[ \t\n\r]*\.[ \t\n\r]*resolve[ \t\n\r]*\([ \t\n\r]*")
 _LINE_BREAKS = (b"\n", b"\r", b"\xe2\x80\xa8", b"\xe2\x80\xa9")
 
 # The kind of the last token, which decides what "/" and "{" mean there.
@@ -62,7 +72,9 @@ _PLAIN_PAREN, _CONDITION_PAREN = -1, -2
 class Machine:
     """One pass over one file; the state of the machine."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, until_module: bool = False) -> None:
+        """``until_module``: stop as soon as module syntax is seen."""
+        self.until_module = until_module
         self.data = data
         self.n = len(data)
         self.found: list[tuple[int, int, str, str]] = []  # start, end, kind, context
@@ -94,10 +106,12 @@ class Machine:
         or None if the word is longer or is a property (after ``.``)."""
         data = self.data
         k = hi
-        while k > lo and hi - k <= _MAX_KEYWORD and data[k - 1] in _IDENT:
+        while k > lo and hi - k <= _MAX_KEYWORD and data[k - 1] in _ASCII_IDENT:
             k -= 1
-        if hi - k > _MAX_KEYWORD or (k > lo and data[k - 1] in _IDENT):
-            return None
+        if hi - k > _MAX_KEYWORD or (k > lo and (data[k - 1] in _ASCII_IDENT or (
+                data[k - 1] >= 0x80 and data[k - 2:k] not in _UNICODE_SPACES
+                and data[k - 3:k] not in _UNICODE_SPACES))):
+            return None  # longer than any keyword, or a part of a word
         d = self.space_before(lo, k)
         if d > lo and data[d - 1] == 0x2E and not data.startswith(b"..", d - 2):  # "."
             return None
@@ -238,7 +252,9 @@ class Machine:
 
     def run(self) -> None:
         data, n = self.data, self.n
-        i = self.line_end(0) if data.startswith(b"#!") else 0
+        i = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # a BOM is no token
+        if data.startswith(b"#!", i):
+            i = self.line_end(i)
         gap = i  # data[gap:p] holds no token the machine stops at: see classify()
         while True:
             m = _NEXT.search(data, i)
@@ -309,6 +325,8 @@ class Machine:
                     self.import_(p) if word == b"import" else self.export(p)
                 if i != end:
                     gap = i  # a specifier or clause consumed; self.last is set
+                if self.module and self.until_module:
+                    return
 
     def template(self, i: int) -> int:
         """Inside a template from ``i``: past its end, or into a ``${``."""
@@ -341,10 +359,10 @@ class Machine:
             name = word.group() if word else b""
             if name == b"meta":
                 self.module = True
-            elif name in (b"source", b"defer"):
+                return self.resolve(word.end(), after)  # type: ignore[union-attr]
+            if name in (b"source", b"defer"):  # as import(): no module syntax
                 s = self.skip_space(word.end())  # type: ignore[union-attr]
                 if data.startswith(b"(", s):
-                    self.module = True
                     return self.dynamic(p, s)
             return after
         if c in b"\"'":
@@ -449,6 +467,20 @@ class Machine:
         self.computed.append(p)
         self.last = _OPEN_PAREN
         return q + 1
+
+    def resolve(self, q: int, after: int) -> int:
+        """After ``import.meta`` (at ``q``): ``.resolve("x")`` is a
+        specifier; the machine goes on after the string, ``(`` open."""
+        m = _RESOLVE.match(self.data, q)
+        if m is not None:
+            span = self.constant(m.end())
+            if span is not None and self.data.startswith((b")", b","),
+                                                         self.skip_space(span[1] + 1)):
+                self.record(span, "resolve")
+                self.parens.append(_PLAIN_PAREN)
+                self.last = _VALUE
+                return span[1] + 1
+        return after
 
     def new_url(self, p: int) -> int:
         """``new`` at ``p``: ``new URL("x", import.meta.url)`` is a

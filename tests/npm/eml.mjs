@@ -39,11 +39,17 @@ if (args[0] === '--time') {
   console.log(JSON.stringify({ bytes, seconds }));
 } else {
   for (const file of args) {
-    const source = readFileSync(file, 'utf8');
+    let source = readFileSync(file, 'utf8');
+    // A browser decodes a script without its byte order mark (the WHATWG
+    // "UTF-8 decode"); es-module-lexer would read it as part of a word
+    // ("\uFEFFimport"), so it is given the text a browser lexes.
+    const bom = source.charCodeAt(0) === 0xFEFF ? 3 : 0;
+    if (bom) source = source.slice(1);
     let result;
     try {
       const [imports, , , hasModuleSyntax] = parse(source);
-      const at = byteOffsets(source);
+      const utf8 = byteOffsets(source);
+      const at = (index) => utf8(index) + bom;
       result = {
         file, module: hasModuleSyntax,
         imports: imports.filter((i) => i.type !== 'import-meta').map((i) => [
