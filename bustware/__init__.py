@@ -6,11 +6,12 @@
 '/static/css/app.3f2a1b9c04d1.css'
 """
 
+from .about import __version__
 from .assets import Asset, AssetNotFound, Assets, Variant
 from .middleware import Bustware
 
-__all__ = ["Asset", "AssetNotFound", "Assets", "Bustware", "BustwareASGI", "Variant"]
-__version__ = "0.1.0"
+__all__ = ["Asset", "AssetNotFound", "Assets", "Bustware", "BustwareASGI", "Variant",
+           "__version__"]
 
 
 def __getattr__(name: str):

@@ -1,8 +1,8 @@
 """The ASGI middleware: the decisions of bustware.respond, sent as ASGI
-messages. What to answer is decided by the same code as under WSGI (a
-:class:`~bustware.decide.Core`, which the WSGI middleware is too); this
-module only moves bytes, and keeps the disk off the event loop: opening,
-reading, first builds and development rescans run in a thread.
+messages. What to answer is decided by the same code as under WSGI
+(:meth:`~bustware.decide.Core.decide`, which the WSGI middleware is a Core
+for); this module only moves bytes, and keeps the disk off the event loop:
+opening, reading, first builds and development rescans run in a thread.
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ from collections.abc import Awaitable, Mapping, MutableMapping, Sequence
 from typing import Any, Callable
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
-from . import respond
+from . import keywords, respond
 from .assets import Assets
 from .decide import Core
 from .files import PathLike
-from .respond import _BLOCK, FileReply, Opened, Reply
-from .routes import PLAIN
+from .respond import BLOCK_SIZE, NEEDS_THREAD, PASS, FileReply, Opened, Reply
 
 __all__ = ["BustwareASGI"]
 
@@ -50,6 +49,7 @@ class BustwareASGI:
     process share one index.
     """
 
+    @keywords.checked(Core.__init__)
     def __init__(self, app: ASGIApp | None, root: PathLike | Sequence[PathLike] | Assets,
                  prefix: str = "/static/", **options: Any) -> None:
         if app is not None and not callable(app):
@@ -69,6 +69,7 @@ class BustwareASGI:
 
     def _bind(self, core: Core, app: ASGIApp | None) -> None:
         self._core = core
+        self._opener = core.opener
         self._app: ASGIApp = app if app is not None else _no_app
         self.assets = core.assets
         self.prefix = core.prefix
@@ -82,94 +83,67 @@ class BustwareASGI:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self._app(scope, receive, send)
-        core = self._core
-        if core._autorefresh:
-            # A rescan stats the whole tree: never on the event loop.
-            await asyncio.to_thread(core._sync)
         path = scope["path"]
         if not path.isascii():
             # Routes are keyed as WSGI paths: the latin-1 reading of the
-            # percent-decoded bytes (bustware.routes._wsgi_path).
+            # percent-decoded bytes (bustware.routes.wsgi_path).
             raw = scope.get("raw_path")
             path = (unquote_to_bytes(raw.decode("latin-1")) if raw
                     else path.encode("utf-8", "surrogateescape")).decode("latin-1")
         root = scope.get("root_path")
         if root:
             path = _mounted(path, root)
-        route = core._routes.get(path)
-        if route is None and not path.startswith(core.prefix):
-            if root:
-                _check_mount(self, root)
-            return await self._app(scope, receive, send)
-        method = scope["method"]
-        if (route is not None and route[1] <= PLAIN and (method == "GET" or method == "HEAD")
-                and route[0].identity is not None and not core._rewrite):
-            # The common requests first. One pass over the header list for
-            # the two fields they read: any other field bustware reads (a
-            # precondition, a Range) or a repeat of one of the two breaks
-            # out to the loop below, which reads them all and joins repeats.
-            # (Cheaper than building a dict of every field, which cost
-            # 0.65 us of a 2.2 us hit: benchmarks/asgi_inprocess.py.)
-            ae = inm = None
-            for name, value in scope["headers"]:
-                if name in _HEADERS:
-                    if name == b"accept-encoding" and ae is None:
-                        ae = value
-                    elif name == b"if-none-match" and inm is None:
-                        inm = value
-                    else:
-                        break
-            else:
-                # Answered as core._decide would, from header lists encoded
-                # once per file: a GET or HEAD of a file in memory, and a
-                # browser's revalidation. (Through the records of
-                # bustware.respond, a static hit costs twice as much.)
-                entry, kind = route
-                rep = entry.identity
-                if entry.offers is not None:
-                    rep = entry.reps[core._negotiator.choose(
-                        None if ae is None else ae.decode("latin-1"), entry.offers)]
-                asgi = rep.asgi
-                if asgi is None:
-                    asgi = rep.asgi = _encoded(rep)
-                if inm is None:
-                    if rep.body is not None or method == "HEAD":
-                        # A copy: outer middleware may append to the list.
-                        await send({"type": "http.response.start", "status": 200,
-                                    "headers": asgi[0][kind][:]})
-                        await send({"type": "http.response.body",
-                                    "body": rep.body if method == "GET" else b""})
-                        return
-                elif inm == asgi[2]:
-                    await send({"type": "http.response.start", "status": 304,
-                                "headers": asgi[1][kind][:]})
-                    await send({"type": "http.response.body", "body": b""})
-                    return
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            key = _HEADERS.get(name)
-            if key is not None:
-                # Repeated fields joined with a comma, as WSGI servers do.
-                value = value.decode("latin-1")
-                headers[key] = f"{headers[key]},{value}" if key in headers else value
-        query = scope.get("query_string", b"").decode("latin-1")
-        if route is not None and route[1] <= PLAIN and route[0].identity is not None:
-            decision = core._decide(path, query, method, headers)
+        decide = self._core.decide
+        if not path.startswith(self.prefix):
+            # Asked from the path alone first: a request that is not
+            # bustware's costs no reading of its headers. (A path under the
+            # prefix is nearly always bustware's: asked once, with them.)
+            d = decide(path, None, False)
+            if d is PASS:
+                if root:
+                    _check_mount(self, root)
+                return await self._app(scope, receive, send)
         else:
-            # A file's first request (its headers built, perhaps a variant
-            # compressed), a path to look up or a version to discover (a
-            # manifest read): in a thread.
-            decision = await asyncio.to_thread(core._decide, path, query, method, headers)
-        if type(decision) is Reply:
-            return await _send_reply(send, decision)
-        if type(decision) is FileReply:
-            opened = await asyncio.to_thread(core._open_file, decision)
+            d = None
+        # What decide reads of the request: method, query string and the
+        # headers bustware reads, in CGI names, repeated fields joined with
+        # a comma as WSGI servers do; one pass, only those fields decoded.
+        query = scope.get("query_string")
+        request = {"REQUEST_METHOD": scope["method"],
+                   "QUERY_STRING": query.decode("latin-1") if query else ""}
+        for name, value in scope["headers"]:
+            if name in _HEADERS:
+                key = _HEADERS[name]
+                value = value.decode("latin-1")
+                request[key] = f"{request[key]},{value}" if key in request else value
+        if d is not NEEDS_THREAD:
+            d = decide(path, request, False)
+        if d is NEEDS_THREAD:
+            # A rescan (development), a file's first request (its headers
+            # built, perhaps a variant compressed), a path to look up or a
+            # version to discover (a manifest read): in a thread.
+            d = await asyncio.to_thread(decide, path, request)
+        if type(d) is Reply:
+            # Encoded once per reply: the replies of the common requests are
+            # made once per file and shared (a copy is sent, as outer
+            # middleware may append to the list).
+            encoded = d.encoded
+            if encoded is None:
+                encoded = d.encoded = (int(d.status[:3]), _encode(d.headers))
+            await send({"type": "http.response.start", "status": encoded[0],
+                        "headers": encoded[1][:]})
+            await send({"type": "http.response.body", "body": d.body})
+            return
+        if type(d) is FileReply:
+            opened = await asyncio.to_thread(self._opener.open, d)
             if type(opened) is Reply:
                 return await _send_reply(send, opened)
             return await _stream(scope, receive, send, opened)
-        if decision.path is None:
+        if d.path is None:  # type: ignore[union-attr]
+            if d is PASS and root:
+                _check_mount(self, root)
             return await self._app(scope, receive, send)
-        return await self._rewritten(scope, receive, send, decision)
+        return await self._rewritten(scope, receive, send, d)  # type: ignore[arg-type]
 
     async def _rewritten(self, scope: Scope, receive: Receive, send: Send,
                          d: respond.ToApp) -> None:
@@ -227,13 +201,6 @@ def _check_mount(middleware: BustwareASGI, root: str) -> None:
         "it: its files are not served under the mount, and url() gives URLs outside it; "
         "pass prefix=%r (the prefix is the URL path the browser sees)",
         root, prefix, root.rstrip("/") + prefix)
-
-
-def _encoded(rep: Any) -> tuple:
-    """A representation's header lists (by kind of URL) and 304 header
-    lists as ASGI byte pairs, and its quoted ETag as bytes."""
-    return (tuple(_encode(h) for h in rep.headers), tuple(_encode(h) for h in rep.headers_304),
-            rep.quoted_etag.encode("latin-1"))
 
 
 def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -296,7 +263,7 @@ async def _stream(scope: Scope, receive: Receive, send: Send, o: Opened) -> None
                         return  # the client left: read no more
                     # os.pread: no shared file position, so no seek to race.
                     chunk = await loop.run_in_executor(
-                        None, os.pread, fd, min(_BLOCK, stop - at), at)
+                        None, os.pread, fd, min(BLOCK_SIZE, stop - at), at)
                     if not chunk:
                         return  # truncated under us: the server sees a short body
                     at += len(chunk)

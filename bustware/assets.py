@@ -16,25 +16,32 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .files import NotRegularFile, PathLike, _file_key, make_spill_dir, open_regular, spill
-from .linker import _references, warn_missing
+from . import keywords, nearmiss
+from .files import NotRegularFile, PathLike, file_key, open_regular
+from .memory import MemoryPolicy
 from .options import (
-    _check_base_url,
-    _check_charset,
-    _check_digest_cache,
-    _check_extensions,
-    _check_memory,
-    _check_prefix,
-    _check_refresh_interval,
-    _check_roots,
-    _check_scan_threads,
+    check_base_url,
+    check_charset,
+    check_digest_cache,
+    check_extensions,
+    check_memory,
+    check_prefix,
+    check_refresh_interval,
+    check_roots,
+    check_scan_threads,
 )
 from .records import Asset, AssetNotFound, Variant, gc_paused
-from .scan import Scan, read_file
+from .scan import Scan, ScanSettings
 from .styles import Style, make_style, quote_path
 from .versions import VersionSource, make_version_source
+
+if TYPE_CHECKING:
+    from .bundlers import Bundlers
+    from .from_manifest import Loaded
+    from .linker import MissingReferences
+    from .scan import FileReader
 
 __all__ = ["Asset", "AssetNotFound", "Assets", "NotRegularFile", "Variant", "open_regular"]
 
@@ -47,8 +54,15 @@ class Assets:
     ``root`` is a directory or a sequence of them; when the same logical path
     exists under several roots, the first root listed wins, as with
     ``PATH`` or Django's ``STATICFILES_DIRS``.
+
+    ``reader`` reads and digests each file for a scan (bustware.scan's
+    FileReader; the default reads from disk under the memory policy): the
+    build gives the bytes of its own parallel pass. ``log_missing_references``
+    False does not log the references to files not in the index (the build
+    reports them in its report instead).
     """
 
+    @keywords.checked()
     def __init__(
         self,
         root: PathLike | Sequence[PathLike],
@@ -73,38 +87,41 @@ class Assets:
         bundler_manifest: PathLike | Sequence[PathLike] | None = None,
         digest_cache: bool | PathLike | None = None,
         scan_threads: int | None = None,
+        reader: FileReader | None = None,
+        log_missing_references: bool = True,
     ) -> None:
-        self.roots = _check_roots(root)
+        self.roots = check_roots(root)
         #: The roots with symlinks resolved when the index was loaded: files
         #: are opened under these, so a process keeps serving the release it
         #: loaded after a `current` link is switched to another one.
         self.real_roots = [os.path.realpath(r) for r in self.roots]
-        self.prefix = _check_prefix(prefix)
+        self.prefix = check_prefix(prefix)
         self.style: Style = make_style(style, query_param)
         self._source = make_version_source(version, release)
-        self.extensions = _check_extensions(extensions)
+        self.extensions = check_extensions(extensions)
         self.strict = strict
         self.include_dotfiles = include_dotfiles
-        self.charset = _check_charset(charset)
+        self.charset = check_charset(charset)
         #: Rewrite references between files (CSS url(), @import, image-set,
         #: source map comments) to versioned URLs; see bustware.linker.
         self.rewrite_references = rewrite_references
         #: "https://cdn.example.com" or "//cdn.example.com" in front of every
         #: URL, so that a CDN can pull from this process; "" for none.
-        self.base_url = _check_base_url(base_url)
-        self._spill_dir: str | None = None
-        self._ref_warned: set[tuple] = set()
-        _check_memory(memory_threshold, memory_budget)
-        self.memory_threshold = memory_threshold
-        self.memory_budget = memory_budget
-        self.memory_used = 0
+        self.base_url = check_base_url(base_url)
+        check_memory(memory_threshold, memory_budget)
+        #: What this index holds in memory, and where what does not fit
+        #: goes; the live compressor counts its bytes on it too.
+        self.memory = MemoryPolicy(memory_threshold, memory_budget)
+        self._reader = reader
+        self._log_missing = log_missing_references
+        self._missing: MissingReferences | None = None  # made by the first link
         self._warned: set[str] = set()
         self._assets: dict[str, Asset] = {}
         self._urls: dict[str, str] = {}
         #: Goes up by one each time refresh() finds a change; the middleware
         #: rebuilds its routing table when it sees a new generation.
         self.generation = 0
-        _check_refresh_interval(refresh_interval)
+        check_refresh_interval(refresh_interval)
         self.autorefresh = autorefresh
         self.refresh_interval = refresh_interval
         self._refresh_lock = threading.Lock()
@@ -129,19 +146,18 @@ class Assets:
         #: Where digests persist between starts (bustware.digestcache): None
         #: (the default) uses one with autorefresh=True, in development only;
         #: True always; a directory to keep it there; False never.
-        self.digest_cache = _check_digest_cache(digest_cache, autorefresh)
+        self.digest_cache = check_digest_cache(digest_cache, autorefresh)
         #: Threads a scan reads and digests files with (bustware.scan); None
         #: gives two where this process may run on more than one CPU.
-        self.scan_threads = _check_scan_threads(scan_threads)
+        self.scan_threads = check_scan_threads(scan_threads)
         self._types: dict[str, str] = {}  # content types by suffix, for the scan
         #: Logical names from bundler manifests -> the path of their file.
         self.aliases: dict[str, str] = {}
-        if bundler_manifest is None:
-            self._bundlers: list = []
-        else:  # imported only when used
-            from . import bundlers
+        self._bundlers: Bundlers | None = None
+        if bundler_manifest is not None:  # imported only when used
+            from .bundlers import Bundlers
 
-            self._bundlers = bundlers.make(bundler_manifest)
+            self._bundlers = Bundlers(bundler_manifest, self.prefix, self.roots)
         self.refresh()
         _LIVE.add(self)
         if autorefresh:
@@ -150,6 +166,33 @@ class Assets:
             self.url = self._url_autorefresh  # type: ignore[method-assign]
 
     # -- public API ---------------------------------------------------------
+
+    @property
+    def memory_threshold(self) -> int:
+        """Files up to this size are held in memory (within the budget)."""
+        return self.memory.threshold
+
+    @property
+    def memory_budget(self) -> int:
+        """The most bytes this index holds in memory."""
+        return self.memory.budget
+
+    @property
+    def memory_used(self) -> int:
+        """The bytes this index holds in memory now."""
+        return self.memory.used
+
+    @property
+    def spill_dir(self) -> str | None:
+        """The private directory where this index keeps computed bytes that
+        do not fit its memory budget (None until it needs one); files there
+        are served like those under the roots."""
+        return self.memory.spill_dir
+
+    @property
+    def bundler_manifests(self) -> tuple[str, ...]:
+        """The absolute paths of the bundler manifests (``bundler_manifest=``)."""
+        return self._bundlers.paths if self._bundlers is not None else ()
 
     @property
     def manifest(self) -> dict | None:
@@ -267,7 +310,8 @@ class Assets:
     def broken_references(self) -> list[tuple[str, int, str, str]]:
         """``(path, line, url as written, logical path named)`` for every
         reference to a file that is not in the index, sorted."""
-        _refs = _references()
+        from . import references as _refs  # the reference finders load on first use
+
         out = []
         for asset in list(self._assets.values()):
             if None not in asset.links.values():
@@ -285,9 +329,10 @@ class Assets:
             if self.manifest_path is not None:
                 # Imported here: a process that scans needs neither JSON
                 # nor the manifest's checks.
-                from .from_manifest import load_into
+                from .from_manifest import load
 
-                load_into(self, self.manifest_path, self._manifest_check)
+                self._install_loaded(load(self, self.manifest_path, self._manifest_check,
+                                          self._source))
             else:
                 self._scan(self._open_cache())
             self._checked_at = time.monotonic()
@@ -304,7 +349,7 @@ class Assets:
         changed = [os.path.realpath(r) for r in self.roots] != self.real_roots
         if not changed and self.manifest_path is not None:
             try:
-                changed = _file_key(os.stat(self.manifest_path)) != self.manifest_stat
+                changed = file_key(os.stat(self.manifest_path)) != self.manifest_stat
             except OSError:
                 return False
         if not changed:
@@ -331,7 +376,11 @@ class Assets:
         previous = self._assets
         # Resolved again at each scan: development mode follows a switched link.
         self.real_roots = [os.path.realpath(r) for r in self.roots]
-        assets = Scan(self, cache).run()
+        settings = ScanSettings(self.real_roots, self.include_dotfiles, self.extensions,
+                                self.charset, self.prefix, self._source, self.scan_threads)
+        assets = Scan(settings, self.memory, previous=previous, urls=self, types=self._types,
+                      cache=cache, read=self._reader,
+                      link=self._link if self.rewrite_references else None).run()
         changed = assets.keys() != previous.keys() or any(
             previous[p] is not a for p, a in assets.items()
         )
@@ -341,42 +390,47 @@ class Assets:
             cache.save()
         if changed:
             self.generation += 1
-        if self._bundlers:
-            from . import bundlers
+        if self._bundlers is not None:
+            self._apply_bundlers()
 
-            bundlers.apply(self)
+    def _link(self, records: dict[str, Asset], fresh: dict, variant_paths: dict) -> None:
+        """The scan's Linker: the bundlers' files get their own URLs first
+        (references to them name those), then bustware.linker rewrites."""
+        if self._bundlers is not None:
+            self._bundlers.prepare(records, self.plain_url)
+        # Imported here: a start from a manifest, and `import bustware`, need
+        # neither the linker nor the reference finders (about 3 ms).
+        from .linker import MissingReferenceLog, link
 
-    # -- what the scan calls back (a subclass may read or warn otherwise) ---
+        if self._missing is None:
+            self._missing = MissingReferenceLog() if self._log_missing else _not_logged
+        link(records, fresh, variant_paths, urls=self, version=self._source,
+             memory=self.memory, missing=self._missing)
 
-    #: Digest a file, keeping its bytes if the memory policy allows: the
-    #: build reads from its own parallel pass instead.
-    _read = read_file
-    #: Log a reference to a file not in the index: the build reports them
-    #: in its report instead.
-    _warn_missing = warn_missing
+    def _install_loaded(self, loaded: Loaded) -> None:
+        """Serve the records of a manifest (bustware.from_manifest.Loaded)."""
+        self.real_roots = loaded.real_roots
+        self.manifest_stat = loaded.identity
+        self._assets = loaded.records
+        self._urls = loaded.urls
+        self.old_versions = loaded.old_versions
+        # Not kept: its per-file records would double the index's memory
+        # (Assets.manifest reads it again, from the file of manifest_stat).
+        self._manifest = None
+        self.manifest_path = loaded.path
+        self.generation += 1
+        if self._bundlers is not None:
+            self._apply_bundlers()
 
-    # -- the memory policy ----------------------------------------------------
-
-    def _fits(self, size: int) -> bool:
-        """Whether ``size`` more bytes may be held under the memory policy."""
-        return size <= self.memory_threshold and self.memory_used + size <= self.memory_budget
-
-    def _hold_or_spill(self, data: bytes, digest: str) -> tuple[bytes | None, str | None]:
-        """Keep computed bytes (rewritten, or compressed from rewritten) in
-        memory if the memory policy allows, else in a private file: they
-        exist nowhere else, and the budget is a promise. Returns
-        ``(data, None)`` or ``(None, path)``."""
-        if self._fits(len(data)):
-            self.memory_used += len(data)
-            return data, None
-        return None, self._spill(data, digest)
-
-    def _spill(self, data: bytes, digest: str) -> str:
-        """Write ``data`` to this index's private directory, named by its
-        digest; the directory goes when the index does (files.make_spill_dir)."""
-        if self._spill_dir is None:
-            self._spill_dir = make_spill_dir(self)
-        return spill(self._spill_dir, data, digest)
+    def _apply_bundlers(self) -> None:
+        """Mark the bundlers' hashed files current under their own names,
+        and make their logical names resolve (bustware.bundlers)."""
+        applied = self._bundlers.apply(self._assets, self.aliases, self.plain_url)
+        self._assets = applied.records
+        self._urls = applied.urls
+        self.aliases = applied.aliases
+        if applied.changed:
+            self.generation += 1
 
     #: How messages tell the user to set an option: ``(name, value) ->
     #: advice``, or None when there is no such setting. Python keyword
@@ -386,10 +440,15 @@ class Assets:
         lambda name, value: f"pass {name}={value!r}")
 
     def _missing_url(self, path: str) -> str:
+        intended = nearmiss.meant(path, self.prefix, self._urls)
+        if intended is not None:
+            return self.url(intended)
         if self.strict:
             advice = self.option_advice("strict", False)
+            close = nearmiss.suggestions(path, self.prefix, self._urls)
             raise AssetNotFound(
-                f"bustware: no file {path!r} under {[str(r) for r in self.roots]!r}. "
+                f"bustware: no file {path!r} under {[str(r) for r in self.roots]!r}."
+                f"{' Did you mean ' + ' or '.join(map(repr, close)) + '?' if close else ''} "
                 "Paths are relative to the root, with '/' separators (e.g. 'css/app.css')."
                 + (f" To get the plain URL instead of this error, {advice}." if advice else "")
             )
@@ -397,6 +456,10 @@ class Assets:
             self._warned.add(path)
             log.warning("bustware: no file %r in the index; using its plain URL", path)
         return self.plain_url(path.lstrip("/"))
+
+
+def _not_logged(path: str, source_digest: str, found: object, links: object) -> None:
+    """The MissingReferences of an index that does not log them."""
 
 
 #: Every index alive in this process, for reload_changed().

@@ -37,14 +37,17 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
 
-from . import __version__, compressqueue
+from . import compressqueue
 from . import manifest as mf
+from .about import __version__
 from .assets import Assets
 from .compress import check_encodings, is_compressible
 from .compressqueue import CompressQueue, Source, cores
-from .files import VARIANT_SUFFIXES, PathLike, _walk, open_regular
-from .options import _check_roots
+from .files import VARIANT_SUFFIXES, PathLike, open_regular, walk
+from .memory import MemoryPolicy
+from .options import check_roots
 from .references import kind_of as _linkable
+from .scan import read_file
 
 __all__ = ["BuildReport", "Progress", "PruneReport", "build", "parse_age", "prune", "verify"]
 
@@ -201,7 +204,7 @@ def build(
     ``progress``: called with the number of files, returns a :class:`Progress`
     or ``None``."""
     started = time.monotonic()
-    roots = _check_roots(root)
+    roots = check_roots(root)
     encodings = check_encodings(compress)  # a missing extra fails before any work
     if keep is not None and (type(keep) is not int or keep < 0):
         raise ValueError(f"bustware: keep={keep!r} must be a count of generations >= 0")
@@ -222,7 +225,7 @@ def build(
     jobs: dict[str, tuple[int, str, bool, tuple[str, ...]]] = {}  # abs -> (root, path, ...)
     seen: set[str] = set()
     for i, r in enumerate(roots):
-        for path, abs_path, _st, variant_paths in _walk(r, include_dotfiles, False):
+        for path, abs_path, _st, variant_paths in walk(r, include_dotfiles, False):
             if path in seen or is_own(abs_path):
                 continue
             seen.add(path)
@@ -277,10 +280,13 @@ def build(
 
             # 3. The index, from what was read: versions, references, rewritten
             # bytes; then the codings of the stylesheets and scripts.
-            assets = _BuildAssets(infos, roots, prefix, style=style, query_param=query_param,
-                                  include_dotfiles=include_dotfiles, base_url=base_url,
-                                  rewrite_references=rewrite_references,
-                                  bundler_manifest=bundler_manifest)
+            # build() reports broken references once, in report.warnings
+            # and the manifest: the index does not log them.
+            assets = Assets(roots, prefix, style=style, query_param=query_param,
+                            include_dotfiles=include_dotfiles, base_url=base_url,
+                            rewrite_references=rewrite_references,
+                            bundler_manifest=bundler_manifest, reader=_PassReader(infos),
+                            log_missing_references=False)
             files: dict[str, Any] = {}
             compressed: list[tuple[dict, dict, str, tuple[str, ...]]] = []
             for asset in assets:
@@ -367,8 +373,8 @@ def _read_existing(manifest_path: str) -> dict | None:
         # tool's manifest.json, or a damaged one whose generations the user
         # still wants to look at.
         raise mf.ManifestError(
-            f"{exc}\nbustware build will not overwrite it: move it away (or pass another "
-            "--out) and build again"
+            f"{exc}\nbustware build will not overwrite it: move it aside as above (or pass "
+            "another --out) and build again"
         ) from None
 
 
@@ -525,33 +531,30 @@ class _Store:
             os.remove(f.tmp_name)
 
 
-class _BuildAssets(Assets):
-    """An index whose reads come from the parallel pass, not from disk."""
+class _PassReader:
+    """The FileReader (bustware.scan) of the build's index: the bytes and
+    digests of the parallel pass, not a second read from disk."""
 
-    def __init__(self, infos: dict[str, _Info], *args: Any, **kwargs: Any) -> None:
+    def __init__(self, infos: dict[str, _Info]) -> None:
         self._infos = infos
-        super().__init__(*args, **kwargs)
 
-    def _read(self, abs_path: str):
+    def __call__(self, abs_path: str, memory: MemoryPolicy
+                 ) -> tuple[bytes | None, str, os.stat_result]:
         info = self._infos.get(abs_path)
         if info is None:
-            return super()._read(abs_path)
+            return read_file(abs_path, memory)
         try:
             st = os.stat(abs_path)
         except OSError:
-            return super()._read(abs_path)
+            return read_file(abs_path, memory)
         if (st.st_size, st.st_mtime_ns) != (info.st.st_size, info.st.st_mtime_ns):
             # Changed since the pass read it: what we digested is not what
             # is there; read it again so the record matches the file.
-            return super()._read(abs_path)
+            return read_file(abs_path, memory)
         body = info.body
         if body is not None:
-            self.memory_used += len(body)
+            memory.used += len(body)
         return body, info.sha256, info.st
-
-    def _warn_missing(self, *args: Any) -> None:
-        """Not logged: build() reports broken references once, in
-        report.warnings and the manifest."""
 
 
 def _record(asset, root_index: int, source: _Info, wanted: Sequence[str], queued: bool,
@@ -713,7 +716,7 @@ def verify(root: PathLike | Sequence[PathLike], manifest_path: PathLike, *,
     """Every way the manifest no longer describes the tree: files missing,
     changed (size or mtime; with ``full``, content) or added since the build,
     and stored bytes of earlier generations that are gone."""
-    roots = _check_roots(root)
+    roots = check_roots(root)
     name = os.path.abspath(os.fspath(manifest_path))
     data = mf.read(name)
     if data["settings"]["roots"] != len(roots):
@@ -726,7 +729,7 @@ def verify(root: PathLike | Sequence[PathLike], manifest_path: PathLike, *,
     files = data["files"]
     seen: set[str] = set()
     for r in roots:
-        for path, abs_path, _st, _variants in _walk(
+        for path, abs_path, _st, _variants in walk(
                 r, data["settings"].get("include_dotfiles", False), False):
             if path in seen or is_own(abs_path):
                 continue

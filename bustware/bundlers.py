@@ -41,16 +41,16 @@ import os
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Callable, Union
 from urllib.parse import unquote, urlsplit
 
-from .versions import _VERSION_RE
+from .versions import VERSION_RE
 
 if TYPE_CHECKING:
-    from .assets import Assets
     from .records import Asset
 
-__all__ = ["BundlerEntry", "BundlerManifest", "BundlerManifestError", "apply", "load"]
+__all__ = ["Applied", "BundlerEntry", "BundlerManifest", "BundlerManifestError", "Bundlers",
+           "load"]
 
 log = logging.getLogger("bustware")
 
@@ -169,7 +169,7 @@ def hash_of(logical: str, file: str) -> str | None:
         stem, ext = (lbase[:dot], lbase[dot:]) if dot > 0 else (lbase, "")
         if base.startswith(stem) and base.endswith(ext) and len(base) > len(stem) + len(ext) + 1:
             middle = base[len(stem):len(base) - len(ext)]
-            if middle[0] in _SEPARATORS and _VERSION_RE.match(middle[1:]) \
+            if middle[0] in _SEPARATORS and VERSION_RE.match(middle[1:]) \
                     and _hashlike(middle[1:]):
                 return middle[1:]
             if middle[0] in _SEPARATORS:
@@ -177,11 +177,11 @@ def hash_of(logical: str, file: str) -> str | None:
     dot = base.rfind(".")
     stem = base[:dot] if dot > 0 else base
     head, sep, last = stem.rpartition(".")
-    if sep and head and len(last) >= 6 and _VERSION_RE.match(last) and _hashlike(last):
+    if sep and head and len(last) >= 6 and VERSION_RE.match(last) and _hashlike(last):
         return last
     if len(stem) > _VITE_HASH + 1 and stem[-_VITE_HASH - 1] == "-":
         candidate = stem[-_VITE_HASH:]
-        if _VERSION_RE.match(candidate) and _hashlike(candidate):
+        if VERSION_RE.match(candidate) and _hashlike(candidate):
             return candidate
     return None
 
@@ -212,71 +212,91 @@ def _locate(file: str, index: dict[str, Asset], prefix: str) -> str | None:
     return None
 
 
-def prepare(assets: Assets, index: dict[str, Asset]) -> None:
-    """Before references between files are rewritten (``Assets._scan``):
-    give each file a bundler hashed its own URL in ``index``, so that a
-    stylesheet naming it is rewritten to that URL. (Rewritten first, it
-    named the file with a version of bustware's own, which apply() then
-    made an old URL, answered no-store.) :func:`apply` still runs after."""
-    if assets._bundlers:
-        for m in assets._bundlers:
+@dataclass(frozen=True)
+class Applied:
+    """What :meth:`Bundlers.apply` made of an index's records."""
+
+    #: The records, the files the bundlers hashed with their own versions.
+    records: dict[str, Asset]
+    #: Every URL by logical path: the records' and the bundlers' names'.
+    urls: dict[str, str]
+    #: The bundlers' logical names -> the paths of their files.
+    aliases: dict[str, str]
+    #: Whether any of it differs from what the index had.
+    changed: bool
+
+
+class Bundlers:
+    """The bundler manifests of one index (``Assets(bundler_manifest=...)``),
+    and what they make of its records. ``prefix`` and ``roots`` are the
+    index's: where the bundlers' files are looked for. ``plain_url``, given
+    to each call, is the index's too: the URL of a file they hashed is its
+    own name, which carries the hash."""
+
+    def __init__(self, paths: PathLike | Sequence[PathLike], prefix: str,
+                 roots: Sequence[str]) -> None:
+        items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        self.manifests = [BundlerManifest(p) for p in items]
+        self.prefix = prefix
+        self.roots = roots
+        self._warned: set[str] = set()
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The absolute paths of the manifests."""
+        return tuple(m.path for m in self.manifests)
+
+    def prepare(self, index: dict[str, Asset], plain_url: Callable[[str], str]) -> None:
+        """Before references between files are rewritten: give each file a
+        bundler hashed its own URL in ``index``, so that a stylesheet naming
+        it is rewritten to that URL. (Rewritten first, it named the file
+        with a version of bustware's own, which apply() then made an old
+        URL, answered no-store.) :meth:`apply` still runs after."""
+        for m in self.manifests:
             m.reload()
-        _mark(assets, index)
+        self._mark(index, plain_url)
 
+    def apply(self, records: dict[str, Asset], aliases: dict[str, str],
+              plain_url: Callable[[str], str]) -> Applied:
+        """The bundlers' hashed files marked current under their own names in
+        (a copy of) ``records``, and their logical names resolving;
+        ``aliases``: those the index has now, to tell a change."""
+        reloaded = any([m.reload() for m in self.manifests])
+        index = dict(records)
+        new_aliases, replaced = self._mark(index, plain_url)
+        urls = {path: a.url for path, a in index.items()}
+        for logical, target in new_aliases.items():
+            urls[logical] = index[target].url
+        changed = replaced or reloaded or new_aliases != aliases
+        return Applied(index, urls, new_aliases, changed)
 
-def apply(assets: Assets) -> None:
-    """Mark the bundlers' hashed files current under their own names, and
-    make their logical names resolve, in ``assets``' index."""
-    manifests: list[BundlerManifest] = assets._bundlers
-    if not manifests:
-        return
-    reloaded = any([m.reload() for m in manifests])
-    index = dict(assets._assets)
-    aliases, replaced = _mark(assets, index)
-    urls = {path: a.url for path, a in index.items()}
-    for logical, target in aliases.items():
-        urls[logical] = index[target].url
-    bump = replaced or reloaded or aliases != assets.aliases
-    assets._assets = index
-    assets._urls = urls
-    assets.aliases = aliases
-    if bump:
-        assets.generation += 1
-
-
-def _mark(assets: Assets, index: dict[str, Asset]) -> tuple[dict[str, str], bool]:
-    """Give the files the bundlers hashed their bundler version and URL in
-    ``index`` (replacing the Asset, never changing it: a request may hold
-    it). Returns the logical names -> their files, and whether any file was
-    replaced."""
-    aliases: dict[str, str] = {}
-    replaced = False
-    for manifest in assets._bundlers:
-        for entry in manifest.entries:
-            target = _locate(entry.file, index, assets.prefix)
-            if target is None:
-                key = f"{manifest.path}:{entry.file}"
-                if key not in assets._warned:
-                    assets._warned.add(key)
-                    log.warning("bustware: %s names %r%s, which is no file under %s; "
-                                "skipped", manifest.path, entry.file,
-                                f" for {entry.logical!r}" if entry.logical else "",
-                                ", ".join(assets.roots))
-                continue
-            version = hash_of(entry.logical, entry.file)
-            asset = index[target]
-            if version is not None:
-                url = assets.plain_url(target)  # with the base_url, as every URL
-                if asset.version != version or asset.url != url:
-                    index[target] = asset = replace(asset, version=version, url=url)
-                    replaced = True
-            if entry.logical and entry.logical != target:
-                aliases.setdefault(entry.logical, target)
-    return aliases, replaced
-
-
-def make(paths: PathLike | Sequence[PathLike] | None) -> list[BundlerManifest]:
-    if paths is None:
-        return []
-    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    return [BundlerManifest(p) for p in items]
+    def _mark(self, index: dict[str, Asset], plain_url: Callable[[str], str]
+              ) -> tuple[dict[str, str], bool]:
+        """Give the files the bundlers hashed their bundler version and URL
+        in ``index`` (replacing the Asset, never changing it: a request may
+        hold it). Returns the logical names -> their files, and whether any
+        file was replaced."""
+        aliases: dict[str, str] = {}
+        replaced = False
+        for manifest in self.manifests:
+            for entry in manifest.entries:
+                target = _locate(entry.file, index, self.prefix)
+                if target is None:
+                    key = f"{manifest.path}:{entry.file}"
+                    if key not in self._warned:
+                        self._warned.add(key)
+                        log.warning("bustware: %s names %r%s, which is no file under %s; "
+                                    "skipped", manifest.path, entry.file,
+                                    f" for {entry.logical!r}" if entry.logical else "",
+                                    ", ".join(self.roots))
+                    continue
+                version = hash_of(entry.logical, entry.file)
+                asset = index[target]
+                if version is not None:
+                    url = plain_url(target)  # with the base_url, as every URL
+                    if asset.version != version or asset.url != url:
+                        index[target] = asset = replace(asset, version=version, url=url)
+                        replaced = True
+                if entry.logical and entry.logical != target:
+                    aliases.setdefault(entry.logical, target)
+        return aliases, replaced

@@ -8,8 +8,10 @@ import html
 import sys
 from collections.abc import Sequence
 
+from .about import __version__
+from .advice import with_roots
 from .assets import AssetNotFound, Assets
-from .middleware import Bustware, _not_found
+from .middleware import Bustware, not_found
 from .styles import STYLES
 
 __all__ = ["main"]
@@ -20,7 +22,7 @@ def _index_app(bust: Bustware):
 
     def app(environ, start_response):
         if environ.get("PATH_INFO", "/") != "/":
-            return _not_found(environ, start_response)
+            return not_found(environ, start_response)
         rows = "".join(
             f'<li><a href="{html.escape(a.url)}">{html.escape(a.path)}</a></li>\n'
             for a in sorted(bust.assets, key=lambda a: a.path)
@@ -75,6 +77,7 @@ def _run(app, host: str, port: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bustware", description="Versioned static URLs and a WSGI server for them.")
+    parser.add_argument("--version", action="version", version=f"bustware {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="serve a directory on 127.0.0.1 for a quick look")
@@ -263,7 +266,9 @@ def _build_command(args) -> int:
         print(b.prune(manifest, keep=args.keep, older_than=older).summary())
         return 0
     except (ValueError, TypeError, CodecUnavailable) as exc:
-        print(exc, file=sys.stderr)  # the message already starts with "bustware:"
+        # The message already starts with "bustware:"
+        roots = args.roots if args.command != "prune" else [args.root]
+        print(with_roots(str(exc), roots), file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"bustware: {exc}", file=sys.stderr)

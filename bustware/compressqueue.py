@@ -87,7 +87,7 @@ class Source:
     digest: a file that changed since it was digested must not get the
     variants of other bytes)."""
 
-    __slots__ = ("_users", "data", "digest", "path", "size")
+    __slots__ = ("data", "digest", "path", "size")
 
     def __init__(self, digest: str, size: int, data: bytes | None = None,
                  path: str | None = None) -> None:
@@ -97,7 +97,6 @@ class Source:
         self.size = size
         self.data = data
         self.path = path
-        self._users = 0
 
     def read(self) -> bytes:
         data = self.data
@@ -180,6 +179,9 @@ class CompressQueue:
         self._seq = 0
         #: key -> [source, waiters] while queued or running.
         self._jobs: dict[tuple[str, str], list] = {}
+        #: Jobs queued or running per Source: its bytes are held (and
+        #: counted in _held) until the last one is done.
+        self._users: dict[Source, int] = {}
         self._results: dict[tuple[str, str], tuple[str, int] | None] = {}
         self._running = 0
         self._closed = False
@@ -210,12 +212,13 @@ class CompressQueue:
                     continue
                 job = self._jobs.get(key)
                 if job is None:
-                    if source._users == 0 and source.data is not None:
+                    users = self._users.get(source, 0)
+                    if users == 0 and source.data is not None:
                         if self._held + source.size > self._budget and source.path is not None:
                             source.data = None  # read again when its job starts
                         else:
                             self._held += source.size
-                    source._users += 1
+                    self._users[source] = users + 1
                     job = self._jobs[key] = [source, []]
                     estimate = cost(source.size, encoding)
                     if estimate < CHEAP:
@@ -306,8 +309,10 @@ class CompressQueue:
                 self._running -= 1
                 self._results[key] = made
                 _source, waiters = self._jobs.pop(key)
-                source._users -= 1
-                if source._users == 0 and source.data is not None:
+                users = self._users.pop(source) - 1
+                if users:
+                    self._users[source] = users
+                elif source.data is not None:
                     self._held -= source.size
                     source.data = None  # the caller may hold it still; we do not
                 for waiter in waiters:

@@ -3,12 +3,16 @@ query string, method and headers, the decision (bustware.respond) of what
 to answer: status, header list, and the body as bytes, file pieces or a
 hand-over to the application.
 
-:class:`Core` holds the index, the options, the route table
-(bustware.routes) and the entries of the files (bustware.entries). The WSGI
-middleware (bustware.middleware) is a Core with a WSGI ``__call__``; the
-ASGI one (bustware.asgi) keeps a Core and sends its decisions as ASGI
-messages. Opening a file a decision streams is bustware.opener's; serving
-versions a newer build added is bustware.discover's.
+:class:`Core` composes the pieces below it, each of which receives what it
+needs rather than the Core: the index (bustware.assets), the route table
+(bustware.routes.build_routes, given the previous entries and a function
+making new ones), the entries of the files (bustware.entries.EntryMaker,
+given the header options and the compressor), the opener of the files a
+decision streams (bustware.opener.Opener) and the discovery of versions a
+newer build added (bustware.discover.Discovery). The adapters ask
+:meth:`Core.decide` and answer what it says: the WSGI middleware
+(bustware.middleware) is a Core with a WSGI ``__call__``; the ASGI one
+(bustware.asgi) keeps a Core and sends its decisions as ASGI messages.
 """
 
 from __future__ import annotations
@@ -20,20 +24,22 @@ from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
 from . import assets as _assets
-from . import contenttypes, http, respond
+from . import contenttypes, http, keywords, respond
 from .assets import Assets
 from .discover import Discovery
 from .entries import (
+    Entry,
+    EntryMaker,
     HeaderHook,
-    _check_header_value,
-    _Entry,
-    _once_per_asset,
-    fill_headers,
+    HeaderOptions,
+    check_header_value,
+    once_per_asset,
 )
 from .files import PathLike
-from .opener import open_file
-from .records import Asset, gc_paused
-from .routes import CURRENT, OUTDATED, PLAIN, QUERY, Routes, _wsgi_path, build_routes
+from .opener import Opener
+from .records import gc_paused
+from .respond import NEEDS_REQUEST, NEEDS_THREAD, PASS, FileReply, Reply
+from .routes import CURRENT, OUTDATED, PLAIN, QUERY, Routes, build_routes, wsgi_path
 
 if TYPE_CHECKING:
     from .livecompress import CompressOption
@@ -52,6 +58,9 @@ class Core:
     keyword arguments not listed here are passed on to :class:`Assets`.
     ``app`` is only checked here (rewrite mode needs one); the adapter
     calls it.
+
+    An adapter asks :meth:`decide` and answers what it says; the files a
+    decision streams are opened by :attr:`opener`.
     """
 
     #: How the adapter names its kind of application, in the message for
@@ -60,6 +69,7 @@ class Core:
     #: What stands for the app when there is none (``bustware serve``).
     _NO_APP: Any = None
 
+    @keywords.checked(Assets.__init__)
     def __init__(
         self,
         app: Callable | None,
@@ -100,29 +110,18 @@ class Core:
         self._rewrite = mode == "rewrite"
         self._autorefresh = self.assets.autorefresh
         self._routes_lock = threading.Lock()
-        self._entries_lock = threading.Lock()
         self.prefix = self.assets.prefix
         self.cache_control = cache_control
-        # The Cache-Control header of each kind of URL, by CURRENT, PLAIN, OUTDATED.
-        self._policies = (("Cache-Control", cache_control),
-                          ("Cache-Control", plain_cache_control),
-                          ("Cache-Control", "no-store"))
         self.plain_cache_control = plain_cache_control
         self.outdated = outdated
         self.missing = missing
         self.allow_origin = allow_origin
-        self.add_headers = add_headers
         self._negotiator = http.EncodingNegotiator()
         self._query = self.assets.style.name == "query"
         self._routes: Routes = {}
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, Entry] = {}
+        self._old_entries: dict[tuple[str, str | None], Entry] = {}
         self._generation = -1
-        # Version discovery: only from a manifest, and not in rewrite mode,
-        # whose static view has only the current bytes.
-        self.discover_interval = discover_interval
-        self._discovering = (discover_interval is not None and not self._rewrite
-                             and self.assets.manifest_path is not None)
-        self._discovery = Discovery(self, discover_interval)
         # Compression without a build step; in rewrite mode the app's view
         # sends the bytes, and what it sends is its own business.
         # Imported here: the codecs and gzip are not needed to import bustware.
@@ -130,11 +129,27 @@ class Core:
 
         codings = () if self._rewrite else live_codings(compress)
         self._live = LiveCompressor(self.assets, codings) if codings else None
-        if self._live is not None and self.add_headers is not None:
+        if self._live is not None and add_headers is not None:
             # A file is built at start to check the hook, then again on its
             # first request with its compressed variants: the hook still
             # runs once per file.
-            self.add_headers = _once_per_asset(self.add_headers)
+            add_headers = once_per_asset(add_headers)
+        self.add_headers = add_headers
+        self._maker = EntryMaker(HeaderOptions(
+            # The Cache-Control header of each kind of URL, by CURRENT, PLAIN, OUTDATED.
+            policies=(("Cache-Control", cache_control),
+                      ("Cache-Control", plain_cache_control),
+                      ("Cache-Control", "no-store")),
+            allow_origin=allow_origin, add_headers=add_headers,
+            content_types=self.content_types, charset=self.assets.charset), self._live)
+        #: Opens the files the decisions stream, checked against the index.
+        self.opener = Opener(self.assets, outdated)
+        # Version discovery: only from a manifest, and not in rewrite mode,
+        # whose static view has only the current bytes.
+        self.discover_interval = discover_interval
+        self._discovering = (discover_interval is not None and not self._rewrite
+                             and self.assets.manifest_path is not None)
+        self._discovery = Discovery(self.assets, self._maker.entry, discover_interval)
         with gc_paused():
             self._build_routes()
         _LIVE.add(self)
@@ -146,36 +161,79 @@ class Core:
         """The versioned URL of ``path``; see :meth:`Assets.url`."""
         return self.assets.url(path)
 
-    # -- the route table and the entries ------------------------------------
-
-    def _build_routes(self) -> None:
-        """Build the URL -> (entry, kind) table; header lists come later,
-        per file, on its first request."""
-        # Read before the files: a scan in another thread that lands while
-        # we build must leave the generation unmatched, so that the next
-        # request builds again (a scan stores its files, then counts up).
-        generation = self.assets.generation
-        self._old_entries, self._entries, self._routes = build_routes(self)
-        self._generation = generation
-
-    def _entry(self, asset: Asset) -> _Entry:
-        entry = _Entry(asset, asset.url.partition("?")[2] or None, self)
-        if self.add_headers is not None:
-            # The user's hook runs now, so that its mistakes are found when
-            # the middleware is made, not on some file's first request.
-            entry.build(compress=False)
-            if self._live is not None and self._live.wanted(asset):
-                entry.identity = None  # compressed on its first request, not now
-        return entry
-
-    #: Fill a file's header lists from these options (bustware.entries).
-    _fill_headers = fill_headers
-    #: Open the file a decision streams, checked (bustware.opener).
-    _open_file = open_file
-
     # -- deciding -----------------------------------------------------------
 
-    def _query_kind(self, entry: _Entry, query: str) -> int:
+    def decide(self, path: str, request: Mapping[str, str] | None,
+               block: bool = True) -> respond.Decision:
+        """What a request gets: a :class:`~bustware.respond.Reply`, a
+        :class:`~bustware.respond.FileReply` (open it with :attr:`opener`)
+        or a :class:`~bustware.respond.ToApp` (:data:`~bustware.respond.PASS`
+        for a path that is none of the core's business).
+
+        ``path`` is the path as routed (the latin-1 reading of the
+        percent-decoded bytes, a WSGI ``PATH_INFO``); ``request`` holds
+        ``REQUEST_METHOD``, ``QUERY_STRING`` and the request's headers in
+        CGI names (a WSGI environ as it is). An adapter for which building
+        ``request`` costs (ASGI) may first pass None: then the answer is
+        PASS, or :data:`~bustware.respond.NEEDS_REQUEST`. With ``block``
+        False, answering never touches the disk: what would (a rescan, a
+        file's first request, a lookup, a newer manifest) gets
+        :data:`~bustware.respond.NEEDS_THREAD`, to ask again off the event
+        loop.
+
+        The common requests (a GET or HEAD of a current or plain URL, a
+        browser's revalidation) get replies made once per file; this is
+        every request's path, so each step here is counted."""
+        if self._autorefresh:
+            if not block:
+                return NEEDS_THREAD
+            self._sync()
+        route = self._routes.get(path)
+        if route is None:
+            if not path.startswith(self.prefix):
+                return PASS
+            if request is None:
+                return NEEDS_REQUEST
+            if not block:
+                return NEEDS_THREAD
+            return self._unrouted(request, path)
+        if request is None:
+            return NEEDS_REQUEST
+        entry, kind = route
+        if kind == QUERY:
+            kind = self._query_kind(entry, request.get("QUERY_STRING", ""))
+        method = request["REQUEST_METHOD"]
+        if kind == OUTDATED or self._rewrite or (method != "GET" and method != "HEAD"):
+            if not block and (kind == OUTDATED or entry.identity is None):
+                return NEEDS_THREAD  # a newer manifest to read, a first build
+            return self._serve(request, method, entry, kind)
+        rep = entry.identity
+        if rep is None:  # the file's first request
+            if not block:
+                return NEEDS_THREAD
+            rep = entry.build()
+        if entry.offers is not None:
+            ae = request.get("HTTP_ACCEPT_ENCODING")
+            rep = entry.chosen.get(ae) or entry.negotiate(ae, self._negotiator)
+        # Conditional and Range requests take the long way. A chain of `in`
+        # tests, not a loop over the names: this runs on every request.
+        if ("HTTP_IF_NONE_MATCH" in request or "HTTP_IF_MODIFIED_SINCE" in request
+                or "HTTP_RANGE" in request or "HTTP_IF_MATCH" in request
+                or "HTTP_IF_UNMODIFIED_SINCE" in request):
+            if (request.get("HTTP_IF_NONE_MATCH") == rep.quoted_etag
+                    and "HTTP_IF_MATCH" not in request
+                    and "HTTP_IF_UNMODIFIED_SINCE" not in request):
+                # The browser's revalidation, answered as respond.conditional
+                # would, by the reply made once.
+                return rep.not_modified[kind]  # type: ignore[index]
+            return respond.conditional(request, method, rep, kind)
+        if method == "HEAD":  # the adapter sends a copy of the list
+            return Reply("200 OK", rep.headers[kind], b"")
+        if rep.ok is None:  # streamed from disk
+            return FileReply("200 OK", rep.headers[kind], rep, [(0, rep.size)], kind)
+        return rep.ok[kind]
+
+    def _query_kind(self, entry: Entry, query: str) -> int:
         if query == entry.query:
             return CURRENT
         parsed = self.assets.style.parse("", query)
@@ -183,25 +241,9 @@ class Core:
             return PLAIN
         return CURRENT if parsed[1] == entry.asset.version else OUTDATED
 
-    def _decide(self, path: str, query: str, method: str,
-                headers: Mapping[str, str]) -> respond.Decision:
-        """The decision for any request, from its path (as routed: the
-        latin-1 reading of the percent-decoded bytes), query string, method
-        and headers in CGI names; what the ASGI middleware asks. (The WSGI
-        ``__call__`` takes the same steps, with a short cut for the common
-        GET of a current URL.)"""
-        route = self._routes.get(path)
-        if route is None:
-            if path.startswith(self.prefix):
-                return self._unrouted(headers, method, query, path)
-            return respond.TO_APP
-        entry, kind = route
-        if kind == QUERY:
-            kind = self._query_kind(entry, query)
-        return self._serve(headers, method, query, entry, kind)
-
-    def _unrouted(self, headers: Mapping[str, str], method: str, query: str,
-                  path_info: str) -> respond.Decision:
+    def _unrouted(self, request: Mapping[str, str], path_info: str) -> respond.Decision:
+        method = request["REQUEST_METHOD"]
+        query = request.get("QUERY_STRING", "")
         try:
             rel = path_info[len(self.prefix):].encode("latin-1").decode("utf-8")
         except UnicodeError:
@@ -212,7 +254,7 @@ class Core:
             parsed = self.assets.style.parse(rel, query)
             newer = self._discovery.find(*parsed) if parsed is not None else None
             if newer is not None:
-                return self._serve(headers, method, query, newer, CURRENT)
+                return self._serve(request, method, newer, CURRENT)
         if found is None:
             if self.missing == "app":
                 return respond.TO_APP
@@ -229,13 +271,12 @@ class Core:
                     return respond.TO_APP
                 return respond.status_reply(method, "404 Not Found")
         kind = CURRENT if found[1] == entry.asset.version else OUTDATED
-        return self._serve(headers, method, query, entry, kind, found[1])
+        return self._serve(request, method, entry, kind, found[1])
 
-    def _serve(self, headers: Mapping[str, str], method: str, query: str, entry: _Entry,
-               kind: int, version: str | None = None) -> respond.Decision:
-        """The general case: any method, any kind, any mode (the adapters
-        answer the common GET of a current URL themselves). ``version``: the
-        one in the URL, when the caller parsed it."""
+    def _serve(self, request: Mapping[str, str], method: str, entry: Entry, kind: int,
+               version: str | None = None) -> respond.Decision:
+        """The general case: any method, any kind, any mode. ``version``:
+        the one in the URL, when the caller parsed it."""
         if method != "GET" and method != "HEAD":
             if self._rewrite:
                 return respond.TO_APP
@@ -244,7 +285,7 @@ class Core:
         if kind == OUTDATED and self._query and (self._old_entries or self._discovering):
             # The query style routes by path alone; an old version kept by
             # the manifest is found by the version in the query string.
-            parsed = self.assets.style.parse("", query)
+            parsed = self.assets.style.parse("", request.get("QUERY_STRING", ""))
             version = parsed[1] if parsed else None
             old = self._old_entries.get((entry.asset.path, version)) if parsed else None
             if old is not None:
@@ -263,7 +304,7 @@ class Core:
             # from the plain path; we only set the cache policy the URL earned.
             if kind == PLAIN:
                 return respond.TO_APP
-            return respond.ToApp(_wsgi_path(self.assets.plain_url(entry.asset.path)),
+            return respond.ToApp(wsgi_path(self.assets.plain_url(entry.asset.path)),
                                  self.cache_control if kind == CURRENT else "no-store")
         # (A file whose references bustware rewrote: its version names the
         # rewritten bytes, which only bustware has, so bustware sends them.)
@@ -271,21 +312,36 @@ class Core:
         if rep is None:  # the file's first request
             rep = entry.build()
         if entry.offers is not None:
-            rep = entry.reps[self._negotiator.choose(
-                headers.get("HTTP_ACCEPT_ENCODING"), entry.offers)]
-        return respond.conditional(headers, method, rep, kind)
+            ae = request.get("HTTP_ACCEPT_ENCODING")
+            rep = entry.chosen.get(ae) or entry.negotiate(ae, self._negotiator)
+        return respond.conditional(request, method, rep, kind)
 
-    # -- when the index changes ----------------------------------------------
+    # -- the route table, and when the index changes ----------------------------
+
+    def _build_routes(self) -> None:
+        """Build the URL -> (entry, kind) table; header lists come later,
+        per file, on its first request."""
+        # Read before the files: a scan in another thread that lands while
+        # we build must leave the generation unmatched, so that the next
+        # request builds again (a scan stores its files, then counts up).
+        generation = self.assets.generation
+        self._old_entries, self._entries, self._routes = build_routes(
+            self.assets, self._entries, self._maker.entry, query_style=self._query,
+            old_versions=not self._rewrite)
+        self._generation = generation
 
     def reload(self) -> bool:
         """Load the release the roots lead to now, if it changed (see
         :meth:`Assets.reload_if_changed`); for a worker forked from a
         preloading master. True if the index was loaded again."""
         reloaded = self.assets.reload_if_changed()
-        self._rebuild_if_reloaded()
+        self.rebuild_if_reloaded()
         return reloaded
 
-    def _rebuild_if_reloaded(self) -> None:
+    def rebuild_if_reloaded(self) -> None:
+        """Rebuild the route table if the index was loaded again since it
+        was built (by :meth:`reload`, or :func:`reload_changed` for every
+        index of the process)."""
         if self.assets.generation != self._generation:
             with self._routes_lock, gc_paused():
                 self._build_routes()
@@ -312,7 +368,7 @@ def reload_changed() -> None:
     stays as it was, with a warning."""
     _assets.reload_changed()
     for app in list(_LIVE):
-        app._rebuild_if_reloaded()
+        app.rebuild_if_reloaded()
 
 
 def _check_options(app: object, prefix: str, mode: str, outdated: str, missing: str | None,
@@ -363,7 +419,7 @@ def _check_options(app: object, prefix: str, mode: str, outdated: str, missing: 
     for name, value in (("cache_control", cache_control),
                         ("plain_cache_control", plain_cache_control),
                         ("allow_origin", allow_origin)):
-        _check_header_value(name, value)
+        check_header_value(name, value)
     return missing
 
 

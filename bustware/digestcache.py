@@ -38,6 +38,8 @@ import time
 from dataclasses import fields
 from typing import Any
 
+from .about import __version__
+
 __all__ = ["SETTLE_NS", "DigestCache", "default_dir"]
 
 log = logging.getLogger("bustware")
@@ -72,9 +74,9 @@ class DigestCache:
     :func:`default_dir`."""
 
     def __init__(self, roots: list[str], location: str | None, salt: str = "") -> None:
-        from . import __version__  # a new tokenizer may find other references
         from .references import Reference
 
+        # The version is in the key: a new tokenizer may find other references.
         self._ref_fields = len(fields(Reference))
         layout = ",".join(f.name for f in fields(Reference))
         key = hashlib.sha256("\0".join([_FORMAT, __version__, layout, salt, *roots])

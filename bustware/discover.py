@@ -12,26 +12,29 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-from .files import _file_key
+from .entries import Entry
+from .files import file_key
+from .records import Asset
 
 if TYPE_CHECKING:
-    from .decide import Core
-    from .entries import _Entry
+    from .assets import Assets
 
 log = logging.getLogger("bustware")
 
 
 class Discovery:
-    """The newer versions ``core``'s manifest names now. The manifest is
-    looked at again at most once per ``interval`` seconds, one ``stat``, by
-    the request that finds the interval over; the others go on without
-    waiting. Served only from the object store, whose bytes are named by
-    their digest."""
+    """The newer versions the manifest of ``assets`` names now, served by
+    entries ``make_entry`` makes. The manifest is looked at again at most
+    once per ``interval`` seconds, one ``stat``, by the request that finds
+    the interval over; the others go on without waiting. Served only from
+    the object store, whose bytes are named by their digest."""
 
-    def __init__(self, core: Core, interval: float | None) -> None:
-        self.core = core
+    def __init__(self, assets: Assets, make_entry: Callable[[Asset], Entry],
+                 interval: float | None) -> None:
+        self.assets = assets
+        self.make_entry = make_entry
         self.interval = interval
         self.lock = threading.Lock()
         self.reset()
@@ -41,11 +44,11 @@ class Discovery:
         #: (path, version) -> record, of the newer manifest last read
         #: (bustware.from_manifest.stored_versions), and the entries made of them.
         self.newer: dict[tuple[str, str], dict] = {}
-        self.newer_entries: dict[tuple[str, str], _Entry | None] = {}
-        self.manifest_seen = self.core.assets.manifest_stat
+        self.newer_entries: dict[tuple[str, str], Entry | None] = {}
+        self.manifest_seen = self.assets.manifest_stat
         self.after = 0.0
 
-    def find(self, path: str, version: str) -> _Entry | None:
+    def find(self, path: str, version: str) -> Entry | None:
         """The entry of ``path`` at ``version``, if a newer build has it."""
         key = (path, version)
         entry = self.newer_entries.get(key)
@@ -66,21 +69,21 @@ class Discovery:
         from .from_manifest import stored_asset
         from .manifest import objects_dir
 
-        assets = self.core.assets
+        assets = self.assets
         asset = stored_asset(assets, path, rec, objects_dir(assets.manifest_path))
-        entry = None if asset is None else self.core._entry(asset)
+        entry = None if asset is None else self.make_entry(asset)
         # Two threads may both make it: equal entries, the last one kept.
         entries[key] = entry
         return entry
 
     def _reread_manifest(self) -> None:
         from . import manifest as mf
-        from .from_manifest import _check_settings, stored_versions
+        from .from_manifest import check_settings, stored_versions
 
-        assets = self.core.assets
+        assets = self.assets
         name = assets.manifest_path
         try:
-            key = _file_key(os.stat(name))
+            key = file_key(os.stat(name))
         except OSError:
             return
         if key == self.manifest_seen:
@@ -88,7 +91,7 @@ class Discovery:
         self.manifest_seen = key
         try:
             data = mf.read(name)
-            _check_settings(assets, data["settings"], name)
+            check_settings(assets, data["settings"], name)
         except mf.ManifestError as exc:
             log.warning("bustware: not looking for newer versions in %r: %s", name, exc)
             return

@@ -50,6 +50,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from .assets import AssetNotFound, Assets
+from .keywords import did_you_mean
 from .middleware import Bustware
 
 __all__ = ["BustwareStaticFilesHandler", "BustwareStorage", "get_assets", "options", "url",
@@ -89,7 +90,8 @@ def options() -> dict[str, Any]:
     unknown = sorted(set(given) - set(OPTIONS))
     if unknown:
         raise ImproperlyConfigured(
-            f"bustware: unknown key {', '.join(map(repr, unknown))} in settings.BUSTWARE; "
+            f"bustware: unknown key {', '.join(map(repr, unknown))} in settings.BUSTWARE"
+            f"{did_you_mean(unknown, OPTIONS)}; "
             f"the keys are {', '.join(OPTIONS)}"
         )
     resolved = dict(given)
@@ -147,7 +149,8 @@ def wrap(application: Callable, **overrides: Any) -> Any:
     unknown = sorted(set(overrides) - set(MIDDLEWARE_OPTIONS))
     if unknown:
         raise TypeError(
-            f"bustware: wrap() got unknown option {', '.join(unknown)}; it takes "
+            f"bustware: wrap() got unknown option {', '.join(unknown)}"
+            f"{did_you_mean(unknown, MIDDLEWARE_OPTIONS)}; it takes "
             f"{', '.join(MIDDLEWARE_OPTIONS)} (index options go in settings.BUSTWARE)"
         )
     opts = {k: v for k, v in options().items() if k in MIDDLEWARE_OPTIONS}

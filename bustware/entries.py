@@ -3,7 +3,7 @@ precompressed variants), each with its response header lists, one per kind
 of URL (bustware.routes).
 
 Every header list is built once per file, on its first request
-(``_Entry.build``), not when the route table is: a large tree starts in
+(``Entry.build``), not when the route table is: a large tree starts in
 half the time, and files nobody asks for cost nothing. After that a request
 for a current URL costs a dictionary lookup and a list copy.
 """
@@ -13,15 +13,18 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
 import weakref
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Callable, Protocol
 
 from . import contenttypes, http
 from .records import Asset, Variant
+from .respond import Reply
 
-if TYPE_CHECKING:
-    from .decide import Core
+__all__ = ["ETAG_LENGTH", "Compressor", "Entry", "EntryMaker", "HeaderHook", "HeaderOptions",
+           "Rep", "check_header_value", "fill_headers", "once_per_asset"]
 
 HeaderHook = Callable[[Asset], Iterable[tuple[str, str]]]
 
@@ -29,12 +32,19 @@ HeaderHook = Callable[[Asset], Iterable[tuple[str, str]]]
 ETAG_LENGTH = 24
 
 
-class _Rep:
-    """One representation of a file: identity or a precompressed variant."""
+class Rep:
+    """One representation of a file: identity or a precompressed variant.
 
-    __slots__ = ("abs_path", "asgi", "body", "content_type", "dev", "digest", "encoding",
-                 "etag", "headers", "headers_304", "ino", "mtime", "mtime_ns", "quoted_etag",
-                 "size")
+    ``headers`` and ``headers_304`` hold a header list per kind of URL
+    (bustware.routes: CURRENT, PLAIN, OUTDATED); ``ok`` and
+    ``not_modified`` the replies of the common requests (a GET, a browser's
+    revalidation) of a CURRENT and a PLAIN URL, made once with them and
+    shared (``ok`` is None when the bytes are streamed from disk). An
+    OUTDATED URL, a HEAD and the rest get replies made per request."""
+
+    __slots__ = ("abs_path", "body", "content_type", "dev", "digest", "encoding", "etag",
+                 "headers", "headers_304", "ino", "mtime", "mtime_ns", "not_modified",
+                 "ok", "quoted_etag", "size")
 
     def __init__(self, encoding: str, src: Asset | Variant, asset: Asset, mtime_ns: int) -> None:
         self.encoding = encoding
@@ -53,12 +63,66 @@ class _Rep:
         self.mtime_ns = mtime_ns
         self.headers: tuple[list, list, list] = ([], [], [])
         self.headers_304: tuple[list, list, list] = ([], [], [])
-        #: headers and headers_304 as ASGI byte pairs, made by bustware.asgi
-        #: on first use.
-        self.asgi: tuple | None = None
+        self.ok: tuple[Reply, Reply] | None = None
+        self.not_modified: tuple[Reply, Reply] | None = None
 
 
-class _Entry:
+class Compressor(Protocol):
+    """What the entries need of the compressor that makes variants without
+    a build step (bustware.livecompress.LiveCompressor)."""
+
+    def wanted(self, asset: Asset) -> bool:
+        """Whether ``asset`` gets compressed variants."""
+        ...
+
+    def variants(self, asset: Asset) -> Mapping[str, Variant]:
+        """The variants of ``asset`` by coding, made now if need be."""
+        ...
+
+
+@dataclass(frozen=True)
+class HeaderOptions:
+    """The middleware's options that go into every file's header lists."""
+
+    #: The Cache-Control header of each kind of URL (CURRENT, PLAIN, OUTDATED).
+    policies: tuple[tuple[str, str], tuple[str, str], tuple[str, str]]
+    allow_origin: str | None
+    add_headers: HeaderHook | None
+    #: Suffix -> Content-Type, over the built-in table; empty: none.
+    content_types: Mapping[str, str]
+    #: The index's charset, for the custom types of text files.
+    charset: str | None
+
+
+class EntryMaker:
+    """Makes the entries of one middleware's files and, on each file's
+    first request, their representations and header lists: with its header
+    options, its compressor (or None) and the lock first requests share."""
+
+    def __init__(self, options: HeaderOptions, live: Compressor | None) -> None:
+        self.options = options
+        self.live = live
+        self.lock = threading.Lock()
+
+    def entry(self, asset: Asset) -> Entry:
+        """A new entry for ``asset``; with an ``add_headers`` hook, built
+        now, so that the hook's mistakes are found when the middleware is
+        made, not on some file's first request."""
+        entry = Entry(asset, asset.url.partition("?")[2] or None, self)
+        if self.options.add_headers is not None:
+            entry.build(compress=False)
+            if self.live is not None and self.live.wanted(asset):
+                entry.identity = None  # compressed on its first request, not now
+        return entry
+
+    def fill_headers(self, asset: Asset, reps: dict[str, Rep],
+                     offers: tuple[str, ...] | None) -> None:
+        """Fill the header lists of ``reps``, the representations of
+        ``asset`` (see :func:`fill_headers`)."""
+        fill_headers(self.options, asset, reps, offers)
+
+
+class Entry:
     """A file as the middleware serves it: its representations (identity and
     precompressed variants) with their header lists, one per kind of URL.
 
@@ -69,72 +133,87 @@ class _Entry:
     ``__getattr__`` hook instead would slow every attribute read of the class).
     """
 
-    __slots__ = ("asset", "identity", "offers", "owner", "query", "reps")
+    __slots__ = ("asset", "chosen", "identity", "maker", "offers", "query", "reps")
 
-    def __init__(self, asset: Asset, query: str | None, owner: Core) -> None:
+    def __init__(self, asset: Asset, query: str | None, maker: EntryMaker) -> None:
         self.asset = asset
         # The query string of the current URL, in the query style.
         self.query = query
-        self.owner = owner
-        self.identity: _Rep | None = None
+        self.maker = maker
+        self.identity: Rep | None = None
         #: The codings to negotiate among; None when there are none.
         self.offers: tuple[str, ...] | None = None
-        self.reps: dict[str, _Rep] = {}
+        self.reps: dict[str, Rep] = {}
+        #: Accept-Encoding value -> the representation it gets, for the few
+        #: values browsers send: a C lookup on the request path instead of
+        #: a call of the negotiator (bustware.http.EncodingNegotiator).
+        self.chosen: dict[str | None, Rep] = {}
 
-    def build(self, compress: bool = True) -> _Rep:
+    def negotiate(self, header: str | None, negotiator: http.EncodingNegotiator) -> Rep:
+        """The representation for the Accept-Encoding value ``header``
+        (None: absent), remembered in :attr:`chosen` while it holds few."""
+        rep = self.reps[negotiator.choose(header, self.offers)]  # type: ignore[arg-type]
+        if len(self.chosen) < _CHOSEN and (header is None
+                                           or len(header) <= http.MAX_ACCEPT_ENCODING):
+            self.chosen[header] = rep
+        return rep
+
+    def build(self, compress: bool = True) -> Rep:
         """Build the representations and their headers; return identity.
         With ``compress``, first make the compressed variants the file has
         no precompressed file for (bustware.livecompress): outside the
         shared lock, so that no other file's first request waits for it."""
-        live = self.owner._live if compress else None
+        maker = self.maker
+        live = maker.live if compress else None
         made = live.variants(self.asset) if live is not None else {}
-        with self.owner._entries_lock:
+        with maker.lock:
             if self.identity is not None:  # another thread was first
                 return self.identity
             asset = self.asset
             if asset.served_path is None:
-                identity = _Rep("identity", asset, asset, asset.mtime_ns)
+                identity = Rep("identity", asset, asset, asset.mtime_ns)
             else:  # rewritten bytes kept in a private file: stream that one
                 st = os.stat(asset.served_path)
-                identity = _Rep("identity", asset, asset, st.st_mtime_ns)
+                identity = Rep("identity", asset, asset, st.st_mtime_ns)
                 identity.abs_path = asset.served_path
                 identity.dev, identity.ino = st.st_dev, st.st_ino
             reps = {"identity": identity}
             for variant in (*asset.variants.values(), *made.values()):
-                reps[variant.encoding] = _Rep(variant.encoding, variant, asset,
-                                              variant.mtime_ns)
+                reps[variant.encoding] = Rep(variant.encoding, variant, asset,
+                                             variant.mtime_ns)
             offers = tuple(e for e in http.ENCODING_PREFERENCE if e in reps) or None
-            self.owner._fill_headers(asset, reps, offers)
+            maker.fill_headers(asset, reps, offers)
             # Published complete, identity last: a thread that finds it set
             # finds the rest set too.
             self.reps = reps
             self.offers = offers
+            self.chosen = {}
             self.identity = identity
         return identity
 
 
-def fill_headers(core: Core, asset: Asset, reps: dict[str, _Rep],
+def fill_headers(options: HeaderOptions, asset: Asset, reps: dict[str, Rep],
                  offers: tuple[str, ...] | None) -> None:
     """Fill the header lists of ``reps``, the representations of ``asset``,
-    with the options of ``core``. ``Core._fill_headers`` is this function."""
+    and their shared replies, with ``options``."""
     # Accept-Ranges tells media players and download resumers they may ask
     # for parts, as nginx does.
     shared = [("Accept-Ranges", "bytes"), ("X-Content-Type-Options", "nosniff")]
     cached = []  # what a 304 repeats (RFC 9110 15.4.5)
     if offers is not None:
         cached.append(("Vary", "Accept-Encoding"))
-    if core.allow_origin is not None:
-        cached.append(("Access-Control-Allow-Origin", core.allow_origin))
+    if options.allow_origin is not None:
+        cached.append(("Access-Control-Allow-Origin", options.allow_origin))
     extra = []
-    if core.add_headers is not None:
-        for item in core.add_headers(asset):
+    if options.add_headers is not None:
+        for item in options.add_headers(asset):
             if not (isinstance(item, (tuple, list)) and len(item) == 2
                     and isinstance(item[0], str) and _TOKEN.fullmatch(item[0])):
                 raise ValueError(
                     f"bustware: add_headers({asset.path!r}) gave {item!r}; it must "
                     "give (name, value) pairs, e.g. [('X-Frame-Options', 'DENY')]")
             name, value = item
-            _check_header_value(f"add_headers({asset.path!r}) {name}", value)
+            check_header_value(f"add_headers({asset.path!r}) {name}", value)
             if name.lower() in _OWN_HEADERS:
                 raise ValueError(
                     f"bustware: add_headers({asset.path!r}) gave {name!r}, a header "
@@ -143,11 +222,11 @@ def fill_headers(core: Core, asset: Asset, reps: dict[str, _Rep],
             extra.append((name, value))
     last_modified = ("Last-Modified", _http_date(asset.mtime))
     tail = shared + cached + extra
-    policies = core._policies
+    policies = options.policies
     ctype = asset.content_type
-    if core.content_types:
-        ctype = contenttypes.custom_type(asset.path, core.assets.charset,
-                                         core.content_types) or ctype
+    if options.content_types:
+        ctype = contenttypes.custom_type(asset.path, options.charset,
+                                         options.content_types) or ctype
     stored_as = contenttypes.content_encoding(asset.path)
     for rep in reps.values():
         rep.content_type = ctype  # also what a 206 names
@@ -165,7 +244,21 @@ def fill_headers(core: Core, asset: Asset, reps: dict[str, _Rep],
         short = [etag, *cached]
         rep.headers_304 = ([*short, policies[0]], [*short, policies[1]],
                            [*short, policies[2]])
+        # The replies of the common requests, made once: a hit then costs
+        # a lookup and a copy of the header list (bustware.decide). Only
+        # for the kinds that get them (CURRENT, PLAIN): about 300 bytes a
+        # representation, and only for files that were asked for.
+        if rep.body is not None:
+            rep.ok = (Reply("200 OK", rep.headers[0], rep.body),
+                      Reply("200 OK", rep.headers[1], rep.body))
+        rep.not_modified = (Reply("304 Not Modified", rep.headers_304[0], b""),
+                            Reply("304 Not Modified", rep.headers_304[1], b""))
 
+
+#: How many Accept-Encoding values an entry remembers the choice of
+#: (Entry.chosen): a client sending endless distinct values is answered by
+#: the negotiator's bounded memo instead.
+_CHOSEN = 8
 
 #: A header field name (RFC 9110 5.1).
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -187,7 +280,9 @@ _OWN_HEADERS = {
 }
 
 
-def _once_per_asset(hook: HeaderHook) -> HeaderHook:
+def once_per_asset(hook: HeaderHook) -> HeaderHook:
+    """``hook``, called once per file record: with live compression a file
+    is built at start to check the hook, then again on its first request."""
     results: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def once(asset: Asset) -> list:
@@ -211,7 +306,8 @@ def _http_date(mtime: int) -> str:
     return formatdate(mtime, usegmt=True)
 
 
-def _check_header_value(name: str, value: str | None) -> None:
+def check_header_value(name: str, value: str | None) -> None:
+    """Refuse a header value ``name`` that a WSGI server would fail on."""
     # WSGI servers encode header values as latin-1 and fail the request on
     # anything else: refuse it here, when the mistake is made.
     if value is not None and (not isinstance(value, str) or

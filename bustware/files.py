@@ -121,10 +121,9 @@ def read_whole(fd: int, st: os.stat_result) -> tuple[bytes, os.stat_result]:
     return data, st
 
 
-def _file_key(st: os.stat_result) -> tuple[int, int, int, int]:
+def file_key(st: os.stat_result) -> tuple[int, int, int, int]:
     """What tells that a file was replaced or rewritten, for one ``stat``."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
 
 
 # -- a private directory for computed bytes ------------------------------------
@@ -180,11 +179,11 @@ def _remove_spill_dir(path: str, owner_pid: int) -> None:
 # -- walking a root ------------------------------------------------------------
 
 #: Paths of FIFOs, sockets and devices, and of entries that could not be
-#: stat'ed (a path too long), already warned about by _walk.
+#: stat'ed (a path too long), already warned about by walk.
 _special_warned: set[str] = set()
 
 
-def _walk(root: str, include_dotfiles: bool, stat_files: bool = True):
+def walk(root: str, include_dotfiles: bool, stat_files: bool = True):
     """Yield ``(path, abs_path, stat, variants)`` for every regular file.
     With ``stat_files=False``, ``stat`` is None for files that are not
     symlinks: their type comes from the directory listing (``d_type``),

@@ -48,6 +48,7 @@ from typing import Any
 from flask import Flask, current_app, url_for
 
 from .assets import Assets
+from .keywords import did_you_mean
 from .manifest import default_path
 from .middleware import Bustware as _Middleware
 from .urls import versioned_values
@@ -281,8 +282,9 @@ def _check_names(options: dict[str, Any], what: str) -> None:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise TypeError(
-            f"bustware: unknown {what} {', '.join(unknown)}; the options are "
-            f"{', '.join(OPTIONS)} (root and prefix come from the app's static folders)"
+            f"bustware: unknown {what} {', '.join(unknown)}{did_you_mean(unknown, OPTIONS)}; "
+            f"the options are {', '.join(OPTIONS)} (root and prefix come from the app's "
+            "static folders)"
         )
 
 
@@ -294,7 +296,8 @@ def _resolve(app: Flask, options: dict[str, Any]) -> dict[str, Any]:
     )
     if unknown:
         raise ValueError(
-            f"bustware: unknown config key {', '.join(unknown)} in app.config; the keys are "
+            f"bustware: unknown config key {', '.join(unknown)} in app.config"
+            f"{did_you_mean(unknown, ['BUSTWARE_' + o.upper() for o in OPTIONS])}; the keys are "
             f"{', '.join('BUSTWARE_' + o.upper() for o in OPTIONS)}"
         )
     resolved: dict[str, Any] = {"missing": "app"}

@@ -2,7 +2,8 @@
 reading any file: its records, checked against the tree first, and the
 records of earlier versions served from the manifest's object store.
 
-``Assets(..., manifest=PATH)`` calls :func:`load_into`; the middleware's
+``Assets(..., manifest=PATH)`` calls :func:`load` and installs what it
+returns; the middleware's
 discovery of newer builds calls :func:`stored_versions` and
 :func:`stored_asset`.
 """
@@ -12,33 +13,34 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
 
+from .advice import with_roots
 from .contenttypes import content_type
 from .manifest import (
     OBJECT_MTIME_NS,
+    Escapes,
+    IndexSettings,
     ManifestError,
     PathLike,
     Problem,
-    _compare,
-    _Escapes,
-    _read,
     build_command,
+    compare_file,
     object_path,
     objects_dir,
+    read_identified,
     settings_of,
 )
-from .records import _EMPTY, Asset, Variant, new_asset
+from .records import EMPTY, Asset, Variant, new_asset
 from .styles import quote_path
-from .urls import all_plain, url_maker
-from .versions import _Digest
+from .urls import UrlScheme, all_plain, url_maker
+from .versions import is_digest_source
 
 _S_IFMT, _S_IFREG = stat.S_IFMT(0o170000), stat.S_IFREG
 
-if TYPE_CHECKING:
-    from .assets import Assets
-
-__all__ = ["hidden_files", "load_into", "stored_asset", "stored_versions"]
+__all__ = ["Loaded", "ManifestIndex", "check_settings", "hidden_files", "load", "stored_asset",
+           "stored_versions"]
 
 log = logging.getLogger("bustware")
 
@@ -47,17 +49,49 @@ CHECK_MODES = ("error", "warn", "off")
 _SHOWN = 20
 
 
-def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
-    """Fill ``assets`` from the manifest: no file is read, and with
-    ``check="off"`` none is even stat'ed. Files are streamed from disk by the
-    middleware (``Asset.body`` stays ``None``)."""
+class ManifestIndex(UrlScheme, IndexSettings, Protocol):
+    """What loading a manifest needs of the index it is loaded for (an
+    :class:`~bustware.assets.Assets` is one): its URL scheme, the settings
+    the manifest must have been built with, and what it serves."""
+
+    extensions: tuple[str, ...] | None
+    charset: str | None
+
+    def option_advice(self, name: str, value: Any) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """An index's records, as :func:`load` made them from a manifest."""
+
+    #: The absolute path of the manifest, and the identity of the file read
+    #: (files.file_key): tells a reload that it changed.
+    path: str
+    identity: tuple[int, int, int, int]
+    #: The roots, symlinks resolved when the manifest was loaded.
+    real_roots: list[str]
+    records: dict[str, Asset]
+    urls: dict[str, str]
+    #: The versions of earlier generations served from stored bytes.
+    old_versions: list[Asset]
+
+
+def load(assets: ManifestIndex, manifest: PathLike, check: str,
+         version: Callable[[str, str, str, float], str]) -> Loaded:
+    """The records of ``assets`` (whose version source is ``version``) from
+    the manifest: no file is read, and with ``check="off"`` none is even
+    stat'ed. Files are streamed from disk by the middleware (``Asset.body``
+    stays ``None``)."""
     if check not in CHECK_MODES:
         raise ValueError(
             f"bustware: unknown manifest_check={check!r}: use 'error' (refuse a manifest "
             "that does not match the files), 'warn' (log the files and go on) or 'off'"
         )
     name = os.path.abspath(os.fspath(manifest))
-    data, manifest_stat = _read(name)
+    try:
+        data, manifest_stat = read_identified(name)
+    except ManifestError as exc:  # its advice names the roots, which only we know here
+        raise ManifestError(with_roots(str(exc), assets.roots)) from None
     settings = data["settings"]
     if not assets.include_dotfiles:
         hidden = hidden_files(data)
@@ -68,13 +102,13 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
                 "include_dotfiles=True to serve dot names, or rebuild the manifest without "
                 "them (`bustware build` without --include-dotfiles, the default)"
             )
-    _check_settings(assets, settings, name)
+    check_settings(assets, settings, name)
     # Resolved now, once: the index serves the release the roots lead to
     # when it loads, whatever a `current` link points to later.
     roots = [os.path.realpath(r) for r in assets.roots]
     objects = objects_dir(name)
     files: dict[str, Any] = data["files"]
-    records = _Records(assets, roots, objects, checked=check != "off")
+    records = _Records(assets, version, roots, objects, checked=check != "off")
     result, urls = records.make(files)
     if check != "off":
         problems = records.escapes.problems(files) + records.problems
@@ -100,20 +134,7 @@ def load_into(assets: Assets, manifest: PathLike, check: str = "error") -> None:
                     urls.pop(p.path, None)
     old = _old_versions(assets, data, result, objects) if data["previous"] \
         else []
-    assets.real_roots = roots
-    assets.manifest_stat = manifest_stat
-    assets._assets = result
-    assets._urls = urls
-    assets.old_versions = old
-    # Not kept: its per-file records would double the index's memory
-    # (Assets.manifest reads it again, from the file of manifest_stat).
-    assets._manifest = None
-    assets.manifest_path = name
-    assets.generation += 1
-    if assets._bundlers:
-        from .bundlers import apply
-
-        apply(assets)
+    return Loaded(name, manifest_stat, roots, result, urls, old)
 
 
 class _Records:
@@ -122,19 +143,21 @@ class _Records:
     file's identity), in one pass: one stat per file, as check_tree, and
     no second walk over the records to find what it found."""
 
-    def __init__(self, assets: Assets, roots: list[str], objects: str, checked: bool) -> None:
+    def __init__(self, assets: ManifestIndex, version: Callable[[str, str, str, float], str],
+                 roots: list[str], objects: str, checked: bool) -> None:
         self.assets = assets
+        self.version = version
         self.roots = roots
         self.objects_sep = objects + os.sep
         self.checked = checked
         self.problems: list[Problem] = []
-        self.escapes = _Escapes(roots)
+        self.escapes = Escapes(roots)
 
     def make(self, files: dict[str, Any]) -> tuple[dict[str, Asset], dict[str, str]]:
         """``(records, urls)`` by logical path."""
         assets = self.assets
-        source = assets._source
-        digest_versions = type(source) is _Digest
+        source = self.version
+        digest_versions = is_digest_source(source)
         extensions = assets.extensions
         url_of = url_maker(assets, all_plain(files))
         charset = assets.charset
@@ -176,7 +199,7 @@ class _Records:
                     dev, ino = st.st_dev, st.st_ino
                 else:  # a symlink, or a problem: what manifest.check_tree says of it
                     found: dict[str, tuple[int, int]] = {}
-                    problem = _compare(abs_path, size, mtime_ns, found,
+                    problem = compare_file(abs_path, size, mtime_ns, found,
                                        self.escapes.links)
                     if problem:
                         self.problems.append(Problem(path, problem))
@@ -197,7 +220,7 @@ class _Records:
                 ctype = types[suffix] = content_type(path, charset)
             if len(rec) == 6:  # no rewritten bytes, no variants: most files
                 asset = new_asset(path, abs_path, size, mtime_ns // 1_000_000_000,
-                                  mtime_ns, rec["digest"], version, url, ctype, None, _EMPTY,
+                                  mtime_ns, rec["digest"], version, url, ctype, None, EMPTY,
                                   rec["integrity"], dev, ino)
             else:
                 asset = self._unusual(path, rec, root, abs_path, version, url, ctype,
@@ -228,7 +251,7 @@ class _Records:
             path=path, abs_path=served_path, size=size, mtime=mtime, mtime_ns=served_mtime,
             digest=rec["digest"], version=version, url=url, content_type=ctype,
             variants=self._variants(path, rec, variants, root, report)
-            if variants else _EMPTY, links=_EMPTY, integrity=rec["integrity"],
+            if variants else EMPTY, links=EMPTY, integrity=rec["integrity"],
             dev=dev, ino=ino)
 
     def _object(self, obj_path: str, size: int, path: str, what: str, report: bool
@@ -243,7 +266,7 @@ class _Records:
         except OSError:
             st = None
         if st is None or not stat.S_ISREG(st.st_mode) or st.st_size != size:
-            problem = _compare(obj_path, size, None) if report else None
+            problem = compare_file(obj_path, size, None) if report else None
             if problem:
                 self.problems.append(Problem(path, what + problem))
             if st is None:
@@ -261,7 +284,7 @@ class _Records:
                 if self.checked:
                     self.escapes.dirs.add((rec["root"], var["file"].rpartition("/")[0]))
                     found: dict[str, tuple[int, int]] = {}
-                    problem = _compare(vpath, var["size"], var["mtime_ns"], found,
+                    problem = compare_file(vpath, var["size"], var["mtime_ns"], found,
                                        self.escapes.links)
                     if problem:
                         if report:
@@ -281,7 +304,7 @@ class _Records:
         return out
 
 
-def _old_versions(assets: Assets, data: dict, current: dict, objects: str) -> list[Asset]:
+def _old_versions(assets: ManifestIndex, data: dict, current: dict, objects: str) -> list[Asset]:
     """Assets for the versions of earlier generations, served from their
     stored bytes under their own (old) URLs. Only versions that differ from
     the current one; each object is stat'ed (few: only changed files)."""
@@ -300,7 +323,7 @@ def _old_versions(assets: Assets, data: dict, current: dict, objects: str) -> li
     return out
 
 
-def stored_asset(assets: Assets, path: str, rec: dict, objects: str) -> Asset | None:
+def stored_asset(assets: ManifestIndex, path: str, rec: dict, objects: str) -> Asset | None:
     """An Asset serving the stored bytes of ``rec`` (a record of an earlier
     generation, or of stored_versions()) from the object store, or None
     (logged) when the store does not hold them."""
@@ -402,9 +425,11 @@ def describe(problems: list[Problem], manifest_path: str, roots: list[str],
 _OPTIONAL = ("include_dotfiles", "bundler_manifest")
 
 
-def _check_settings(assets: Assets, settings: dict, name: str) -> None:
-    # Rewritten files hold URLs built with these settings, and the versions
-    # were computed for them; serving with others would mix two URL schemes.
+def check_settings(assets: IndexSettings, settings: dict, name: str) -> None:
+    """Refuse (ManifestError, with the command that rebuilds it) a manifest
+    ``name`` whose recorded ``settings`` are not those of ``assets``:
+    rewritten files hold URLs built with them, and the versions were
+    computed for them; serving with others would mix two URL schemes."""
     for key, value in settings_of(assets).items():
         # A manifest from before include_dotfiles was recorded: built with
         # the default, False (its files were checked for dot names anyway).
@@ -419,3 +444,4 @@ def _check_settings(assets: Assets, settings: dict, name: str) -> None:
                 + build_command({"settings": settings_of(assets)}, name, assets.roots)
                 + "`"
             )
+

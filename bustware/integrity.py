@@ -21,12 +21,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .files import open_regular
 
 if TYPE_CHECKING:
-    from .assets import Assets
     from .records import Asset
 
 __all__ = [
@@ -40,6 +39,15 @@ __all__ = [
 ]
 
 ALGORITHM = "sha384"
+
+
+class Vouched(Protocol):
+    """What the tag helpers ask of an index (an :class:`~bustware.Assets`;
+    a :class:`~bustware.Bustware` is taken through its ``assets``)."""
+
+    def url(self, path: str) -> str: ...
+
+    def integrity(self, path: str) -> str: ...
 
 _CHUNK = 1 << 20
 
@@ -105,7 +113,7 @@ def _render(tag: str, attrs: list[tuple[str, Any]], close: bool) -> str:
 
 def _tag(tag: str, url_attr: str, fixed: list[tuple[str, Any]], assets: Any, path: str,
          attrs: dict[str, Any], close: bool) -> str:
-    index: Assets = getattr(assets, "assets", assets)  # a Bustware, or an Assets
+    index: Vouched = getattr(assets, "assets", assets)  # a Bustware, or an Assets
     url = index.url(path)  # AssetNotFound for an unknown file when strict
     try:
         integrity: str | None = index.integrity(path)
@@ -120,7 +128,7 @@ def _tag(tag: str, url_attr: str, fixed: list[tuple[str, Any]], assets: Any, pat
     return _render(tag, list(pairs.items()), close)
 
 
-def script_tag(assets: Assets | Any, path: str, **attrs: Any) -> str:
+def script_tag(assets: Vouched | Any, path: str, **attrs: Any) -> str:
     """``<script src="<versioned URL>" integrity="sha384-..." crossorigin="anonymous"></script>``.
 
     ``assets`` is an :class:`~bustware.Assets` or a :class:`~bustware.Bustware`.
@@ -138,13 +146,13 @@ def script_tag(assets: Assets | Any, path: str, **attrs: Any) -> str:
     return _tag("script", "src", [], assets, path, attrs, close=True)
 
 
-def stylesheet_tag(assets: Assets | Any, path: str, **attrs: Any) -> str:
+def stylesheet_tag(assets: Vouched | Any, path: str, **attrs: Any) -> str:
     """``<link rel="stylesheet" href="..." integrity="..." crossorigin="anonymous">``;
     see :func:`script_tag` for ``attrs``."""
     return _tag("link", "href", [("rel", "stylesheet")], assets, path, attrs, close=False)
 
 
-def modulepreload_tag(assets: Assets | Any, path: str, **attrs: Any) -> str:
+def modulepreload_tag(assets: Vouched | Any, path: str, **attrs: Any) -> str:
     """``<link rel="modulepreload" href="..." integrity="..." crossorigin="anonymous">``;
     see :func:`script_tag` for ``attrs``."""
     return _tag("link", "href", [("rel", "modulepreload")], assets, path, attrs, close=False)

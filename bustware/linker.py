@@ -14,41 +14,36 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Callable
 
-from .records import Asset, Variant, _held
+from . import references as _refs
+from .memory import MemoryPolicy
+from .records import Asset, Variant, held_bytes
+from .references import Links
+from .urls import UrlScheme
 
-if TYPE_CHECKING:
-    from .assets import Assets
-    from .references import Links
-
-__all__ = ["link"]
+__all__ = ["MissingReferenceLog", "MissingReferences", "link"]
 
 log = logging.getLogger("bustware")
 
-
-def _references():
-    """bustware.references, imported on first use: compiling its tokenizer's
-    expressions takes about 30 ms, and neither ``import bustware`` nor a
-    start from a manifest needs them."""
-    global _refs
-    if _refs is None:
-        from . import references
-
-        _refs = references
-    return _refs
+#: Told of the references of a file to files not in the index:
+#: ``(path, digest of its source bytes, its links found, target -> URL or
+#: None)``.
+MissingReferences = Callable[[str, str, Links, "dict[str, str | None]"], None]
 
 
-_refs = None
-
-
-def link(index: Assets, assets: dict[str, Asset], fresh: dict[str, Links],
-         variant_paths: dict[str, dict[str, str]]) -> None:
+def link(assets: dict[str, Asset], fresh: dict[str, Links],
+         variant_paths: dict[str, dict[str, str]], *, urls: UrlScheme,
+         version: Callable[[str, str, str, float], str], memory: MemoryPolicy,
+         missing: MissingReferences) -> None:
     """Rewrite references to the referenced files' URLs in ``assets`` (the
-    records of a scan of ``index``, replaced in place where their served
-    bytes change), so that the version of a file covers the versions of the files it references,
-    transitively: a new font gives its stylesheet new bytes, so a new
-    version, so the stylesheet that imports that one new bytes too.
+    records of a scan, replaced in place where their served bytes change;
+    ``urls`` makes URLs as their index does, ``version`` is its version
+    source, ``memory`` its memory policy, and ``missing`` is told of
+    references to files not in ``assets``), so that the version of a file
+    covers the versions of the files it references, transitively: a new
+    font gives its stylesheet new bytes, so a new version, so the
+    stylesheet that imports that one new bytes too.
 
     Files are taken one strongly connected component of the reference
     graph at a time, each after every component it references, so one
@@ -71,7 +66,6 @@ def link(index: Assets, assets: dict[str, Asset], fresh: dict[str, Links],
     whose references' URLs did not change since the last scan is kept as
     it is (autorefresh stays cheap).
     """
-    _refs = _references()
     # Each file's targets, once (Links.targets makes a new dict per call,
     # and the graph walk below asks several times per file): the found
     # references of the files read now, the recorded links of the others.
@@ -95,11 +89,11 @@ def link(index: Assets, assets: dict[str, Asset], fresh: dict[str, Links],
             for t in targets(m):
                 if t not in inside and t in assets:
                     mtime = max(mtime, assets[t].mtime)
-        urls: dict[str, str] = {}
+        cycle_urls: dict[str, str] = {}
         versions: dict[str, str | None] = {}
         if cyclic:
-            h = hashlib.sha256(f"bustware cycle\0{index.plain_url('')}\0"
-                               f"{index.style.name}\0".encode())
+            h = hashlib.sha256(f"bustware cycle\0{urls.plain_url('')}\0"
+                               f"{urls.style.name}\0".encode())
             for m in members:
                 a = assets[m]
                 h.update(f"{m}\0{a.source_digest or a.digest}\0".encode())
@@ -110,57 +104,65 @@ def link(index: Assets, assets: dict[str, Asset], fresh: dict[str, Links],
             for m in members:
                 a = assets[m]
                 versions[m] = None if a.version is None else \
-                    index._source(m, a.abs_path, cycle_digest, mtime)
-                urls[m] = index.url_for_version(m, versions[m])
+                    version(m, a.abs_path, cycle_digest, mtime)
+                cycle_urls[m] = urls.url_for_version(m, versions[m])
         for m in members:
             old = assets[m]
-            links = {t: urls[t] if t in inside else assets[t].url if t in assets else None
+            links = {t: cycle_urls[t] if t in inside else assets[t].url if t in assets else None
                      for t in targets(m)}
-            if m not in fresh and old.links == links and (not cyclic or old.url == urls[m]):
+            if m not in fresh and old.links == links and (not cyclic or old.url == cycle_urls[m]):
                 continue
             if m in fresh:
                 raw, found = old.body or b"", fresh[m]
                 source_digest = old.digest
             else:
                 raw = _refs.restore(old.served_bytes(), old.splices)
-                found = _refs.find_links(raw, m, index.prefix)
+                found = _refs.find_links(raw, m, urls.prefix)
                 source_digest = old.source_digest or old.digest
             body, splices = _refs.rewrite(raw, _refs.replacements(found, links))
-            index._warn_missing(m, source_digest, found, links)
+            missing(m, source_digest, found, links)
             digest = hashlib.sha256(body).hexdigest()
             if cyclic:
-                version = versions[m]
+                new_version = versions[m]
             else:
-                version = None if old.version is None else \
-                    index._source(m, old.abs_path, digest, mtime)
-            index.memory_used -= _held(old) + sum(map(_held, old.variants.values()))
-            held, served_path = index._hold_or_spill(body, digest)
+                new_version = None if old.version is None else \
+                    version(m, old.abs_path, digest, mtime)
+            memory.used -= held_bytes(old) + sum(map(held_bytes, old.variants.values()))
+            held, served_path = memory.hold_or_spill(body, digest)
             assets[m] = replace(
-                old, body=held, size=len(body), digest=digest, version=version,
-                url=urls[m] if cyclic else index.url_for_version(m, version), mtime=mtime,
+                old, body=held, size=len(body), digest=digest, version=new_version,
+                url=cycle_urls[m] if cyclic else urls.url_for_version(m, new_version),
+                mtime=mtime,
                 links=links, source_size=len(raw), source_digest=source_digest,
                 integrity=None, splices=splices, served_path=served_path,
-                variants=compressed(index, body, old, variant_paths.get(m, {})),
+                variants=compressed(memory, body, old, variant_paths.get(m, {})),
             )
 
 
-def warn_missing(index: Assets, path: str, source_digest: str, found: Links,
+class MissingReferenceLog:
+    """The index's :data:`MissingReferences`: logs each reference to a file
+    not in the index once per file content (not once per scan). The build,
+    which reports them in its report instead, passes one that does not
+    log."""
+
+    def __init__(self) -> None:
+        self._warned: set[tuple[str, str, int, str]] = set()
+
+    def __call__(self, path: str, source_digest: str, found: Links,
                  links: dict[str, str | None]) -> None:
-    """Log each reference to a file not in the index, once per file content
-    (not once per scan). A method of the index (``Assets._warn_missing``),
-    so that the build, which reports them otherwise, can silence it."""
-    for link in found.links:
-        if links.get(link.target) is not None:
-            continue
-        ref = link.reference
-        key = (path, source_digest, ref.line, ref.url)
-        if key not in index._ref_warned:  # once per file content, not per scan
-            index._ref_warned.add(key)
+        for link in found.links:
+            if links.get(link.target) is not None:
+                continue
+            ref = link.reference
+            key = (path, source_digest, ref.line, ref.url)
+            if key in self._warned:  # once per file content, not per scan
+                continue
+            self._warned.add(key)
             log.warning("bustware: %s line %d: %r names %r, which is not in the index; "
                         "left as written", path, ref.line, ref.url, link.target)
 
 
-def compressed(index: Assets, body: bytes, asset: Asset, paths: dict[str, str]
+def compressed(memory: MemoryPolicy, body: bytes, asset: Asset, paths: dict[str, str]
                ) -> dict[str, Variant]:
     """Precompressed files beside a file whose served bytes were
     rewritten hold the old bytes: serve these codings compressed from
@@ -180,7 +182,7 @@ def compressed(index: Assets, body: bytes, asset: Asset, paths: dict[str, str]
             continue
         if len(data) < len(body):
             digest = hashlib.sha256(data).hexdigest()
-            held, spilled = index._hold_or_spill(data, digest)
+            held, spilled = memory.hold_or_spill(data, digest)
             if spilled is None:
                 variants[encoding] = Variant(encoding, abs_path, len(data), digest, held,
                                              asset.mtime_ns)

@@ -172,7 +172,7 @@ class LiveCompressor:
         with f:
             # Bytes other than the ones the version and the ETag name must not
             # be compressed under them; the identity response says the same
-            # thing to the client (Bustware._open_file), by the same identity.
+            # thing to the client (bustware.opener), by the same identity.
             if st.st_size != asset.size or (asset.served_path is None and (
                     st.st_mtime_ns != asset.mtime_ns
                     or (asset.ino and (st.st_ino, st.st_dev) != (asset.ino, asset.dev)))):
@@ -196,5 +196,5 @@ class LiveCompressor:
         if held:
             return Variant(encoding, asset.abs_path + ENCODINGS[encoding], size, digest,
                            data, asset.mtime_ns)
-        spilled = assets._spill(data, digest)
+        spilled = assets.memory.spill(data, digest)
         return Variant(encoding, spilled, size, digest, None, os.stat(spilled).st_mtime_ns)

@@ -72,7 +72,7 @@ without a stat. The staleness check stats objects too and takes their real
 mtime, so a copy that did not keep mtimes still serves (an object is named
 by its content, so its size is all there is to check).
 
-Loading (:func:`bustware.from_manifest.load_into`) validates everything before it trusts anything:
+Loading (:func:`bustware.from_manifest.load`) validates everything before it trusts anything:
 paths are checked to stay inside the root, digests to be hex, versions to be
 URL-safe. A corrupt file, a foreign JSON file or an unknown schema version is
 a :class:`ManifestError` naming the file and saying to rebuild it. So is a
@@ -95,13 +95,12 @@ import stat
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .files import PathLike, _file_key
-from .versions import _VERSION_RE
-
-if TYPE_CHECKING:
-    from .assets import Assets
+from .advice import start_over
+from .files import PathLike, file_key
+from .styles import Style
+from .versions import VERSION_RE
 
 __all__ = [
     "MANIFEST_DIR",
@@ -188,13 +187,13 @@ def object_path(objects: str, digest: str) -> str:
 
 def read(path: PathLike) -> dict[str, Any]:
     """Load and validate the manifest at ``path``."""
-    return _read(os.fspath(path))[0]
+    return read_identified(os.fspath(path))[0]
 
 
 def reread(path: str, identity: tuple) -> dict[str, Any]:
     """The manifest at ``path`` if its file is still the one whose
-    ``identity`` (see load_into) was recorded."""
-    data, now = _read(path)
+    ``identity`` (see from_manifest.load) was recorded."""
+    data, now = read_identified(path)
     if now != identity:
         raise ManifestError(
             f"bustware: the manifest {path!r} changed since this index loaded it; "
@@ -202,11 +201,12 @@ def reread(path: str, identity: tuple) -> dict[str, Any]:
     return data
 
 
-def _read(name: str) -> tuple[dict[str, Any], tuple[int, int, int, int]]:
-    """The manifest and the identity of the file read (see files._file_key)."""
+def read_identified(name: str) -> tuple[dict[str, Any], tuple[int, int, int, int]]:
+    """The manifest at ``name``, validated, and the identity of the file
+    read (files.file_key), which tells a later reader that it changed."""
     try:
         with open(name, "rb") as f:
-            key = _file_key(os.fstat(f.fileno()))
+            key = file_key(os.fstat(f.fileno()))
             raw = f.read()
     except FileNotFoundError:
         raise ManifestError(
@@ -220,7 +220,7 @@ def _read(name: str) -> tuple[dict[str, Any], tuple[int, int, int, int]]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(
             f"bustware: the manifest {name!r} is not valid JSON ({exc}); it is damaged: "
-            f"rebuild it with `{_build_at(name)}` and the options it was built with"
+            f"{start_over(name, _build_at(name))}, adding the options it was built with"
         ) from None
     validate(data, name)
     return data, key
@@ -231,14 +231,15 @@ def validate(data: Any, name: str) -> None:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ManifestError(
             f"bustware: {name!r} is not a bustware manifest (no \"schema\": {SCHEMA!r}); "
-            "pass the file `bustware build` wrote, or rebuild it with `bustware build ROOT`"
+            f"pass the file `bustware build` wrote, or {start_over(name, _build_at(name))}"
         )
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise ManifestError(
             f"bustware: the manifest {name!r} has schema_version {version!r}, and this "
-            f"bustware reads only {SCHEMA_VERSION}; rebuild it with `{_build_at(name)}` "
-            "and the options it was built with, using the bustware version that serves it"
+            f"bustware reads only {SCHEMA_VERSION}: build it with the bustware version that "
+            f"serves it; {start_over(name, _build_at(name))}, adding the options it was built "
+            "with"
         )
     bad = _Bad(name)
     settings = data.get("settings")
@@ -267,7 +268,7 @@ def validate(data: Any, name: str) -> None:
     if not isinstance(files, dict):
         bad("files", "missing or not an object")
     roots = settings["roots"]
-    hex64, version_re, integrity_re = _HEX64.match, _VERSION_RE.match, _INTEGRITY.match
+    hex64, version_re, integrity_re = _HEX64.match, VERSION_RE.match, _INTEGRITY.match
     for path in _unusual(files, roots):
         rec = files[path]
         # The common case in one expression (a manifest holds thousands of
@@ -379,7 +380,8 @@ class _Bad:
     def __call__(self, where: str, what: str) -> None:
         raise ManifestError(
             f"bustware: the manifest {self.name!r} is damaged: {where}: {what}; "
-            f"rebuild it with `{_build_at(self.name)}` and the options it was built with"
+            f"{start_over(self.name, _build_at(self.name))}, adding the options it was "
+            "built with"
         )
 
 
@@ -418,7 +420,7 @@ def _check_current(path: str, rec: Any, roots: int, bad: _Bad) -> None:
 
 def _check_common(path: str, rec: dict, where: str, bad: _Bad) -> None:
     version = rec.get("version")
-    if not isinstance(version, str) or not _VERSION_RE.match(version):
+    if not isinstance(version, str) or not VERSION_RE.match(version):
         bad(f"{where}.version", f"{version!r} is not a version")
     digest = rec.get("digest")
     if not isinstance(digest, str) or not _HEX64.match(digest):
@@ -578,13 +580,13 @@ def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str,
     problems: list[Problem] = []
     objects_sep = objects_dir(manifest_path) + os.sep
     sep = os.sep
-    escapes = _Escapes(roots)
+    escapes = Escapes(roots)
     dirs, links = escapes.dirs, escapes.links
     # Concatenation, not os.path.join (which costs as much as the stat):
     # the paths are validated relative paths and the roots absolute.
     for path, rec in data["files"].items():
         root = roots[rec["root"]]
-        problem = _compare(root + sep + path, rec["size"], rec["mtime_ns"], identities, links)
+        problem = compare_file(root + sep + path, rec["size"], rec["mtime_ns"], identities, links)
         dirs.add((rec["root"], path.rpartition("/")[0]))
         if problem:
             problems.append(Problem(path, problem))
@@ -592,7 +594,7 @@ def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str,
         served = rec.get("served")
         if served is not None:
             obj = served["object"]
-            problem = _compare(f"{objects_sep}{obj[:2]}{sep}{obj}", served["size"], None,
+            problem = compare_file(f"{objects_sep}{obj[:2]}{sep}{obj}", served["size"], None,
                                identities, mtimes=mtimes)
             if problem:
                 problems.append(Problem(path, f"its rewritten bytes are {problem}"))
@@ -601,28 +603,33 @@ def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str,
             continue
         for encoding, var in variants.items():
             if "file" in var:
-                problem = _compare(root + sep + var["file"], var["size"], var["mtime_ns"],
+                problem = compare_file(root + sep + var["file"], var["size"], var["mtime_ns"],
                                    identities, links)
                 dirs.add((rec["root"], var["file"].rpartition("/")[0]))
             else:
                 obj = var["object"]
-                problem = _compare(f"{objects_sep}{obj[:2]}{sep}{obj}", var["size"], None,
+                problem = compare_file(f"{objects_sep}{obj[:2]}{sep}{obj}", var["size"], None,
                                    identities, mtimes=mtimes)
             if problem:
                 problems.append(Problem(path, f"its {encoding} variant is {problem}"))
     return escapes.problems(data["files"]) + problems
 
 
-def _compare(abs_path: str, size: int, mtime_ns: int | None,
+def compare_file(abs_path: str, size: int, mtime_ns: int | None,
              identities: dict[str, tuple[int, int]] | None = None,
              links: set[str] | None = None,
              mtimes: dict[str, int] | None = None) -> str | None:
+    """What is wrong with the file at ``abs_path`` as a manifest records it
+    (``size``, and ``mtime_ns`` unless None): None, or a problem for a
+    :class:`Problem`. Fills ``identities`` (path -> (st_dev, st_ino)) for a
+    file that matches, ``links`` with the files that are symlinks (for
+    :class:`Escapes`), ``mtimes`` with each file's mtime."""
     try:
         if links is None:
             st = os.stat(abs_path)
         else:
             # lstat: one call for a plain file, as stat; a symlink is noted
-            # (for _Escapes) and followed.
+            # (for Escapes) and followed.
             st = os.stat(abs_path, follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
                 links.add(abs_path)
@@ -668,19 +675,21 @@ def build_command(data: dict[str, Any], manifest_path: PathLike, roots: Sequence
     return shlex.join(args)
 
 
-class _Escapes:
+class Escapes:
     """Which files of a manifest are reached through a symlink that leads
-    out of their root: the scan (files._walk) never serves those, so a
+    out of their root: the scan (files.walk) never serves those, so a
     manifest must not either. check_tree notes each file's directory and
     the files that are links (the per-file cost stays one stat call); each
     directory is resolved once, and the files are looked at again only
-    when a directory or a file leads out."""
+    when a directory or a file leads out. Fill ``dirs`` with ``(root
+    index, directory)`` and ``links`` (through compare_file) with the files
+    that are symlinks, then ask :meth:`problems`."""
 
     def __init__(self, roots: list[str]) -> None:
         self.roots = roots
         self.real_roots = [os.path.realpath(r) for r in roots]
         self.dirs: set[tuple[int, str]] = set()  # (root, directory of a file)
-        self.links: set[str] = set()  # files that are symlinks, filled by _compare
+        self.links: set[str] = set()  # files that are symlinks, filled by compare_file
 
     def _outside(self, root: int, abs_path: str) -> str | None:
         """Where ``abs_path`` really is, if that is outside the root."""
@@ -744,12 +753,27 @@ class _Escapes:
         return found
 
 
-def settings_of(assets: Assets) -> dict[str, Any]:
+class IndexSettings(Protocol):
+    """The options of an index (an :class:`~bustware.assets.Assets`) that
+    its URLs, and so a manifest, depend on."""
+
+    prefix: str
+    style: Style
+    base_url: str
+    rewrite_references: bool
+    include_dotfiles: bool
+    roots: list[str]
+
+    @property
+    def bundler_manifests(self) -> tuple[str, ...]: ...
+
+
+def settings_of(assets: IndexSettings) -> dict[str, Any]:
     """The options of an index that its URLs, and so a manifest, depend on."""
     return {"prefix": assets.prefix, "style": assets.style.name,
             "query_param": getattr(assets.style, "param", "v"),
             "base_url": assets.base_url,
             "rewrite_references": assets.rewrite_references,
             "include_dotfiles": assets.include_dotfiles,
-            "bundler_manifest": bool(assets._bundlers),
+            "bundler_manifest": bool(assets.bundler_manifests),
             "roots": len(assets.roots)}

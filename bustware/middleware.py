@@ -2,10 +2,10 @@
 file with the cache policy that URL earns.
 
 What to answer is decided by the protocol-neutral core (bustware.decide),
-which :class:`Bustware` is; this module answers the common request itself,
-from header lists built once per file (a dictionary lookup, a method check,
-a look for conditional headers and a list copy), and translates the
-core's other decisions to WSGI.
+which :class:`Bustware` is: ``__call__`` asks :meth:`Core.decide` with the
+environ as it is and sends what it says. The replies of the common requests
+are made once per file, so a static hit costs a dictionary lookup, a method
+check, a look for conditional headers and a copy of a header list.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from typing import Callable
 
 from . import respond
 from .decide import Core, reload_changed
-from .respond import _BLOCK, FileReply, Opened, Reply
-from .routes import OUTDATED, QUERY
+from .respond import BLOCK_SIZE, PASS, FileReply, Opened, Reply
 
-__all__ = ["Bustware", "reload_changed"]
+__all__ = ["Bustware", "not_found", "reload_changed"]
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
@@ -37,7 +36,9 @@ def _status(environ: dict, start_response: Callable, status: str,
     return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
 
-def _not_found(environ: dict, start_response: Callable) -> Iterable[bytes]:
+def not_found(environ: dict, start_response: Callable) -> Iterable[bytes]:
+    """A WSGI application answering 404 to everything (no-store): what
+    :class:`Bustware` hands requests to when it wraps no app."""
     return _status(environ, start_response, "404 Not Found")
 
 
@@ -52,75 +53,32 @@ class Bustware(Core):
 
     _APP = "a WSGI application"
     #: With no app (``bustware serve``), everything else is a 404.
-    _NO_APP = staticmethod(_not_found)
+    _NO_APP = staticmethod(not_found)
     app: WSGIApp
 
-    # -- the hot path -------------------------------------------------------
+    # -- the request path ---------------------------------------------------
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if self._autorefresh:
-            self._sync()
-        path_info = environ.get("PATH_INFO", "")
-        route = self._routes.get(path_info)
-        if route is None:
-            if path_info.startswith(self.prefix):
-                return self._wsgi(environ, start_response, self._unrouted(
-                    environ, environ["REQUEST_METHOD"], environ.get("QUERY_STRING", ""),
-                    path_info))
+        d = self.decide(environ.get("PATH_INFO", ""), environ)
+        if d is PASS:
             if environ.get("SCRIPT_NAME"):
                 return self._mounted(environ, start_response)
             return self.app(environ, start_response)
-        entry, kind = route
-        if kind == QUERY:
-            kind = self._query_kind(entry, environ.get("QUERY_STRING", ""))
-        method = environ["REQUEST_METHOD"]
-        if kind == OUTDATED or self._rewrite or (method != "GET" and method != "HEAD"):
-            return self._wsgi(environ, start_response,
-                              self._serve(environ, method, environ.get("QUERY_STRING", ""),
-                                          entry, kind))
-        rep = entry.identity
-        if rep is None:  # the file's first request
-            rep = entry.build()
-        if entry.offers is not None:
-            rep = entry.reps[self._negotiator.choose(
-                environ.get("HTTP_ACCEPT_ENCODING"), entry.offers)]
-        # Conditional and Range requests take the long way. A chain of `in`
-        # tests, not a loop over the names: this runs on every request.
-        if ("HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MODIFIED_SINCE" in environ
-                or "HTTP_RANGE" in environ or "HTTP_IF_MATCH" in environ
-                or "HTTP_IF_UNMODIFIED_SINCE" in environ):
-            if (environ.get("HTTP_IF_NONE_MATCH") == rep.quoted_etag
-                    and "HTTP_IF_MATCH" not in environ
-                    and "HTTP_IF_UNMODIFIED_SINCE" not in environ):
-                # The browser's revalidation, answered here as
-                # respond.conditional would: going through a Reply record
-                # costs a 304 half as much again (0.73 -> 1.08 us).
-                start_response("304 Not Modified", rep.headers_304[kind][:])
-                return []
-            return self._wsgi(environ, start_response,
-                              respond.conditional(environ, method, rep, kind))
-        if method == "HEAD":
-            start_response("200 OK", rep.headers[kind][:])
-            return []
-        if rep.body is None:
-            return self._wsgi(environ, start_response,
-                              FileReply("200 OK", rep.headers[kind], rep, [(0, rep.size)],
-                                        kind))
-        # A copy: servers and outer middleware may append to the list.
-        start_response("200 OK", rep.headers[kind][:])
-        return [rep.body]
-
-    def _wsgi(self, environ: dict, start_response: Callable, d: respond.Decision):
-        """A decision, as WSGI."""
         if type(d) is Reply:
-            start_response(d.status, d.headers)
+            # A copy: the reply may be shared, and servers and outer
+            # middleware may append to the list.
+            start_response(d.status, d.headers[:])
             return [d.body] if d.body else []
         if type(d) is FileReply:
-            opened = self._open_file(d)
+            opened = self.opener.open(d)
             if type(opened) is Reply:
-                start_response(opened.status, opened.headers)
+                start_response(opened.status, opened.headers[:])
                 return [opened.body] if opened.body else []
             return self._stream(environ, start_response, opened)
+        return self._to_app(environ, start_response, d)  # type: ignore[arg-type]
+
+    def _to_app(self, environ: dict, start_response: Callable, d: respond.ToApp):
+        """Hand the request to the wrapped app, as ``d`` says."""
         mount = environ.pop(_MOUNT, None)
         if mount is not None:  # back to the mounted app's own view of the path
             environ["SCRIPT_NAME"] = mount
@@ -150,9 +108,9 @@ class Bustware(Core):
         ``url_for`` gives, mount added) keeps matching ``PATH_INFO``."""
         mount = environ["SCRIPT_NAME"]
         path = mount + environ.get("PATH_INFO", "")
-        if path not in self._routes and not path.startswith(self.prefix):
+        if self.decide(path, None) is PASS:  # not ours either
             return self.app(environ, start_response)
-        # Decided on the whole path; _wsgi gives a wrapped app its own
+        # Decided on the whole path; _to_app gives a wrapped app its own
         # SCRIPT_NAME and PATH_INFO back.
         return self(dict(environ, SCRIPT_NAME="", PATH_INFO=path, **{_MOUNT: mount}),
                     start_response)
@@ -167,7 +125,7 @@ class Bustware(Core):
                 # server's wrapper: wrappers send until EOF (gunicorn's uses
                 # sendfile with the offset we seek to).
                 f.seek(o.pieces[0][0])
-                return wrapper(f, _BLOCK)
+                return wrapper(f, BLOCK_SIZE)
             return _FileSlices(f, o.pieces)
         except BaseException:
             f.close()
@@ -192,7 +150,7 @@ class _FileSlices:
             f.seek(start)
             remaining = stop - start
             while remaining > 0:
-                chunk = f.read(min(_BLOCK, remaining))
+                chunk = f.read(min(BLOCK_SIZE, remaining))
                 if not chunk:
                     return  # truncated under us; the server sees a short body
                 remaining -= len(chunk)

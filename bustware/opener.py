@@ -15,17 +15,32 @@ from .respond import FileReply, Opened, Reply
 
 if TYPE_CHECKING:
     from .assets import Assets
-    from .decide import Core
-    from .entries import _Rep
+    from .entries import Rep
+
+__all__ = ["Opener"]
 
 log = logging.getLogger("bustware")
 
 _STALE_HEADERS = frozenset({"ETag", "Last-Modified", "Cache-Control", "Content-Length"})
 
 
-def open_file(core: Core, plan: FileReply) -> Opened | Reply:
-    """Open the file a decision streams (blocking: the ASGI middleware
-    calls this in a thread). ``Core._open_file`` is this function.
+class Opener:
+    """Opens the files the decisions of a middleware stream, for the index
+    ``assets``; with ``outdated="404"``, a file changed since it was indexed
+    and not in the object store is a 404 rather than served uncached."""
+
+    def __init__(self, assets: Assets, outdated: str) -> None:
+        self.assets = assets
+        self.outdated = outdated
+
+    def open(self, plan: FileReply) -> Opened | Reply:
+        """Open the file ``plan`` streams (blocking: the ASGI middleware
+        calls this in a thread); see :func:`open_file`."""
+        return open_file(self.assets, self.outdated, plan)
+
+
+def open_file(assets: Assets, outdated: str, plan: FileReply) -> Opened | Reply:
+    """Open the file a decision streams.
 
     The file opened must be the one indexed (device, inode, size, mtime)
     before any header goes out: a release switched under a running
@@ -41,23 +56,24 @@ def open_file(core: Core, plan: FileReply) -> Opened | Reply:
     if f is not None and (st.st_ino != rep.ino or st.st_dev != rep.dev
                           or st.st_size != rep.size or st.st_mtime_ns != rep.mtime_ns):
         if (rep.ino == 0 and st.st_size == rep.size and st.st_mtime_ns == rep.mtime_ns
-                and _inside_roots(core.assets, rep.abs_path, f.fileno(), store=True)):
+                and _inside_roots(assets, rep.abs_path, f.fileno(), store=True)):
             # Identity not recorded at load (manifest_check="off"): the
             # first file opened that matches the manifest is the one.
             rep.dev, rep.ino = st.st_dev, st.st_ino
         else:
-            return _open_changed(core, plan, f, st)
+            return _open_changed(assets, outdated, plan, f, st)
     elif f is None:
-        return _open_changed(core, plan, None, None)
+        return _open_changed(assets, outdated, plan, None, None)
     return Opened(plan.status, plan.headers, f, st, plan.pieces, rep.abs_path)
 
-def _open_changed(core: Core, plan: FileReply, f, st) -> Opened | Reply:
+def _open_changed(assets: Assets, outdated: str, plan: FileReply, f, st
+                  ) -> Opened | Reply:
     """The file at ``rep.abs_path`` is not (or no longer) the one
     indexed. The indexed bytes from the object store, with the headers
     that name them; else the file as it is now, with ``no-store``, where
     ``outdated="serve"`` allows it and it lies inside the root; else 404."""
     rep = plan.rep
-    stored = _from_store(core.assets, rep)
+    stored = _from_store(assets, rep)
     if stored is not None:
         if f is not None:
             f.close()
@@ -65,7 +81,7 @@ def _open_changed(core: Core, plan: FileReply, f, st) -> Opened | Reply:
     if f is None:
         return respond.status_reply("GET", "404 Not Found")
     try:
-        if core.outdated == "404" or not _inside_roots(core.assets, rep.abs_path, f.fileno()):
+        if outdated == "404" or not _inside_roots(assets, rep.abs_path, f.fileno()):
             # Swapped for a symlink that leaves the root since it was
             # indexed: the index would never have taken it.
             f.close()
@@ -81,7 +97,7 @@ def _open_changed(core: Core, plan: FileReply, f, st) -> Opened | Reply:
     headers += [("Content-Length", str(st.st_size)), ("Cache-Control", "no-store")]
     return Opened("200 OK", headers, f, st, [(0, st.st_size)], rep.abs_path)
 
-def _from_store(assets: Assets, rep: _Rep):
+def _from_store(assets: Assets, rep: Rep):
     """The bytes ``rep`` names, opened from the object store (named by
     their digest, so any file there of the right size is them), or None."""
     if assets.manifest_path is None:
@@ -114,6 +130,6 @@ def _inside_roots(assets: Assets, abs_path: str, fd: int, store: bool = False) -
             from .manifest import objects_dir
 
             places.append(os.path.realpath(objects_dir(assets.manifest_path)))
-        if assets._spill_dir is not None:
-            places.append(os.path.realpath(assets._spill_dir))
+        if assets.spill_dir is not None:
+            places.append(os.path.realpath(assets.spill_dir))
     return any(os.path.commonpath([real, place]) == place for place in places)

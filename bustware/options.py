@@ -6,8 +6,11 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
+from .advice import missing_root
 
-def _check_roots(root) -> list[str]:
+
+def check_roots(root) -> list[str]:
+    """The roots of an index or a build as a list of paths, or a clear error."""
     if isinstance(root, (str, os.PathLike)):
         roots = [root]
     elif isinstance(root, (list, tuple)):
@@ -25,10 +28,7 @@ def _check_roots(root) -> list[str]:
             raise TypeError(f"bustware: root {r!r} is not a path; pass a directory name")
         path = os.path.abspath(os.fspath(r))
         if not os.path.exists(path):
-            raise ValueError(
-                f"bustware: root {os.fspath(r)!r} does not exist; "
-                "pass the directory that holds your static files"
-            )
+            raise ValueError(missing_root(os.fspath(r)))
         if not os.path.isdir(path):
             raise ValueError(
                 f"bustware: root {os.fspath(r)!r} is not a directory; "
@@ -38,7 +38,7 @@ def _check_roots(root) -> list[str]:
     return checked
 
 
-def _check_base_url(base_url: object) -> str:
+def check_base_url(base_url: object) -> str:
     """``""`` for none; else ``scheme://host[:port]`` without a trailing slash."""
     if base_url is None or base_url == "":
         return ""
@@ -70,7 +70,7 @@ def _check_base_url(base_url: object) -> str:
     return trimmed
 
 
-def _check_prefix(prefix: object) -> str:
+def check_prefix(prefix: object) -> str:
     if not isinstance(prefix, str) or not prefix.startswith("/") or not prefix.endswith("/"):
         raise ValueError(
             f"bustware: prefix={prefix!r} must start and end with '/', e.g. '/static/'"
@@ -88,7 +88,7 @@ def _check_prefix(prefix: object) -> str:
     return prefix
 
 
-def _check_extensions(extensions) -> tuple[str, ...] | None:
+def check_extensions(extensions) -> tuple[str, ...] | None:
     if extensions is None:
         return None
     if isinstance(extensions, str):
@@ -105,7 +105,7 @@ def _check_extensions(extensions) -> tuple[str, ...] | None:
     return exts
 
 
-def _check_charset(charset: object) -> str | None:
+def check_charset(charset: object) -> str | None:
     if charset is not None and (not isinstance(charset, str) or not all(
             c.isascii() and (c.isalnum() or c in "-_.:+") for c in charset)):
         # it goes into every text file's Content-Type header
@@ -114,7 +114,7 @@ def _check_charset(charset: object) -> str | None:
     return charset
 
 
-def _check_memory(memory_threshold: object, memory_budget: object) -> None:
+def check_memory(memory_threshold: object, memory_budget: object) -> None:
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
                for n in (memory_threshold, memory_budget)):
         raise ValueError(
@@ -123,14 +123,14 @@ def _check_memory(memory_threshold: object, memory_budget: object) -> None:
         )
 
 
-def _check_refresh_interval(refresh_interval: object) -> None:
+def check_refresh_interval(refresh_interval: object) -> None:
     if not isinstance(refresh_interval, (int, float)) or refresh_interval < 0:
         raise ValueError(
             f"bustware: refresh_interval={refresh_interval!r} must be seconds >= 0"
         )
 
 
-def _check_digest_cache(digest_cache: object, autorefresh: bool) -> object:
+def check_digest_cache(digest_cache: object, autorefresh: bool) -> object:
     """None (the default) means: on with autorefresh=True, in development
     only."""
     if digest_cache is None:
@@ -142,7 +142,7 @@ def _check_digest_cache(digest_cache: object, autorefresh: bool) -> object:
     return digest_cache
 
 
-def _check_scan_threads(scan_threads: object) -> int:
+def check_scan_threads(scan_threads: object) -> int:
     if scan_threads is None:
         try:
             cpus = len(os.sched_getaffinity(0))  # the CPUs this process may run on

@@ -42,6 +42,7 @@ from zope.interface import implementer
 
 from .assets import Assets
 from .files import PathLike
+from .keywords import did_you_mean
 from .middleware import Bustware
 
 __all__ = ["BustwareCacheBuster", "add_bustware_static_view", "includeme", "tween_factory"]
@@ -71,7 +72,8 @@ class BustwareCacheBuster:
                  **options: Any) -> None:
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
-            raise TypeError(f"bustware: unknown option {', '.join(unknown)}; the options are "
+            raise TypeError(f"bustware: unknown option {', '.join(unknown)}"
+                            f"{did_you_mean(unknown, OPTIONS)}; the options are "
                             f"{', '.join(OPTIONS)}")
         assets_options = {k: v for k, v in options.items() if k in _ASSETS_PARAMS}
         options.setdefault("missing", "app")  # the static view answers what we do not know
@@ -197,7 +199,8 @@ def _from_settings(settings: dict) -> dict[str, Any]:
         name = key[len("bustware."):]
         if name not in params:
             raise ConfigurationError(
-                f"bustware: unknown setting {key!r}; the settings are "
+                f"bustware: unknown setting {key!r}"
+                f"{did_you_mean([key], ['bustware.' + o for o in OPTIONS])}; the settings are "
                 f"{', '.join('bustware.' + o for o in OPTIONS)}"
             )
         if isinstance(value, str):

@@ -92,7 +92,7 @@ class Asset:
     splices: tuple = field(default=(), repr=False)
     #: Where the served bytes are when they are neither held in ``body`` nor
     #: the file at ``abs_path``: a rewritten stylesheet too large for the
-    #: memory budget is written to a private file (Assets._spill).
+    #: memory budget is written to a private file (memory.MemoryPolicy.spill).
     served_path: str | None = None
     # Identity (st_dev, st_ino) of the file at abs_path when indexed: a file
     # opened to be streamed must be this one (bustware.opener.open_file).
@@ -116,7 +116,9 @@ class Asset:
 #: The empty ``variants`` and ``links`` of a record: one shared read-only
 #: mapping instead of two empty dicts per file (128 bytes of a record of
 #: about 900). Records are replaced (dataclasses.replace), never changed.
-_EMPTY: Mapping = MappingProxyType({})
+#: The one empty, read-only mapping every record without variants or links
+#: shares (one object, not one dict per file).
+EMPTY: Mapping = MappingProxyType({})
 
 _new = object.__new__
 
@@ -142,7 +144,7 @@ def new_asset(path: str, abs_path: str, size: int, mtime: int, mtime_ns: int, di
     a.content_type = content_type
     a.body = body
     a.variants = variants
-    a.links = _EMPTY
+    a.links = EMPTY
     a.source_size = None
     a.source_digest = None
     a.integrity = integrity
@@ -153,11 +155,15 @@ def new_asset(path: str, abs_path: str, size: int, mtime: int, mtime_ns: int, di
     return a
 
 
-def _held(item: Asset | Variant) -> int:
+def held_bytes(item: Asset | Variant) -> int:
+    """The bytes ``item`` holds in memory: what it counts against an index's
+    memory budget."""
     return len(item.body) if item.body is not None else 0
 
 
-def _unchanged(asset: Asset, st: os.stat_result) -> bool:
+def unchanged(asset: Asset, st: os.stat_result) -> bool:
+    """Whether the file whose ``stat`` is ``st`` is still the one ``asset``
+    was recorded from, so that a rescan may keep the record."""
     size = asset.source_size if asset.source_size is not None else asset.size
     # The identity too: a file replaced by another with equal size and
     # mtime (cp -p, a reproducible build) has other bytes.

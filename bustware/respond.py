@@ -16,31 +16,39 @@ from typing import Any, Union
 
 from . import http
 
-__all__ = ["FileReply", "Opened", "Reply", "ToApp", "conditional", "status_reply"]
+__all__ = ["BLOCK_SIZE", "NEEDS_REQUEST", "NEEDS_THREAD", "PASS", "TO_APP", "Again",
+           "Decision", "FileReply", "Opened", "Reply", "ToApp", "conditional", "status_reply"]
 
 Headers = list[tuple[str, str]]
 #: Read size for files sent without the server's file wrapper: 256 KiB reads
 #: cost a fifth less than 64 KiB ones for a 1 MiB file (benchmarks/README.md).
-_BLOCK = 256 * 1024
+BLOCK_SIZE = 256 * 1024
 #: Byte strings sent as they are and ``(start, stop)`` slices of the file.
 Pieces = list[Union[bytes, tuple[int, int]]]
 
 
 class Reply:
-    """A complete response: status line, header list, body bytes."""
+    """A complete response: status line, header list, body bytes.
 
-    __slots__ = ("body", "headers", "status")
+    The replies of a file's common requests are made once and shared by
+    every request (bustware.entries): whoever sends one sends a copy of
+    ``headers``, as servers and outer middleware may append to the list."""
+
+    __slots__ = ("body", "encoded", "headers", "status")
 
     def __init__(self, status: str, headers: Headers, body: bytes) -> None:
         self.status = status
         self.headers = headers
         self.body = body
+        #: The status code and ``headers`` as ASGI byte pairs, made by
+        #: bustware.asgi on first use.
+        self.encoded: tuple[int, list[tuple[bytes, bytes]]] | None = None
 
 
 class FileReply:
     """A response whose body is pieces of a file not held in memory. The
     file is opened and checked against the index by bustware.opener
-    (``Core._open_file``), off the event loop under ASGI; what comes of
+    (``Opener.open``), off the event loop under ASGI; what comes of
     it is an :class:`Opened` or, when the file changed, another decision."""
 
     __slots__ = ("headers", "kind", "pieces", "rep", "status")
@@ -92,9 +100,31 @@ class ToApp:
         self.cache_control = cache_control
 
 
-Decision = Union[Reply, FileReply, ToApp]
+class Again:
+    """Not a decision yet: ask again as ``reason`` says. Only an adapter
+    that asks with ``request=None`` or ``block=False`` gets one
+    (bustware.decide.Core.decide)."""
 
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+Decision = Union[Reply, FileReply, ToApp, Again]
+
+#: A request the core has nothing to do with (outside the prefix, no route):
+#: the application's, untouched. A WSGI adapter mounted under SCRIPT_NAME
+#: tries the whole path first (bustware.middleware).
+PASS = ToApp()
+#: A request under the prefix handed to the application (missing="app",
+#: rewrite mode).
 TO_APP = ToApp()
+#: Ask again with the request's method, query string and headers.
+NEEDS_REQUEST = Again("request")
+#: Ask again with block=True, off the event loop: answering reads the disk
+#: (a rescan, a file's first request, a lookup, a newer manifest).
+NEEDS_THREAD = Again("thread")
 
 _NEGOTIATED = ("Vary", "Access-Control-Allow-Origin")
 

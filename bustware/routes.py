@@ -10,13 +10,12 @@ in one dictionary.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Callable, Protocol
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from .entries import _Entry
-
-if TYPE_CHECKING:
-    from .decide import Core
+from .entries import Entry
+from .records import Asset
 
 log = logging.getLogger("bustware")
 
@@ -27,30 +26,47 @@ log = logging.getLogger("bustware")
 # in the query style, whose query string says which of the others.
 CURRENT, PLAIN, OUTDATED, QUERY = 0, 1, 2, 3
 
-Routes = dict[str, tuple[_Entry, int]]
+__all__ = ["CURRENT", "OUTDATED", "PLAIN", "QUERY", "Index", "Routes", "build_routes",
+           "wsgi_path"]
+
+Routes = dict[str, tuple[Entry, int]]
 
 
-def build_routes(core: Core) -> tuple[dict[tuple[str, str | None], _Entry],
-                                      dict[str, _Entry], Routes]:
+class Index(Protocol):
+    """What the route table reads of the index (bustware.assets.Assets)."""
+
+    @property
+    def old_versions(self) -> Iterable[Asset]: ...
+
+    def __iter__(self) -> Iterator[Asset]: ...
+
+    def plain_url(self, path: str) -> str: ...
+
+
+def build_routes(assets: Index, previous: Mapping[str, Entry],
+                 make_entry: Callable[[Asset], Entry], *, query_style: bool,
+                 old_versions: bool) -> tuple[dict[tuple[str, str | None], Entry],
+                                              dict[str, Entry], Routes]:
     """The entries of the versions of earlier generations by (path,
     version), the entries of the current files by path, and the URL ->
-    (entry, kind) table, for the index of ``core``. An entry whose record
-    did not change is kept, with the header lists it built."""
-    assets = core.assets
-    query_style = core._query
+    (entry, kind) table, for the files of ``assets``. An entry of
+    ``previous`` (the current entries by path) whose record did not change
+    is kept, with the header lists it built; ``make_entry`` makes the others.
+    ``query_style``: the index puts versions in the query string;
+    ``old_versions``: route the versions of earlier generations too."""
     routes: Routes = {}
-    entries: dict[str, _Entry] = {}
+    entries: dict[str, Entry] = {}
     for asset in assets:
-        entry = core._entries.get(asset.path)
+        entry = previous.get(asset.path)
         if entry is None or entry.asset is not asset:
-            entry = core._entry(asset)
+            entry = make_entry(asset)
         entries[asset.path] = entry
         # A URL with no query in the query style: a file a bundler named
         # with its hash, current at its own name.
         if asset.version is not None and (not query_style or "?" not in asset.url):
-            routes[_wsgi_path(asset.url)] = (entry, CURRENT)
+            routes[wsgi_path(asset.url)] = (entry, CURRENT)
     for path, entry in entries.items():
-        plain = _wsgi_path(assets.plain_url(path))
+        plain = wsgi_path(assets.plain_url(path))
         kind = QUERY if query_style and entry.asset.version is not None else PLAIN
         shadowed = routes.get(plain)
         if shadowed is not None:
@@ -65,16 +81,16 @@ def build_routes(core: Core) -> tuple[dict[tuple[str, str | None], _Entry],
     # URL names those bytes, the immutable policy too. Never over a
     # route of the current files. Not in rewrite mode: the app's static
     # view only has the current bytes.
-    old_entries: dict[tuple[str, str | None], _Entry] = {}
-    for asset in () if core._rewrite else assets.old_versions:
-        entry = core._entry(asset)
+    old_entries: dict[tuple[str, str | None], Entry] = {}
+    for asset in assets.old_versions if old_versions else ():
+        entry = make_entry(asset)
         old_entries[(asset.path, asset.version)] = entry
         if not query_style:
-            routes.setdefault(_wsgi_path(asset.url), (entry, CURRENT))
+            routes.setdefault(wsgi_path(asset.url), (entry, CURRENT))
     return old_entries, entries, routes
 
 
-def _wsgi_path(url: str) -> str:
+def wsgi_path(url: str) -> str:
     """The PATH_INFO a WSGI server hands us for ``url``: percent-decoded
     bytes, as latin-1 (PEP 3333). With a base_url (a CDN), the URL starts
     with a scheme and host that routing ignores."""

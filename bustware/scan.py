@@ -14,82 +14,135 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from .contenttypes import content_type
-from .files import NotRegularFile, _walk, open_fd, read_to_end, read_whole
-from .linker import _references, link
-from .records import _EMPTY, Asset, Variant, _held, _unchanged, new_asset
-from .urls import all_plain, url_maker
-from .versions import DIGEST_LENGTH, _Digest
+from .files import NotRegularFile, open_fd, read_to_end, read_whole, walk
+from .memory import MemoryPolicy
+from .records import EMPTY, Asset, Variant, held_bytes, new_asset, unchanged
+from .scanhelpers import CHUNK, HELPED, Helpers, digest_bytes, digest_stream
+from .urls import UrlScheme, all_plain, url_maker
+from .versions import DIGEST_LENGTH, is_digest_source
 
 if TYPE_CHECKING:
-    from .assets import Assets
     from .digestcache import DigestCache
     from .references import Links
 
-__all__ = ["Scan", "read_file"]
+__all__ = ["FileReader", "Linker", "Scan", "ScanSettings", "read_file"]
 
 log = logging.getLogger("bustware")
 
-_CHUNK = 1 << 20
 #: Scripts up to this size are read whole when they may name a source map
 #: (one open); larger ones are streamed, keeping their last _TAIL bytes.
 _WHOLE_SCRIPT = 8 << 20
 _TAIL = 65536
 
 
-class Scan:
-    """One scan of the roots of ``index`` (an :class:`~bustware.assets.Assets`,
-    whose options say what to record and whose memory policy what to hold).
+class FileReader(Protocol):
+    """Reads and digests one file for a scan: ``(bytes held or None, hex
+    SHA-256, fstat)``, holding the bytes only where ``memory`` allows (and
+    counting them on it). :func:`read_file` reads from disk; the build
+    gives the bytes of its own parallel pass."""
 
-    ``cache``, a DigestCache, gives the digests of files unchanged since an
-    earlier start, which are then not read. :meth:`run` returns the records;
+    def __call__(self, abs_path: str, memory: MemoryPolicy
+                 ) -> tuple[bytes | None, str, os.stat_result]: ...
+
+
+#: Rewrites the references between the records of a scan (bustware.linker,
+#: as the index calls it): ``(records, fresh links, variant paths)``,
+#: replacing in place the records whose served bytes change.
+Linker = Callable[[dict[str, Asset], "dict[str, Links]", dict[str, dict[str, str]]], None]
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """The options of an index that say what a scan records."""
+
+    #: The roots, symlinks resolved: files are opened under these.
+    roots: list[str]
+    include_dotfiles: bool
+    #: Suffixes that get a version (None: all).
+    extensions: tuple[str, ...] | None
+    charset: str | None
+    #: The URL prefix references are resolved under.
+    prefix: str
+    #: The version source (bustware.versions.make_version_source).
+    version: Callable[[str, str, str, float], str]
+    #: Threads that read and digest files (1: this one only).
+    threads: int = 1
+
+
+class Scan:
+    """One scan of ``settings.roots``, counting the bytes it holds on
+    ``memory``.
+
+    ``previous``: the records of the last scan, kept for files that did not
+    change. ``urls``: how the index makes URLs. ``types``: the index's
+    content types by suffix, filled as new suffixes are met. ``cache``, a
+    DigestCache, gives the digests of files unchanged since an earlier
+    start, which are then not read. ``read``: how files are read (default
+    :func:`read_file`). ``link``: with references to rewrite, what rewrites
+    them once every file has its record. :meth:`run` returns the records;
     the index installs them."""
 
-    def __init__(self, index: Assets, cache: DigestCache | None = None) -> None:
-        self.index = index
+    def __init__(self, settings: ScanSettings, memory: MemoryPolicy, *,
+                 previous: dict[str, Asset], urls: UrlScheme, types: dict[str, str],
+                 cache: DigestCache | None = None, read: FileReader | None = None,
+                 link: Linker | None = None) -> None:
+        self.settings = settings
+        self.memory = memory
+        self.previous = previous
+        self.urls = urls
+        self.types = types
         self.cache = cache
+        self.link = link
+        self._read: FileReader = read if read is not None else read_file
+        # read_file itself (not one a test put in its place): its reads may
+        # be shared with helper threads, and read_source may read for it.
+        self._reads_from_disk = self._read is _read_file
         #: References found in the files this scan read: path -> Links,
         #: filled by index_file, used by the linker.
         self.fresh: dict[str, Links] = {}
         # What index_file asks of the index for every file, looked up once.
-        self._kind_of = _references().kind_of if index.rewrite_references else None
-        self._url = url_maker(index)
-        self._digest_versions = type(index._source) is _Digest
-        #: With more than one thread (the index's scan_threads), the other
-        #: threads digest for this one (_Helpers), started on first use.
-        threads = getattr(index, "scan_threads", 1)
-        self._helpers: _Helpers | None = None
-        self._helper_threads = threads - 1 if type(index)._read is read_file else 0
+        self._kind_of = None
+        if link is not None:  # the reference finders, loaded when first needed
+            from . import references
+
+            self._refs = references
+            self._kind_of = references.kind_of
+        self._url = url_maker(urls)
+        self._digest_versions = is_digest_source(settings.version)
+        #: With more than one thread, the other threads digest for this one
+        #: (Helpers), started on first use.
+        self._helpers: Helpers | None = None
+        self._helper_threads = settings.threads - 1 if self._reads_from_disk else 0
         #: Files whose digest a helper computes: (path, abs_path, st, body,
         #: job), made into records once the helpers are done (_finish).
         self._later: list[tuple[str, str, os.stat_result, bytes | None, int]] = []
 
     def run(self) -> dict[str, Asset]:
         """The records of every file under the roots, by logical path,
-        reusing those of ``index`` for files that did not change. Counts
-        ``index.memory_used`` anew."""
-        index, cache = self.index, self.cache
-        previous = index._assets
+        reusing those of ``previous`` for files that did not change. Counts
+        ``memory.used`` anew."""
+        settings, cache, memory = self.settings, self.cache, self.memory
+        previous = self.previous
         # First decide what can be kept as it is, so that the memory budget
         # counts the bytes that stay held before new files claim any.
         found: list[tuple[str, str, os.stat_result, dict, Asset | None]] = []
         seen: set[str] = set()
-        index.memory_used = 0
+        memory.used = 0
         # A file's stat is needed only to compare it with what is known of
         # it; a first scan without a cache takes it from the read (fstat).
         stat_files = bool(previous) or cache is not None
-        for root in index.real_roots:
-            for path, abs_path, st, variant_paths in _walk(root, index.include_dotfiles,
-                                                           stat_files):
+        for root in settings.roots:
+            for path, abs_path, st, variant_paths in walk(root, settings.include_dotfiles,
+                                                          stat_files):
                 if path in seen:
                     continue  # an earlier root wins
                 seen.add(path)
                 old = previous.get(path)
-                if old is not None and (old.abs_path != abs_path or not _unchanged(old, st)):
+                if old is not None and (old.abs_path != abs_path or not unchanged(old, st)):
                     old = None
                 if old is not None:
                     if cache is not None:
@@ -97,9 +150,9 @@ class Scan:
                     # Counted whole, variants included; if a variant turns
                     # out changed, the count is high until the next scan,
                     # never low.
-                    index.memory_used += _held(old) + sum(map(_held, old.variants.values()))
+                    memory.used += held_bytes(old) + sum(map(held_bytes, old.variants.values()))
                 found.append((path, abs_path, st, variant_paths, old))
-        self._url = url_maker(index, all_plain([f[0] for f in found]))
+        self._url = url_maker(self.urls, all_plain([f[0] for f in found]))
         assets: dict[str, Asset] = {}
         try:
             for path, abs_path, st, _variant_paths, old in found:
@@ -120,13 +173,9 @@ class Scan:
             if self._helpers is not None:
                 self._helpers.close()
                 self._helpers = None
-        if index.rewrite_references:
-            if index._bundlers:  # references to their hashed files: the bundler's URLs
-                from . import bundlers
-
-                bundlers.prepare(index, assets)
+        if self.link is not None:
             fresh, self.fresh = self.fresh, {}
-            link(index, assets, fresh, {path: v for path, _a, _s, v, _o in found})
+            self.link(assets, fresh, {path: v for path, _a, _s, v, _o in found})
         for path, _abs_path, _st, variant_paths, old in found:
             asset = assets.get(path)
             if asset is None or asset.links:
@@ -145,7 +194,6 @@ class Scan:
         # The size and mtime recorded are those of the file we read (fstat),
         # so a file replaced between the scan and the read is never recorded
         # with another file's validators. ``st`` is the walk's stat, or None.
-        index = self.index
         cache = self.cache
         entry = cache.get(path, st) if cache is not None and st is not None else None
         if entry is not None and entry[6] is False:
@@ -161,11 +209,12 @@ class Scan:
                         self._later.append((path, abs_path, st, body, digest))
                         return None  # type: ignore[return-value]
                     data = body
-                elif kind is None:
-                    body, digest, st = index._read(abs_path)
+                elif kind is None or not self._reads_from_disk:
+                    # A reader of its own (the build's) reads any file whole.
+                    body, digest, st = self._read(abs_path, self.memory)
                     data = body
                 else:
-                    body, digest, st, data = read_source(index, abs_path, kind)
+                    body, digest, st, data = read_source(self.memory, abs_path, kind)
             except PermissionError as exc:
                 raise PermissionError(
                     f"bustware: cannot read {abs_path!r} ({exc.strerror}); make it readable "
@@ -185,21 +234,22 @@ class Scan:
 
     def _record(self, path: str, abs_path: str, st: os.stat_result, digest: str,
                 body: bytes | None) -> Asset:
-        index = self.index
-        if index.extensions is not None and not path.lower().endswith(index.extensions):
+        settings = self.settings
+        if settings.extensions is not None and not path.lower().endswith(settings.extensions):
             version = None
         elif self._digest_versions:
-            version = digest[:DIGEST_LENGTH]  # what index._source returns, without the call
+            version = digest[:DIGEST_LENGTH]  # what the version source returns, without the call
         else:
-            version = index._source(path, abs_path, digest, st.st_mtime)
+            version = settings.version(path, abs_path, digest, st.st_mtime)
         # Content types by suffix: one string per type, not one per file.
         dot = path.rfind(".")
         suffix = path[dot:] if dot >= 0 else ""
-        ctype = index._types.get(suffix)
+        types = self.types
+        ctype = types.get(suffix)
         if ctype is None:
-            ctype = index._types[suffix] = content_type(path, index.charset)
+            ctype = types[suffix] = content_type(path, settings.charset)
         return new_asset(path, abs_path, st.st_size, int(st.st_mtime), st.st_mtime_ns, digest,
-                         version, self._url(path, version), ctype, body, _EMPTY, None,
+                         version, self._url(path, version), ctype, body, EMPTY, None,
                          st.st_dev, st.st_ino)
 
     # -- a second core ----------------------------------------------------
@@ -209,32 +259,32 @@ class Scan:
         thread: a str digest, or the int of the helper's job. Whether the
         bytes are held is decided here, in the scan's order, as read_file
         decides it, so both give the same records."""
-        index = self.index
+        memory = self.memory
         fd, st = open_fd(abs_path)
         try:
-            helpers = self._helper() if st.st_size >= _HELPED else None
+            helpers = self._helper() if st.st_size >= HELPED else None
             if helpers is None:
-                return _read_open(index, fd, st)
-            if index._fits(st.st_size):
+                return _read_open(memory, fd, st)
+            if memory.fits(st.st_size):
                 body, st = read_whole(fd, st)
-                held = len(body) == st.st_size and index._fits(len(body))
+                held = len(body) == st.st_size and memory.fits(len(body))
                 if held:
-                    index.memory_used += len(body)
-                return (body if held else None), helpers.submit(_digest, body), st
-            job = helpers.submit(_digest_stream, fd)
+                    memory.used += len(body)
+                return (body if held else None), helpers.submit(digest_bytes, body), st
+            job = helpers.submit(digest_stream, fd)
             fd = -1  # the helper reads it and closes it
             return None, job, st
         finally:
             if fd >= 0:
                 os.close(fd)
 
-    def _helper(self) -> _Helpers | None:
+    def _helper(self) -> Helpers | None:
         """The helper threads, started now if need be; None where no thread
         can be started (a process at its limit): this scan then digests
         alone, as with scan_threads=1."""
         if self._helpers is None and self._helper_threads:
             try:
-                self._helpers = _Helpers(self._helper_threads)
+                self._helpers = Helpers(self._helper_threads)
             except RuntimeError as exc:
                 log.debug("bustware: scanning in one thread: %s", exc)
                 self._helper_threads = 0
@@ -265,7 +315,7 @@ class Scan:
                     variants[encoding] = kept  # already counted in run()
                     continue
             try:
-                body, digest, st = self.index._read(abs_path)
+                body, digest, st = self._read(abs_path, self.memory)
             except OSError:
                 continue
             variants[encoding] = Variant(encoding, abs_path, st.st_size, digest, body,
@@ -282,15 +332,15 @@ class Scan:
         a script's tail). A file with any is read whole, as its served
         bytes are computed from it (the linker, which then holds or spills
         them); one without follows the memory policy."""
-        _refs = _references()
-        index = self.index
+        _refs = self._refs
+        prefix = self.settings.prefix
         counted = body is not None
         if body is None and data is not None and len(data) == st.st_size:
             body = data  # read whole already: not held (yet), so not counted
         elif body is None:
             if known is None and _refs.kind_of(path) == "js" and not (
-                    _refs.find_links(data, path, index.prefix).links if data is not None
-                    else _tail_may_link(index, path, abs_path, st)):
+                    _refs.find_links(data, path, prefix).links if data is not None
+                    else _tail_may_link(prefix, path, abs_path, st)):
                 return None, digest, st  # a big script: only its end can name a map
             fd, st = open_fd(abs_path)
             try:
@@ -301,160 +351,69 @@ class Scan:
             if reread != digest:
                 known = None  # changed since: search what is there now
             digest = reread
-        links = known if known is not None else _refs.find_links(body, path, index.prefix)
+        links = known if known is not None else _refs.find_links(body, path, prefix)
         for line, message in links.problems:
             log.warning("bustware: %s line %d: %s", path, line, message)
         if not links.links:
             return (body if counted else None), digest, st
         self.fresh[path] = links
         if not counted:
-            index.memory_used += len(body)
+            self.memory.used += len(body)
         return body, digest, st
 
 
-def read_file(index: Assets, abs_path: str) -> tuple[bytes | None, str, os.stat_result]:
-    """Digest the file; keep its bytes if it fits the memory policy of
-    ``index``. ``Assets._read`` is this function, a method there so that a
-    subclass (the build) can read otherwise."""
+def read_file(abs_path: str, memory: MemoryPolicy) -> tuple[bytes | None, str, os.stat_result]:
+    """Digest the file; keep its bytes if they fit ``memory`` (the scan's
+    default :class:`FileReader`)."""
     fd, st = open_fd(abs_path)
     try:
-        return _read_open(index, fd, st)
+        return _read_open(memory, fd, st)
     finally:
         os.close(fd)
 
 
-def _read_open(index: Assets, fd: int, st: os.stat_result
+#: read_file as defined here, to tell it from one a test put in its place.
+_read_file = read_file
+
+
+def _read_open(memory: MemoryPolicy, fd: int, st: os.stat_result
                ) -> tuple[bytes | None, str, os.stat_result]:
     """read_file() of the file open at ``fd``, whose fstat is ``st``."""
     size = st.st_size
-    if index._fits(size):
+    if memory.fits(size):
         body, st = read_whole(fd, st)
-        if len(body) == st.st_size and index._fits(len(body)):
-            index.memory_used += len(body)
+        if len(body) == st.st_size and memory.fits(len(body)):
+            memory.used += len(body)
             return body, hashlib.sha256(body).hexdigest(), st
         # Truncated while we read: keep nothing. The file's mtime has moved
         # on from st, so requests serve it uncached and the next scan reads
         # it again.
         return None, hashlib.sha256(body).hexdigest(), st
     digest = hashlib.sha256()
-    while chunk := os.read(fd, _CHUNK):
+    while chunk := os.read(fd, CHUNK):
         digest.update(chunk)
     return None, digest.hexdigest(), st
 
 
-#: Bytes from which a helper thread digests a file (scan_threads > 1). Each
-#: job hands the GIL to the helper and back: measured on the runner's trees
-#: (10,000 files of 10 KB on average, none over 600 KB), helping from 8 or
-#: 64 KiB on made the scan slower in wall time and in the scan thread's own
-#: CPU time; a MiB takes about 0.7 ms to digest, far more than a handover.
-_HELPED = 1 << 20
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _digest_stream(fd: int) -> str:
-    """read_file()'s streamed digest of a file too large to hold, for a
-    helper thread; closes fd. In reads of _CHUNK, as read_file: larger
-    ones would mean fewer waits for the GIL (measured: no gain in wall
-    time on the runner's trees), but a transient allocation as large."""
-    try:
-        h = hashlib.sha256()
-        while chunk := os.read(fd, _CHUNK):
-            h.update(chunk)
-        return h.hexdigest()
-    finally:
-        os.close(fd)
-
-
-class _Helpers:
-    """Threads that digest large files while the scan goes on. hashlib and
-    os.read release the GIL for the bytes they work on, so a second core
-    digests while the first reads the next files, finds references and
-    makes records (the pure Python part, which one thread at a time can
-    run). Jobs go through a SimpleQueue and results into a list by job
-    number, cheaper than a Future each."""
-
-    def __init__(self, threads: int) -> None:
-        import queue  # on first use: most scans need no helper (no file of a MiB)
-
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._results: list = []
-        self._threads: list[threading.Thread] = []
-        for _ in range(threads):
-            thread = threading.Thread(target=self._work, name="bustware-scan", daemon=True)
-            try:
-                thread.start()
-            except RuntimeError:  # can't start new thread: stop those started
-                self.join()
-                raise
-            self._threads.append(thread)
-
-    def submit(self, fn: Callable[[Any], str], arg: Any) -> int:
-        job = len(self._results)
-        self._results.append(None)
-        self._jobs.put((job, fn, arg))
-        return job
-
-    def _work(self) -> None:
-        results, get = self._results, self._jobs.get
-        while (item := get()) is not None:
-            job, fn, arg = item
-            try:
-                results[job] = fn(arg)
-            except BaseException as exc:  # raised in the scan's thread, by result()
-                results[job] = _Failed(exc)
-
-    def join(self) -> None:
-        """Wait for every job submitted (the threads then stop)."""
-        for _ in self._threads:
-            self._jobs.put(None)
-        for thread in self._threads:
-            thread.join()
-        self._threads = []
-
-    def result(self, job: int) -> str:
-        value = self._results[job]
-        if type(value) is _Failed:
-            raise value.exc
-        return value
-
-    def close(self) -> None:
-        """Stop the threads, their jobs done or not (a scan that failed)."""
-        self.join()
-
-
-class _Failed:
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-def read_source(index: Assets, abs_path: str, kind: str
+def read_source(memory: MemoryPolicy, abs_path: str, kind: str
                 ) -> tuple[bytes | None, str, os.stat_result, bytes | None]:
     """read_file() for a file that may hold references: also returns the
     bytes to look for them in (the whole file, or a script's last 64 KiB
     when it is too large to read whole), from the same single open."""
-    if type(index)._read is not read_file:
-        # A subclass (the build) or a test decides how files are read.
-        body, digest, st = index._read(abs_path)
-        return body, digest, st, body
     fd, st = open_fd(abs_path)
     try:
         size = st.st_size
-        fits = index._fits(size)
+        fits = memory.fits(size)
         if fits or kind != "js" or size <= _WHOLE_SCRIPT:
             data, st = read_whole(fd, st)
             digest = hashlib.sha256(data).hexdigest()
-            if fits and len(data) == st.st_size and index._fits(len(data)):
-                index.memory_used += len(data)
+            if fits and len(data) == st.st_size and memory.fits(len(data)):
+                memory.used += len(data)
                 return data, digest, st, data
             return None, digest, st, data
         h = hashlib.sha256()
         tail = b""
-        while chunk := os.read(fd, _CHUNK):
+        while chunk := os.read(fd, CHUNK):
             h.update(chunk)
             tail = (tail + chunk)[-_TAIL:] if len(chunk) < _TAIL else chunk[-_TAIL:]
         return None, h.hexdigest(), st, tail
@@ -462,11 +421,10 @@ def read_source(index: Assets, abs_path: str, kind: str
         os.close(fd)
 
 
-def _tail_may_link(index: Assets, path: str, abs_path: str, st: os.stat_result) -> bool:
+def _tail_may_link(prefix: str, path: str, abs_path: str, st: os.stat_result) -> bool:
     # Reading a large bundle whole just to look at its last lines would
     # double the startup reads; the last 64 KiB hold any source map
     # comment but an inline data: one, which is no link anyway.
-    _refs = _references()
     try:
         fd, _st = open_fd(abs_path)
         try:
@@ -476,4 +434,6 @@ def _tail_may_link(index: Assets, path: str, abs_path: str, st: os.stat_result) 
             os.close(fd)
     except OSError:
         return True
-    return bool(_refs.find_links(tail, path, index.prefix).links)
+    from . import references  # loaded by the scan that calls this
+
+    return bool(references.find_links(tail, path, prefix).links)

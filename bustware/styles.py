@@ -31,23 +31,23 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, quote
 
-from .versions import _VERSION_RE
+from .versions import VERSION_RE
 
 __all__ = ["STYLES", "FilenameStyle", "QueryStyle", "SegmentStyle", "Style", "make_style"]
 
 
 def _is_version(text: str) -> bool:
-    return _VERSION_RE.match(text) is not None
+    return VERSION_RE.match(text) is not None
 
 
 def quote_path(path: str) -> str:
     """``path`` (a logical path, or a style's URL path) percent-encoded for
     a URL. quote() costs microseconds a call; most static file names are
     plain ASCII that it would return unchanged, so they skip it."""
-    return path if _PLAIN.match(path) else quote(path, safe="/")
+    return path if PLAIN_PATH.match(path) else quote(path, safe="/")
 
 
-_PLAIN = re.compile(r"[A-Za-z0-9_.\-~/]*\Z")
+PLAIN_PATH = re.compile(r"[A-Za-z0-9_.\-~/]*\Z")
 
 
 class Style:

@@ -9,18 +9,47 @@ a style call and a quoting test per file.
 from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 from urllib.parse import quote
 
-from .styles import _PLAIN, FilenameStyle
+from . import nearmiss
+from .styles import PLAIN_PATH, FilenameStyle, Style
 
 if TYPE_CHECKING:
-    from .assets import Assets
+    from .records import Asset
 
-__all__ = ["all_plain", "url_maker", "versioned_values"]
+__all__ = ["UrlScheme", "all_plain", "url_maker", "versioned_values"]
 
 
-def url_maker(index: Assets, plain_names: bool = False) -> Callable[[str, str | None], str]:
+class UrlScheme(Protocol):
+    """How an index makes URLs (an :class:`~bustware.assets.Assets` is
+    one): what url_maker() and the modules that make URLs for an index
+    need of it."""
+
+    base_url: str
+    prefix: str
+    style: Style
+
+    def url_for_version(self, path: str, version: str | None) -> str: ...
+
+    def plain_url(self, path: str) -> str: ...
+
+
+class VersionedIndex(UrlScheme, Protocol):
+    """An index that url_defaults hooks ask for versioned names."""
+
+    autorefresh: bool
+
+    def check(self) -> None: ...
+
+    def get(self, path: str) -> Asset | None: ...
+
+    def url(self, path: str) -> str: ...
+
+    def __contains__(self, path: object) -> bool: ...
+
+
+def url_maker(index: UrlScheme, plain_names: bool = False) -> Callable[[str, str | None], str]:
     """``(path, version) -> URL``, equal to ``index.url_for_version``.
     ``plain_names``: every path it will be given is one that quote() leaves
     as it is (see :func:`all_plain`), so none is tested again."""
@@ -30,7 +59,7 @@ def url_maker(index: Assets, plain_names: bool = False) -> Callable[[str, str | 
             for name in ("url_for_version", "plain_url")):
         return general  # another style, or a subclass that builds URLs its own way
     head = index.base_url + index.prefix
-    plain = _PLAIN.match
+    plain = PLAIN_PATH.match
 
     def url(path: str, version: str | None) -> str:
         # FilenameStyle.build's common case (a name with a suffix and no
@@ -68,8 +97,8 @@ def _defined_in(cls: type, name: str) -> str:
     return next(c.__module__ for c in cls.__mro__ if name in c.__dict__)
 
 
-def versioned_values(assets: Assets, built: MutableMapping, filename: str,
-                     values: dict) -> None:
+def versioned_values(assets: VersionedIndex, built: MutableMapping, filename: str,
+                     values: dict[str, Any]) -> None:
     """Turn the ``filename`` of a ``url_for('static', filename=...)`` call
     into its versioned name (and, in the query style, add the version
     parameter) in ``values``: the url_defaults hook of bustware.flask and
@@ -79,6 +108,10 @@ def versioned_values(assets: Assets, built: MutableMapping, filename: str,
     if assets.autorefresh:
         assets.check()
     asset = assets.get(filename)
+    if asset is None and nearmiss.meant(filename, assets.prefix, assets) is not None:
+        # A URL where a path was meant ('/css/app.css'), naming one file.
+        filename = values["filename"] = nearmiss.meant(filename, assets.prefix, assets)
+        asset = assets.get(filename)
     if asset is None or asset.version is None:
         assets.url(filename)  # raises AssetNotFound when strict and unknown
         return

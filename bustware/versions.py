@@ -35,7 +35,7 @@ VersionSource = Union[str, VersionFunc]
 # A version travels inside a file name, a path segment or a query string, and
 # the filename style finds it again by its position between dots, so it must
 # never contain a dot, a slash or anything that needs percent-encoding.
-_VERSION_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+VERSION_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 
 
 def digest_bytes(data: bytes) -> str:
@@ -44,13 +44,21 @@ def digest_bytes(data: bytes) -> str:
 
 
 def validate_version(version: object, where: str) -> str:
-    if not isinstance(version, str) or not _VERSION_RE.match(version):
+    if not isinstance(version, str) or not VERSION_RE.match(version):
         raise ValueError(
             f"bustware: invalid version {version!r} from {where}: a version must be "
             "1 to 64 characters of A-Z, a-z, 0-9, '_' or '-' (no dots or slashes), "
             "because it is placed inside file names and URL segments"
         )
     return version
+
+
+def is_digest_source(source: object) -> bool:
+    """Whether ``source`` (from make_version_source) versions a file by the
+    first DIGEST_LENGTH characters of its digest: a loop over thousands of
+    files (a scan, a manifest start) then slices the digest instead of
+    calling it."""
+    return type(source) is _Digest
 
 
 class _Digest:

@@ -15,7 +15,7 @@ from conftest import asgi_scope, run_asgi, via_asgi
 
 import bustware
 from bustware import Assets, BustwareASGI
-from bustware.respond import _BLOCK
+from bustware.respond import BLOCK_SIZE as _BLOCK
 
 IMMUTABLE = "max-age=31536000, immutable"
 BIG = bytes(range(256)) * 1200  # 300 KiB: more than one read block
@@ -199,7 +199,7 @@ def test_dev_mode_rescans_and_first_builds_run_off_the_event_loop(site):
     core = mw._core
     threads: dict[str, list] = {"sync": [], "build": []}
     real_sync = core._sync
-    real_fill = core._fill_headers
+    real_fill = core._maker.fill_headers
 
     def sync():
         threads["sync"].append(threading.current_thread())
@@ -209,7 +209,7 @@ def test_dev_mode_rescans_and_first_builds_run_off_the_event_loop(site):
         threads["build"].append(threading.current_thread())
         return real_fill(*args)
 
-    core._sync, core._fill_headers = sync, fill
+    core._sync, core._maker.fill_headers = sync, fill
     (site / "new.css").write_bytes(b"new")
     core.assets.refresh()  # what the next rescan would find
     r = via_asgi(mw, mw.url("new.css"))

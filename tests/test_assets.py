@@ -228,14 +228,14 @@ def test_the_fast_record_constructor_sets_every_field_as_the_dataclass_does():
     slot stores); a field added to Asset but not there would be unset."""
     from dataclasses import fields
 
-    from bustware.records import _EMPTY, Asset, new_asset
+    from bustware.records import EMPTY, Asset, new_asset
 
     given = dict(path="css/a b.css", abs_path="/r/css/a b.css", size=3, mtime=4,
                  mtime_ns=4_000_000_001, digest="d" * 64, version="v1",
                  url="/static/css/a%20b.v1.css", content_type="text/css; charset=utf-8",
-                 body=b"abc", variants=_EMPTY, integrity="sha384-x", dev=7, ino=8)
+                 body=b"abc", variants=EMPTY, integrity="sha384-x", dev=7, ino=8)
     fast = new_asset(**given)
-    slow = Asset(**given, links=_EMPTY)
+    slow = Asset(**given, links=EMPTY)
     assert type(fast) is Asset
     for f in fields(Asset):
         assert getattr(fast, f.name) == getattr(slow, f.name), f.name
@@ -261,14 +261,14 @@ def test_urls_made_at_start_are_those_of_url_for_version(tree, style, base_url):
 
 
 def test_all_plain_is_the_test_of_quote_path_on_every_name():
-    from bustware.styles import _PLAIN
+    from bustware.styles import PLAIN_PATH
     from bustware.urls import all_plain
 
     for code in range(0x250):
         name = f"a{chr(code)}b"
         if 0xD800 <= code <= 0xDFFF:
             continue
-        assert all_plain(["x/y.css", name]) == bool(_PLAIN.match(name)), repr(name)
+        assert all_plain(["x/y.css", name]) == bool(PLAIN_PATH.match(name)), repr(name)
     assert all_plain([]) and not all_plain(["a.css", "b c.css"])
 
 
@@ -290,8 +290,8 @@ def _records(assets: Assets) -> list[tuple]:
     from dataclasses import fields
 
     def value(x):
-        if isinstance(x, str) and assets._spill_dir and x.startswith(assets._spill_dir):
-            return "<private>" + x[len(assets._spill_dir):]
+        if isinstance(x, str) and assets.spill_dir and x.startswith(assets.spill_dir):
+            return "<private>" + x[len(assets.spill_dir):]
         return x
 
     def row(record):
@@ -329,8 +329,8 @@ def test_a_two_thread_scan_makes_the_records_of_a_one_thread_scan(varied, budget
     import bustware.scan
 
     jobs = []
-    submit = bustware.scan._Helpers.submit
-    monkeypatch.setattr(bustware.scan._Helpers, "submit",
+    submit = bustware.scan.Helpers.submit
+    monkeypatch.setattr(bustware.scan.Helpers, "submit",
                         lambda self, fn, arg: jobs.append(fn) or submit(self, fn, arg))
     options = dict(memory_budget=budget, memory_threshold=1_600_000)
     one = Assets(varied, scan_threads=1, **options)
@@ -338,8 +338,8 @@ def test_a_two_thread_scan_makes_the_records_of_a_one_thread_scan(varied, budget
     two = Assets(varied, scan_threads=2, **options)
     # Digests of held bytes and streams (of a MiB and more): both went to
     # the helper.
-    assert bustware.scan._digest_stream in jobs
-    assert (bustware.scan._digest in jobs) == (budget > 0)
+    assert bustware.scan.digest_stream in jobs
+    assert (bustware.scan.digest_bytes in jobs) == (budget > 0)
     assert _records(two) == _records(one)
     assert two.memory_used == one.memory_used
     assert len(two) == 64
@@ -388,7 +388,7 @@ def test_a_failed_helper_job_fails_the_scan_and_leaves_no_thread(varied, monkeyp
         os.close(fd)
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(bustware.scan, "_digest_stream", broken)
+    monkeypatch.setattr(bustware.scan, "digest_stream", broken)
     with pytest.raises(OSError, match="Input/output error"):
         Assets(varied, memory_budget=0, scan_threads=2)
     assert not [t for t in threading.enumerate() if t.name == "bustware-scan"]
@@ -444,3 +444,25 @@ def test_a_scan_where_no_thread_can_be_started_digests_alone(varied, monkeypatch
     one = _records(Assets(varied, scan_threads=1))
     monkeypatch.setattr(threading.Thread, "start", refused)
     assert _records(Assets(varied, scan_threads=2)) == one
+
+
+def test_a_reader_given_to_the_index_reads_every_file_of_its_scans(tree, caplog):
+    # The build's seam: Assets(reader=...) instead of a subclass.
+    from bustware.scan import read_file
+
+    root = tree({"css/app.css": b"a{background:url(../img/gone.png)}", "js/app.js": b"x"})
+    read = []
+
+    def reader(abs_path, memory):
+        read.append(os.path.basename(abs_path))
+        return read_file(abs_path, memory)
+
+    with caplog.at_level(logging.WARNING, logger="bustware"):
+        assets = Assets(root, reader=reader, log_missing_references=False)
+    assert sorted(read) == ["app.css", "app.js"]
+    assert assets["js/app.js"].digest == hashlib.sha256(b"x").hexdigest()
+    assert "gone.png" not in caplog.text  # not logged; still reported here:
+    assert assets.broken_references() == [("css/app.css", 1, "../img/gone.png", "img/gone.png")]
+    with caplog.at_level(logging.WARNING, logger="bustware"):
+        Assets(root)
+    assert "gone.png" in caplog.text

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import system_tools
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
@@ -218,10 +219,9 @@ def test_asgi_end_to_end_under_load(tmp_path):
         import tree
     finally:
         sys.path.remove(str(BENCH))
+    system_tools.require({"wrk": "wrk"})
     skips: list[str] = []
     found = asgi_e2e.servers_available(skips.append)
-    if not found["wrk"]:
-        pytest.skip("wrk is not installed (apt-get install -y wrk)")
     site = tree.site(tmp_path, fillers=2)
     result = asgi_e2e.throughput(site, tmp_path, ["bare", "bustware"],
                                  rounds=1, seconds=1, connections=4, skip=skips.append,

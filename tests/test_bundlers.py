@@ -124,7 +124,8 @@ def test_a_named_file_that_is_missing_is_a_warning(tree, tmp_path, caplog):
         assets = Assets(root, bundler_manifest=manifest)
     assert "js/gone.12345678.js" in caplog.text and "gone.js" in caplog.text
     assert assets.url("main.js") == "/static/js/main.4f3b2a1c.js"
-    assert "gone.js" not in assets._urls
+    assert "gone.js" not in assets.aliases
+    assert assets.get("gone.js") is None
 
 
 def test_unknown_format_names_the_file(tree, tmp_path):

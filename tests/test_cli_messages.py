@@ -162,10 +162,10 @@ def test_damaged_manifest_error_names_where_to_rebuild(root, tmp_path):
     elsewhere.write_text("{")
     r = run("verify", str(root), "--manifest", str(elsewhere))
     assert r.returncode == 2
-    assert f"rebuild it with `bustware build ROOT --out {elsewhere}` and the options it was " \
+    assert f"&& bustware build {root} --out {elsewhere}`, adding the options it was " \
            "built with" in r.stderr
     build(root)
     (root / ".bustware" / "manifest.json").write_text("{")
     r = run("verify", str(root))
     assert r.returncode == 2
-    assert f"rebuild it with `bustware build {root}` and the options" in r.stderr
+    assert f"&& bustware build {root}`, adding the options" in r.stderr

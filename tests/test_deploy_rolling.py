@@ -228,7 +228,7 @@ def test_a_file_swapped_for_a_fifo_is_a_404_without_blocking(tree, autorefresh):
 def fifo_once_walked(monkeypatch, module, root: Path, rel: str) -> Path:
     """Make ``module``'s walk turn ``root/rel`` into a FIFO right after it
     lists it as a regular file, before anything reads it."""
-    real_walk = module._walk
+    real_walk = module.walk
     path = root / rel
 
     def racing_walk(*args):
@@ -238,7 +238,7 @@ def fifo_once_walked(monkeypatch, module, root: Path, rel: str) -> Path:
                 os.mkfifo(path)
             yield item
 
-    monkeypatch.setattr(module, "_walk", racing_walk)
+    monkeypatch.setattr(module, "walk", racing_walk)
     return path
 
 

@@ -124,7 +124,7 @@ def counted(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(bustware.assets, "time", clock)
     counts = {"scandir": 0, "stat": 0, "read": []}
-    real_scandir, real_stat, real_read = os.scandir, os.stat, Assets._read
+    real_scandir, real_stat, real_read = os.scandir, os.stat, bustware.scan.read_file
 
     def scandir(path):
         counts["scandir"] += 1
@@ -134,13 +134,13 @@ def counted(monkeypatch):
         counts["stat"] += 1
         return real_stat(path, *args, **kwargs)
 
-    def read(self, abs_path):
+    def read(abs_path, memory):
         counts["read"].append(os.path.basename(abs_path))
-        return real_read(self, abs_path)
+        return real_read(abs_path, memory)
 
     monkeypatch.setattr(bustware.assets.os, "scandir", scandir)
     monkeypatch.setattr(bustware.assets.os, "stat", stat)
-    monkeypatch.setattr(Assets, "_read", read)
+    monkeypatch.setattr(bustware.scan, "read_file", read)
     return clock, counts
 
 

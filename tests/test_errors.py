@@ -133,8 +133,10 @@ CASES = [
      "X-A='\u20ac'", "latin-1"),
     ("url() of a missing file", lambda r: Assets(r).url("css/nope.css"), AssetNotFound,
      "'css/nope.css'", "relative to the root"),
-    ("url() with the prefix", lambda r: Assets(r).url("/static/css/app.css"), AssetNotFound,
-     "'/static/css/app.css'", "relative to the root"),
+    ("url() with the prefix", lambda r: Assets(r).url("static/css/app.css"), AssetNotFound,
+     "'static/css/app.css'", "Did you mean 'css/app.css'?"),
+    ("url() in the wrong case", lambda r: Assets(r).url("CSS/App.css"), AssetNotFound,
+     "'CSS/App.css'", "Did you mean 'css/app.css'?"),
 ]
 
 

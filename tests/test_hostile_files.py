@@ -19,7 +19,7 @@ from conftest import via_werkzeug
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bustware import Assets, Bustware
+from bustware import Assets, Bustware, cssrefs, scriptrefs
 from bustware import manifest as mf
 from bustware import references as refs
 from bustware.build import verify
@@ -69,7 +69,7 @@ def _decoded_references(data: bytes) -> list[tuple[str, str, int, int]]:
     stylesheet was read before), offsets converted to bytes."""
     text = data.decode("utf-8", "surrogateescape")
     out = []
-    for kind, _ctx, url, start, end in refs._css_references(text):
+    for kind, _ctx, url, start, end in cssrefs.css_references(text):
         bstart = len(text[:start].encode("utf-8", "surrogateescape"))
         out.append((kind, url, bstart, bstart + len(text[start:end].encode(
             "utf-8", "surrogateescape"))))
@@ -111,7 +111,7 @@ def test_js_source_map_scan_does_not_rescan_the_code_for_every_blank_line():
     for mib in (1, 4):
         s = _CountingStr("x" * (mib << 20) + "\n//# sourceMappingURL=app.js.map" + "\n" * 20000)
         _CountingStr.scanned = 0
-        assert [f[2] for f in refs._js_references(s)] == ["app.js.map"]
+        assert [f[2] for f in scriptrefs.script_references(s)] == ["app.js.map"]
         scanned.append(_CountingStr.scanned)
     assert scanned[0] == scanned[1]
     assert scanned[0] <= 300 * 20000  # a bounded look back per blank line
@@ -120,7 +120,7 @@ def test_js_source_map_scan_does_not_rescan_the_code_for_every_blank_line():
 def _naive_lines_backwards(s: str):
     end = len(s)
     while True:
-        start = max(s.rfind(c, 0, end) for c in refs._JS_LINE_BREAKS) + 1
+        start = max(s.rfind(c, 0, end) for c in scriptrefs.JS_LINE_BREAKS) + 1
         yield start, end
         if start == 0:
             return
@@ -133,14 +133,14 @@ def _naive_lines_backwards(s: str):
                                "x" * 1000 + "\n" + "y" * 300, "\n" * 700, "\r" + "z" * 5000,
                                "a\rb\nc\r\nd\u2028"])
 def test_js_lines_backwards_edge_cases(s):
-    assert list(refs._js_lines_backwards(s)) == list(_naive_lines_backwards(s))
+    assert list(scriptrefs.lines_backwards(s)) == list(_naive_lines_backwards(s))
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.sampled_from(["a", " ", "\n", "\r", "\u2028", "\u2029", "/"]),
                max_size=2000))
 def test_js_lines_backwards_matches_splitting_the_whole_file(s):
-    assert list(refs._js_lines_backwards(s)) == list(_naive_lines_backwards(s))
+    assert list(scriptrefs.lines_backwards(s)) == list(_naive_lines_backwards(s))
 
 
 @pytest.mark.timeout(10)

@@ -15,11 +15,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Loaded only on first use: werkzeug's package import alone takes ~40 ms,
-#: the reference tokenizer's expressions ~30 ms.
-HEAVY = ("werkzeug", "webob", "bustware.references", "bustware.manifest",
+#: the reference tokenizer's expressions ~30 ms (bustware.references and
+#: the finders of each language it loads).
+HEAVY = ("werkzeug", "webob", "bustware.references", "bustware.csstokens", "bustware.cssrefs",
+         "bustware.scriptrefs", "bustware.sourcemaps", "bustware.refdecode",
+         "bustware.linker", "bustware.manifest",
          "bustware.from_manifest", "bustware.build",
          "bustware.compress", "bustware.bundlers", "bustware.integrity", "bustware.cli",
-         "bustware.digestcache")
+         "bustware.digestcache", "bustware.s3store", "boto3", "botocore")
 
 
 def modules_after(code: str) -> set[str]:
@@ -85,24 +88,16 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
-def _imported(module: str, is_package: bool, tree: ast.AST, known: set[str]) -> set[str]:
-    """The bustware modules ``module`` imports anywhere (at module level or
-    inside a function, where a circle hides until that function runs), but
-    for annotations only (``if TYPE_CHECKING:``)."""
+def _imports(module: str, is_package: bool, tree: ast.AST, known: set[str]
+             ) -> list[tuple[str, int, str | None]]:
+    """Every import of a bustware module in ``module``'s source, wherever it
+    is: at module level, inside a function (where a circle hides until that
+    function runs) or under ``if TYPE_CHECKING:`` (a circle all the same for
+    whoever reads the code), as (imported module, line, name imported from
+    it or None)."""
     here = module if is_package else module.rpartition(".")[0]
-    out: set[str] = set()
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            stack.extend(node.orelse)
-            continue
+    out: list[tuple[str, int, str | None]] = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
@@ -111,33 +106,37 @@ def _imported(module: str, is_package: bool, tree: ast.AST, known: set[str]) -> 
                 base = ".".join([*anchor, base] if base else anchor)
             for alias in node.names:
                 if f"{base}.{alias.name}" in known:  # from . import manifest
-                    out.add(f"{base}.{alias.name}")
+                    out.append((f"{base}.{alias.name}", node.lineno, None))
                 elif base in known:  # from .manifest import read
-                    out.add(base)
+                    out.append((base, node.lineno, alias.name))
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 name = alias.name
                 while name and name not in known:
                     name = name.rpartition(".")[0]
                 if name:
-                    out.add(name)
-        stack.extend(ast.iter_child_nodes(node))
-    out.discard(module)
-    return out
+                    out.append((name, node.lineno, None))
+    return [i for i in out if i[0] != module]
+
+
+def _sources() -> dict[str, Path]:
+    return {_module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
 def import_graph() -> dict[str, set[str]]:
-    files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    files = _sources()
     known = set(files)
-    return {name: _imported(name, path.name == "__init__.py", ast.parse(path.read_text()), known)
+    return {name: {dep for dep, _, _ in _imports(name, path.name == "__init__.py",
+                                                  ast.parse(path.read_text()), known)}
             for name, path in files.items()}
 
 
 def test_no_import_circle():
-    # A circle (a imports b, b imports a, if only inside a function) means
-    # neither module can be read, tested or loaded without the other. The
-    # package itself is left out: importing any submodule runs its
-    # __init__ first, so `from . import __version__` loads nothing new.
+    # A circle (a imports b, b imports a, if only inside a function or for
+    # annotations) means neither module can be read, tested or loaded
+    # without the other. The package itself is left out: importing any
+    # submodule runs its __init__ first, so `from . import __version__`
+    # loads nothing new.
     graph = {m: deps - {"bustware"} for m, deps in import_graph().items() if m != "bustware"}
 
     def reachable(module: str) -> set[str]:
@@ -153,3 +152,47 @@ def test_no_import_circle():
     on_circles = {m: reachable(m) for m in graph if m in reachable(m)}
     assert {m: sorted(d for d in graph[m] if d in on_circles and m in on_circles[d])
             for m in sorted(on_circles)} == {}
+
+
+def test_no_module_imports_another_ones_private_name():
+    # A name with a leading underscore is its module's own business: who
+    # imports it depends on what its owner may change without notice.
+    files = _sources()
+    known = set(files)
+    found = [f"{path.relative_to(ROOT)}:{line}: from {dep} import {name}"
+             for module, path in sorted(files.items())
+             for dep, line, name in _imports(module, path.name == "__init__.py",
+                                             ast.parse(path.read_text()), known)
+             if name is not None and name.startswith("_") and not name.startswith("__")]
+    assert found == []
+
+
+def reach_ins(tree: ast.AST) -> list[tuple[int, str]]:
+    """Every ``x._name`` where ``x`` is not ``self`` or ``cls`` nor a module
+    (the standard library's, or one imported with ``import``): a read or
+    write of another object's private state."""
+    modules = set(sys.stdlib_module_names)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return sorted((node.lineno, ast.unparse(node)) for node in ast.walk(tree)
+                  if isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                  and not node.attr.startswith("__")
+                  and not (isinstance(node.value, ast.Name)
+                           and (node.value.id in ("self", "cls") or node.value.id in modules)))
+
+
+def test_reach_ins_are_found():
+    # The counter itself can fail: a reach-in is found, self and modules are not.
+    tree = ast.parse("import os\nclass A:\n def f(self, core):\n"
+                     "  return self._a, os._exit, core._routes, type(core)._b\n")
+    assert reach_ins(tree) == [(4, "core._routes"), (4, "type(core)._b")]
+
+
+def test_no_module_reaches_into_another_objects_private_state():
+    # A module's dependencies are in its signatures: it receives values, or
+    # calls a public method of their owner; never `core._routes`.
+    found = [f"{path.relative_to(ROOT)}:{line}: {text}"
+             for _, path in sorted(_sources().items())
+             for line, text in reach_ins(ast.parse(path.read_text()))]
+    assert found == []

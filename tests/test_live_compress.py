@@ -187,7 +187,7 @@ def test_held_within_the_memory_budget_and_spilled_beyond(root, fetch):
     assert reps["css/app.css"].body is not None  # held
     assert reps["js/app.js"].body is None  # spilled to the private directory
     spilled = reps["js/app.js"].abs_path
-    assert os.path.dirname(spilled) == assets._spill_dir
+    assert os.path.dirname(spilled) == assets.spill_dir
     assert Path(spilled).read_bytes() == compress_bytes(JS, "gzip")
     assert assets.memory_used + live.memory_used <= assets.memory_budget
     assert live.memory_used == gz_css

@@ -15,6 +15,7 @@ from conftest import via_werkzeug
 
 from bustware import Assets, Bustware
 from bustware import manifest as mf
+from bustware import scan as scan_module
 from bustware.build import build
 
 CSS = b"body { color: red; }\n" * 50
@@ -53,10 +54,10 @@ def test_index_from_manifest_matches_a_live_index(built):
 
 
 def test_starting_from_a_manifest_reads_no_file(built, monkeypatch):
-    def no_reads(self, abs_path):
+    def no_reads(abs_path, memory):
         raise AssertionError(f"read {abs_path}")
 
-    monkeypatch.setattr(Assets, "_read", no_reads)
+    monkeypatch.setattr(scan_module, "read_file", no_reads)
     assets = Assets(built, manifest=manifest_of(built))
     assert all(a.body is None for a in assets)
     assert len(assets) == 3
@@ -151,7 +152,8 @@ def test_unknown_schema_version_is_refused(built):
     Path(path).write_text(json.dumps(data))
     with pytest.raises(mf.ManifestError, match="schema_version 99") as err:
         Assets(built, manifest=path)
-    assert "rebuild it with `bustware build" in str(err.value)
+    assert "move it aside and build a new one" in str(err.value)
+    assert f"&& bustware build {built}`" in str(err.value)
 
 
 def test_missing_manifest_says_how_to_make_one(tree, tmp_path):

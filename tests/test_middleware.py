@@ -11,6 +11,7 @@ from conftest import fallback_app, via_werkzeug
 from werkzeug.http import http_date
 
 from bustware import Assets, Bustware
+from bustware.entries import EntryMaker
 
 CSS = b"body { color: #123456 }\n"
 IMMUTABLE = "max-age=31536000, immutable"
@@ -264,13 +265,13 @@ def test_development_mode_serves_the_edit_at_its_new_url(root, fetch):
 
 def test_header_lists_are_built_on_a_files_first_request_once(root, monkeypatch):
     calls = []
-    real = Bustware._fill_headers
+    real = EntryMaker.fill_headers
 
     def counting(self, asset, reps, offers):
         calls.append(asset.path)
         return real(self, asset, reps, offers)
 
-    monkeypatch.setattr(Bustware, "_fill_headers", counting)
+    monkeypatch.setattr(EntryMaker, "fill_headers", counting)
     app = Bustware(fallback_app, root)
     assert calls == []  # nothing built at startup: a large tree starts fast
     barrier = threading.Barrier(8)
@@ -295,3 +296,20 @@ def test_header_lists_are_built_on_a_files_first_request_once(root, monkeypatch)
 def test_add_headers_mistakes_are_found_at_startup(root):
     with pytest.raises(ValueError, match="add_headers"):
         Bustware(fallback_app, root, add_headers=lambda asset: [("Bad Name", "x")])
+
+
+def test_each_accept_encoding_value_gets_its_coding_however_many_there_are(tmp_path, fetch):
+    # The representation chosen for an Accept-Encoding value is remembered
+    # per file for a few values only (Entry.chosen): a client sending a new
+    # value each time still gets the coding that value asks for.
+    (tmp_path / "big.css").write_bytes(b"body { color: #123456 }\n" * 200)
+    app = Bustware(fallback_app, tmp_path, compress=["gzip"])
+    url = app.url("big.css")
+    for i in range(40):
+        wants_gzip = i % 2 == 0
+        value = f"x-{i}, gzip;q={'1' if wants_gzip else '0'}"
+        r = fetch(app, url, "GET", {"Accept-Encoding": value})
+        assert r.status == 200
+        assert r.header("Content-Encoding") == ("gzip" if wants_gzip else None), value
+        assert r.header("Vary") == "Accept-Encoding"
+    assert len(app._entries["big.css"].chosen) <= 8

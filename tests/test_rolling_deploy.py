@@ -44,6 +44,7 @@ from urllib.parse import urljoin, urlsplit
 
 import brotli
 import pytest
+import system_tools
 from examples.readme import README
 from rolling_stack import (
     Replica,
@@ -53,7 +54,6 @@ from rolling_stack import (
     haproxy_status,
     start_haproxy,
     start_varnish,
-    tool,
 )
 
 from bustware import Assets
@@ -725,8 +725,7 @@ def summary(findings: Findings, load: Load, figures: dict) -> str:
 
 
 def deploy_and_examine(tmp_path: Path, fault: str | None = None):
-    for name in ("haproxy", "varnishd", "rsync"):
-        tool(name)
+    system_tools.require({"haproxy": "haproxy", "varnishd": "varnish", "rsync": "rsync"})
     recipe = readme_recipe()
     report: list[str] = []
     problems: list[str] = []

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 
-from ..middleware import Bustware, _not_found
+from ..middleware import Bustware, not_found
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
@@ -71,7 +71,7 @@ def make_app(root: str = STATIC, **options) -> Bustware:
 
     def page(environ, start_response):
         if environ.get("PATH_INFO", "/") != "/":
-            return _not_found(environ, start_response)
+            return not_found(environ, start_response)
         url = app.url
         body = PAGE.format(css=html.escape(url("css/site.css")),
                            js=html.escape(url("js/app.js")),

@@ -43,7 +43,7 @@ import atheris
 with atheris.instrument_imports():
     from bustware import Bustware, http
     from bustware.styles import FilenameStyle, QueryStyle, SegmentStyle
-    from bustware.versions import _VERSION_RE
+    from bustware.versions import VERSION_RE
 
 SECRET = b"ATHERIS-SECRET-OUTSIDE-THE-ROOT"
 FILES = {
@@ -135,7 +135,7 @@ def fuzz_styles(fdp: atheris.FuzzedDataProvider) -> None:
     if parsed is None:
         return
     path, version = parsed
-    assert _VERSION_RE.match(version), (url_path, query, parsed)
+    assert VERSION_RE.match(version), (url_path, query, parsed)
     assert style.parse(*style.build(path, version)) == (path, version), (url_path, parsed)
 
 

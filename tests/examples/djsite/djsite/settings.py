@@ -53,9 +53,8 @@ DATABASES = {
 
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"  # filled by collectstatic when deploying
 
-# settings.py, added to what is there
+# The README's Django section, added at the end as it says:
 # bustware first (before django.contrib.staticfiles): {% load bustware %}, and
 # a runserver that serves versioned static URLs.
 INSTALLED_APPS.insert(0, "bustware")
@@ -63,4 +62,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "bustware.django.BustwareStorage"},  # {% static %} too
 }
+STATICFILES_DIRS = [BASE_DIR / "static"]  # your files: static/css/app.css, ...
+STATIC_ROOT = BASE_DIR / "staticfiles"  # where collectstatic copies them, to serve
+TEMPLATES[0]["DIRS"] = [BASE_DIR / "templates"]
 BUSTWARE = {}  # options, e.g. {"mode": "rewrite"}; autorefresh follows DEBUG
