@@ -58,14 +58,17 @@ def _get(app, path: str) -> tuple[str, bytes]:
     return got[0], data
 
 
-def _start_ms(root: Path, manifest: Path, path: str, store: str | None) -> float:
+def _start_ms(root: Path, manifest: Path, path: str, store: str | None
+              ) -> tuple[float, float]:
+    """(wall, CPU) ms from construction to the end of the first response.
+    The CPU time is the figure a busy shared machine stretches least."""
     from bustware import Bustware
 
     options = {"store": store} if store else {}
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     app = Bustware(None, root, manifest=manifest, manifest_check="off", **options)
     status, _ = _get(app, path)
-    took = (time.perf_counter() - t0) * 1e3
+    took = (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3
     if status != "200 OK":
         raise SystemExit(f"serve-store: the first request got {status}")
     return took
@@ -73,7 +76,7 @@ def _start_ms(root: Path, manifest: Path, path: str, store: str | None) -> float
 
 def _hit_us(app, path: str, batch: float) -> float:
     environ = _environ(path)
-    start_response = lambda status, headers, exc=None: None  # noqa: E731
+    start_response = lambda status, headers, exc=None: None
     n = 0
     t0 = time.perf_counter()
     deadline = t0 + batch
@@ -193,7 +196,7 @@ def _fetch_ms(work: Path, rounds: int) -> dict:
         for _ in range(rounds):
             app = Bustware(None, replica, manifest=manifest, manifest_check="off", store=store)
             t0 = time.perf_counter()
-            status, body = _get(app, new_url)
+            status, _body = _get(app, new_url)
             warm.append((time.perf_counter() - t0) * 1e3)
             if status != "200 OK":
                 raise RuntimeError(f"serve-store: the unknown URL got {status}")
@@ -221,7 +224,7 @@ def measure(work: Path, cfg: dict, skip, log) -> dict | None:
     small = min((a for a in probe.assets if a.size >= 1024), key=lambda a: a.size)
     path = small.url
     rounds = max(3, cfg["startup_rounds"] * 3)
-    starts: dict[str, list[float]] = {"without": [], "with": []}
+    starts: dict[str, list[tuple[float, float]]] = {"without": [], "with": []}
     hits: dict[str, list[float]] = {"without": [], "with": []}
     apps = {"without": probe,
             "with": Bustware(None, big.root, manifest=manifest, manifest_check="off",
@@ -234,7 +237,9 @@ def measure(work: Path, cfg: dict, skip, log) -> dict | None:
         for kind in ("without", "with"):
             hits[kind].append(_hit_us(apps[kind], path, cfg["batch"]))
     out: dict = {"files": len(probe.assets), "hit_bytes": small.size,
-                 "start_ms": {k: statistics.median(v) for k, v in starts.items()},
+                 "start_ms": {k: statistics.median(w for w, _ in v) for k, v in starts.items()},
+                 "start_cpu_ms": {k: statistics.median(c for _, c in v)
+                                  for k, v in starts.items()},
                  "hit_us": {k: statistics.median(v) for k, v in hits.items()}}
     try:
         import boto3  # noqa: F401
@@ -250,11 +255,13 @@ def measure(work: Path, cfg: dict, skip, log) -> dict | None:
 def targets(res: dict | None, verdict) -> list[tuple[str, str, str]]:
     if not res:
         return []
-    ms = res["start_ms"]["with"]
-    return [(f"A replica's first response with `store=`, {res['files']} files "
-             "(manifest_check=\"off\")", "< 100 ms",
-             verdict(ms < 100, f"{ms:.0f} ms") if res["files"] >= 10_000
-             else f"{ms:.0f} ms ({res['files']} files only: not the target's tree)")]
+    ms, cpu = res["start_ms"]["with"], res["start_cpu_ms"]["with"]
+    shown = f"{ms:.0f} ms ({cpu:.0f} ms CPU)"
+    label = (f"a replica's first response with `store=` under 100 ms, {res['files']} files "
+             "(manifest_check=\"off\")")
+    if res["files"] < 10_000:
+        return [(label, shown, f"not the target's tree ({res['files']} files)")]
+    return [(label, shown, verdict(ms < 100, f"{ms - 100:.0f} ms over"))]
 
 
 def markdown(res: dict, cfg: dict) -> str:
@@ -264,8 +271,9 @@ def markdown(res: dict, cfg: dict) -> str:
            f"response. Hit: a GET of a {res['hit_bytes']} B file of the replica's own "
            "release.\n",
            "| | without `store=` | with `store=` |", "|---|---|---|",
-           f"| start to first response | {res['start_ms']['without']:.1f} ms | "
-           f"{res['start_ms']['with']:.1f} ms |",
+           f"| start to first response | {res['start_ms']['without']:.1f} ms "
+           f"({res['start_cpu_ms']['without']:.0f} ms CPU) | {res['start_ms']['with']:.1f} ms "
+           f"({res['start_cpu_ms']['with']:.0f} ms CPU) |",
            f"| static hit | {res['hit_us']['without']:.2f} µs | "
            f"{res['hit_us']['with']:.2f} µs |", ""]
     f = res.get("fetch")
