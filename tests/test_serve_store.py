@@ -103,13 +103,14 @@ def css_url(app) -> str:
     return app.url("css/app.css")
 
 
-def test_an_old_replica_serves_a_newer_releases_url_from_the_store(releases):
+@pytest.mark.parametrize("via", [via_werkzeug, via_asgi], ids=["wsgi", "asgi"])
+def test_an_old_replica_serves_a_newer_releases_url_from_the_store(releases, via):
     r1 = releases.release("v1", V1)
     old = releases.app(r1, store=releases.url)
     r2 = releases.release("v2", V2)
     new_url = css_url(releases.app(r2))
     assert new_url != css_url(old)
-    got = via_werkzeug(old, new_url)
+    got = via(old, new_url)
     assert (got.status, got.body) == (200, V2)
     assert got.header("Cache-Control") == IMMUTABLE
     assert got.header("ETag") == f'"{sha(V2)[:24]}"'
@@ -118,12 +119,12 @@ def test_an_old_replica_serves_a_newer_releases_url_from_the_store(releases):
     # Kept in memory: served again with the object gone from the store.
     admin_client_for(releases).delete_object(Bucket=releases.url.split("/")[2],
                                              Key=f"site/static/objects/{sha(V2)[:2]}/{sha(V2)}")
-    again = via_werkzeug(old, new_url)
+    again = via(old, new_url)
     assert (again.status, again.body) == (200, V2)
-    revalidated = via_werkzeug(old, new_url, headers={"If-None-Match": f'"{sha(V2)[:24]}"'})
+    revalidated = via(old, new_url, headers={"If-None-Match": f'"{sha(V2)[:24]}"'})
     assert revalidated.status == 304
     # Its own release still from disk, immutable.
-    own = via_werkzeug(old, css_url(old))
+    own = via(old, css_url(old))
     assert (own.status, own.body, own.header("Cache-Control")) == (200, V1, IMMUTABLE)
 
 
