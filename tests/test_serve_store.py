@@ -428,9 +428,6 @@ def test_pyramid_and_django_take_the_store_options():
 
     for name in ("store", "store_timeout", "store_cache"):
         assert name in pr.OPTIONS and name in dj.OPTIONS
-    assert pr._from_settings({"bustware.store": "s3://b-1/p", "bustware.store_timeout": "0.5",
-                              "bustware.store_cache": "1000"}) == {
-        "store": "s3://b-1/p", "store_timeout": 0.5, "store_cache": 1000}
 
 
 def test_a_replica_with_a_store_starts_without_importing_the_client(tmp_path):
