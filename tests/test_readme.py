@@ -243,8 +243,9 @@ def _option_examples() -> list[tuple[str, object]]:
     return found
 
 
-#: Values that need a file the example names, or another option with them.
-NEEDS_CONTEXT = {"manifest", "bundler_manifest", "root", "prefix", "app"}
+#: Values that need a file the example names, or another option with them
+#: (store= needs manifest=).
+NEEDS_CONTEXT = {"manifest", "bundler_manifest", "root", "prefix", "app", "store"}
 
 
 def test_every_option_value_shown_is_accepted(tmp_path):
