@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from . import keywords, nearmiss
 from .files import NotRegularFile, PathLike, file_key, open_regular
+from .jsmodules import ModuleRule
 from .memory import MemoryPolicy
 from .options import (
     check_base_url,
@@ -81,6 +82,7 @@ class Assets:
         autorefresh: bool = False,
         refresh_interval: float = 1.0,
         rewrite_references: bool = True,
+        modules: bool | str | Iterable[str] = "auto",
         base_url: str | None = None,
         manifest: PathLike | None = None,
         manifest_check: str = "error",
@@ -105,6 +107,9 @@ class Assets:
         #: Rewrite references between files (CSS url(), @import, image-set,
         #: source map comments) to versioned URLs; see bustware.linker.
         self.rewrite_references = rewrite_references
+        #: Which scripts are JavaScript modules, whose import specifiers are
+        #: references too (bustware.jsmodules): "auto", globs, or False.
+        self.modules = ModuleRule(modules)
         #: "https://cdn.example.com" or "//cdn.example.com" in front of every
         #: URL, so that a CDN can pull from this process; "" for none.
         self.base_url = check_base_url(base_url)
@@ -317,7 +322,8 @@ class Assets:
             if None not in asset.links.values():
                 continue
             raw = _refs.restore(asset.served_bytes(), asset.splices)
-            for link in _refs.find_links(raw, asset.path, self.prefix).links:
+            for link in _refs.find_links(raw, asset.path, self.prefix,
+                                                  self.modules).links:
                 if asset.links.get(link.target, "") is None:
                     out.append((asset.path, link.reference.line, link.reference.url, link.target))
         return sorted(out)
@@ -367,7 +373,8 @@ class Assets:
         from .digestcache import DigestCache
 
         location = None if self.digest_cache is True else os.fspath(self.digest_cache)
-        return DigestCache(self.roots, location, salt=f"{self.prefix}\0{self.rewrite_references}")
+        return DigestCache(self.roots, location, salt=f"{self.prefix}\0{self.rewrite_references}"
+                           f"\0{self.modules}")
 
     def _scan(self, cache=None) -> None:
         """Index the roots (bustware.scan). ``cache``, a DigestCache
@@ -377,7 +384,8 @@ class Assets:
         # Resolved again at each scan: development mode follows a switched link.
         self.real_roots = [os.path.realpath(r) for r in self.roots]
         settings = ScanSettings(self.real_roots, self.include_dotfiles, self.extensions,
-                                self.charset, self.prefix, self._source, self.scan_threads)
+                                self.charset, self.prefix, self._source, self.scan_threads,
+                                self.modules)
         assets = Scan(settings, self.memory, previous=previous, urls=self, types=self._types,
                       cache=cache, read=self._reader,
                       link=self._link if self.rewrite_references else None).run()
@@ -405,7 +413,7 @@ class Assets:
         if self._missing is None:
             self._missing = MissingReferenceLog() if self._log_missing else _not_logged
         link(records, fresh, variant_paths, urls=self, version=self._source,
-             memory=self.memory, missing=self._missing)
+             memory=self.memory, missing=self._missing, modules=self.modules)
 
     def _install_loaded(self, loaded: Loaded) -> None:
         """Serve the records of a manifest (bustware.from_manifest.Loaded)."""
