@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import keywords, nearmiss
@@ -41,6 +41,7 @@ from .versions import VersionSource, make_version_source
 if TYPE_CHECKING:
     from .bundlers import Bundlers
     from .from_manifest import Loaded
+    from .importmap import ModuleGraph
     from .linker import MissingReferences
     from .scan import FileReader
 
@@ -121,6 +122,7 @@ class Assets:
         self._log_missing = log_missing_references
         self._missing: MissingReferences | None = None  # made by the first link
         self._warned: set[str] = set()
+        self._modules_graph: ModuleGraph | None = None
         self._assets: dict[str, Asset] = {}
         self._urls: dict[str, str] = {}
         #: Goes up by one each time refresh() finds a change; the middleware
@@ -311,6 +313,28 @@ class Assets:
             if fresh:  # setting it twice from two threads stores the same value
                 asset.integrity = value
         return value
+
+    # -- JavaScript modules (bustware.importmap) ----------------------------
+
+    def importmap(self, pins: Mapping[str, str]) -> dict:
+        """``{"imports": ..., "integrity": ...}``: ``pins`` maps bare specifiers
+        (``"lit"``, folders ``"lit/"``) to logical paths (``"vendor/lit/"``)."""
+        return self._graph().importmap(pins)
+
+    def importmap_tag(self, pins: Mapping[str, str]) -> str:
+        """The import map as a ``<script type="importmap">`` element."""
+        return self._graph().importmap_tag(pins)
+
+    def modulepreload(self, entry: str, pins: Mapping[str, str] | None = None) -> str:
+        """``<link rel="modulepreload">`` for the static import graph of ``entry``."""
+        return self._graph().modulepreload(entry, pins)
+
+    def _graph(self) -> ModuleGraph:
+        if self._modules_graph is None:
+            from .importmap import ModuleGraph
+
+            self._modules_graph = ModuleGraph(self)
+        return self._modules_graph
 
     def broken_references(self) -> list[tuple[str, int, str, str]]:
         """``(path, line, url as written, logical path named)`` for every
