@@ -101,6 +101,7 @@ class Assets:
         self.prefix = check_prefix(prefix)
         self.style: Style = make_style(style, query_param)
         self._source = make_version_source(version, release)
+        self.release = release
         self.extensions = check_extensions(extensions)
         self.strict = strict
         self.include_dotfiles = include_dotfiles
@@ -413,6 +414,11 @@ class Assets:
         assets = Scan(settings, self.memory, previous=previous, urls=self, types=self._types,
                       cache=cache, read=self._reader,
                       link=self._link if self.rewrite_references else None).run()
+        if self.release is not None and self.style.name == "segment":
+            from .releasecheck import check_release  # refuses a release reused over new bytes
+
+            check_release(self.release, ((p, a.digest) for p, a in assets.items()),
+                          self.real_roots, self.prefix, self.digest_cache)
         changed = assets.keys() != previous.keys() or any(
             previous[p] is not a for p, a in assets.items()
         )
