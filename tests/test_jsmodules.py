@@ -110,7 +110,8 @@ def test_importmap_names_versioned_urls_with_integrity(site):
     assets = Assets(site)
     u = assets.url
     m = assets.importmap(PINS)
-    assert m["imports"] == {"lit": u("vendor/lit/index.js"), "lit/index.js": u("vendor/lit/index.js"),
+    assert m["imports"] == {"lit": u("vendor/lit/index.js"),
+                            "lit/index.js": u("vendor/lit/index.js"),
                             "lit/sub/x.js": u("vendor/lit/sub/x.js"),
                             "lit-html": u("vendor/lit-html/index.js")}
     assert m["integrity"] == {u(p): assets.integrity(p) for p in
@@ -122,7 +123,7 @@ def test_importmap_names_versioned_urls_with_integrity(site):
     assert "<" not in tag[len('<script type="importmap">'):-len("</script>")]
     assert json.loads(tag.split("\n", 1)[1].rsplit("\n", 1)[0])["imports"] == \
         {"</script><!--x": u("vendor/lit/index.js")}
-    with pytest.raises(LookupError, match="no file 'vendor/nope.js'"):
+    with pytest.raises(LookupError, match=r"no file 'vendor/nope\.js'"):
         assets.importmap({"nope": "vendor/nope.js"})
     with pytest.raises(ValueError, match="a folder pin"):
         assets.importmap({"lit/": "vendor/lit/index.js"})
@@ -175,7 +176,7 @@ def test_early_hints_is_a_no_op_without_the_server_callback(site):
     assert early_hints({}, Assets(site), "js/lib/a.js") is False
     sent = []
     assert early_hints({"wsgi.early_hints": sent.append}, Assets(site), "js/lib/a.js")
-    assert [v for _n, v in sent[0]][0].endswith("; rel=modulepreload")
+    assert next(v for _n, v in sent[0]).endswith("; rel=modulepreload")
 
 
 GUNICORN_APP = '''
@@ -217,3 +218,33 @@ def test_link_values_percent_encode_comma_and_semicolon(site):
     (site / "js/m.js").write_text('import "../vendor/@lit/re,el;x.js";\n')
     values = link_values(Assets(site), "js/m.js")
     assert values[1].startswith("</static/vendor/@lit/re%2Cel%3Bx.")
+
+
+def test_template_helpers_jinja_flask_django(site, tmp_path):
+    import jinja2
+
+    from bustware.jinja import install
+
+    assets = Assets(site)
+    env = install(jinja2.Environment(autoescape=True), assets)
+    out = env.from_string("{{ importmap_tag(pins) }}{{ modulepreload('js/lib/a.js') }}").render(
+        pins={"lit": "vendor/lit/index.js"})
+    assert out == assets.importmap_tag({"lit": "vendor/lit/index.js"}) + \
+        assets.modulepreload("js/lib/a.js")
+
+    flask = pytest.importorskip("flask")
+    from bustware.flask import Bustware as FlaskBustware
+
+    app = flask.Flask("t", static_folder=str(site))
+    FlaskBustware(app)
+
+    @app.route("/")
+    def index():
+        return flask.render_template_string(
+            "{{ importmap_tag({'lit': 'vendor/lit/index.js'}) }}{{ modulepreload('js/lib/a.js') }}")
+
+    body = app.test_client().get("/").data.decode()
+    flask_assets = app.extensions["bustware"].assets_for("static")
+    assert body == flask_assets.importmap_tag({"lit": "vendor/lit/index.js"}) + \
+        flask_assets.modulepreload("js/lib/a.js")
+    assert '<script type="importmap">' in body and 'rel="modulepreload"' in body
