@@ -248,3 +248,14 @@ def test_template_helpers_jinja_flask_django(site, tmp_path):
     assert body == flask_assets.importmap_tag({"lit": "vendor/lit/index.js"}) + \
         flask_assets.modulepreload("js/lib/a.js")
     assert '<script type="importmap">' in body and 'rel="modulepreload"' in body
+
+
+def test_modulepreload_from_a_built_manifest(site, tmp_path):
+    from bustware.build import build
+
+    (site / "js/main.js").write_text('import "./lib/a.js"; import "lit";\n')
+    scanned = Assets(site)
+    build(site, tmp_path / "manifest.json")
+    loaded = Assets(site, manifest=tmp_path / "manifest.json")
+    assert loaded.modulepreload("js/main.js", PINS) == scanned.modulepreload("js/main.js", PINS)
+    assert loaded.importmap(PINS) == scanned.importmap(PINS)
