@@ -88,6 +88,10 @@ class BustwareASGI:
             # built, perhaps a variant compressed), a path to look up or a
             # version to discover (a manifest read): in a thread.
             d = await asyncio.to_thread(self._decide, path, scope)
+        if d is PASS:
+            if root:
+                _check_mount(self, root)
+            return await self._app(scope, receive, send)
         if type(d) is Reply:
             # The common requests' replies are shared, their ASGI form made
             # once (Rep.asgi_replies); a copy of the list is sent, as outer
@@ -99,10 +103,6 @@ class BustwareASGI:
                         "headers": encoded[1][:]})
             await send({"type": "http.response.body", "body": d.body})
             return
-        if d is PASS:
-            if root:
-                _check_mount(self, root)
-            return await self._app(scope, receive, send)
         if type(d) is FileReply:
             opened = await asyncio.to_thread(self._opener.open, d)
             if type(opened) is Reply:

@@ -119,6 +119,9 @@ class Core:
         self.mode = mode
         self._rewrite = mode == "rewrite"
         self._autorefresh = self.assets.autorefresh
+        # decide_asgi's common path: not in rewrite mode (the app's view
+        # sends the bytes) nor in development (a rescan comes first).
+        self._common = not self._rewrite and not self._autorefresh
         self._routes_lock = threading.Lock()
         self.prefix = self.assets.prefix
         self.cache_control = cache_control
@@ -259,11 +262,10 @@ class Core:
         for every request cost a third of a hit, 1.6 -> 2.1 us)."""
         route = self._routes.get(path)
         if route is None:
-            if not self._autorefresh and not path.startswith(self.prefix):
+            if not path.startswith(self.prefix) and not self._autorefresh:
                 return PASS
-        elif (route[1] <= PLAIN and ((method := scope["method"]) == "GET" or method == "HEAD")
-              and route[0].identity is not None and not self._rewrite
-              and not self._autorefresh):
+        elif self._common and route[1] <= PLAIN and route[0].identity is not None and (
+                (method := scope["method"]) == "GET" or method == "HEAD"):
             ae = inm = None
             for name, value in scope["headers"]:
                 if name in ASGI_HEADERS:
