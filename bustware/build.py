@@ -10,102 +10,58 @@ would compute. The compressed variants are made meanwhile, on one thread per
 core (see :mod:`bustware.compressqueue`): a file's as soon as it is read, a
 stylesheet's or script's once the index knows the bytes it serves.
 
-The manifest is written atomically (see :mod:`bustware.manifest`). Objects
-that the manifest it replaces used, and the new one does not, are kept (a
-process loaded from the old manifest still serves them) and listed under
-``"retired"``; the next build deletes them if it does not use them either, or
-``prune`` does. Nothing else in the object store, and nothing outside it, is
-ever deleted.
+The objects, then the manifest, go into a store (:mod:`bustware.store`; by
+default the manifest file and ``objects/`` beside it): the manifest last,
+atomically, and only over the version the build read (see
+:mod:`bustware.publish`; a build that raced another one builds its
+generation on that one's). Objects that the manifest it replaces used, and
+the new one does not, are kept (a process loaded from the old manifest still
+serves them) and listed under ``"retired"``; the next build deletes them if
+it does not use them either, or ``prune`` does. Nothing else in the object
+store, and nothing outside it, is ever deleted.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
-import itertools
 import logging
 import os
-import re
-import stat
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
-from typing import Any, Callable, TextIO
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Callable
 
 from . import compressqueue
 from . import manifest as mf
-from .about import __version__
 from .assets import Assets
+from .buildreport import BuildReport, Progress, PruneReport, Tally, wants_progress
 from .compress import check_encodings, is_compressible
 from .compressqueue import CompressQueue, Source, cores
 from .files import VARIANT_SUFFIXES, PathLike, open_regular, walk
+from .generations import next_generation, parse_age, retire
+from .layout import own_files
+from .localstore import LocalStore
 from .memory import MemoryPolicy
 from .options import check_roots
+from .prune import prune
+from .publish import parse, update
 from .references import kind_of as _linkable
 from .scan import read_file
+from .store import DigestMismatch, Store, StoredManifest
+from .verify import verify
 
-__all__ = ["BuildReport", "Progress", "PruneReport", "build", "parse_age", "prune", "verify"]
+# BuildReport, Progress, PruneReport, wants_progress, parse_age, prune and
+# verify have modules of their own; they stay importable from here.
+__all__ = ["BuildReport", "Progress", "PruneReport", "build", "parse_age", "prune", "verify",
+           "wants_progress"]
 
 log = logging.getLogger("bustware")
 
 _CHUNK = 1 << 20
 _SUFFIXES = {encoding: suffix for suffix, encoding in VARIANT_SUFFIXES.items()}
-
-
-@dataclass
-class BuildReport:
-    manifest_path: str
-    files: int = 0
-    bytes_read: int = 0
-    variants: int = 0
-    objects_written: int = 0
-    objects_removed: int = 0
-    #: Objects only the replaced manifest uses, kept for its processes.
-    objects_retired: int = 0
-    generation: int = 0
-    new_generation: bool = False
-    kept_generations: int = 0
-    seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        what = "new generation" if self.new_generation else "no version changed; generation"
-        return (f"bustware: {self.files} files ({_size(self.bytes_read)}) -> "
-                f"{self.manifest_path} in {self.seconds:.2f}s; {what} {self.generation}, "
-                f"{self.kept_generations} earlier kept; {self.variants} compressed variants; "
-                f"{self.objects_written} objects written, {self.objects_removed} removed"
-                + (f", {self.objects_retired} kept for processes of the build before (until "
-                   "the next build or `bustware prune`)" if self.objects_retired else ""))
-
-
-@dataclass
-class PruneReport:
-    manifest_path: str
-    dropped: list[int] = field(default_factory=list)
-    kept: list[int] = field(default_factory=list)
-    objects_removed: int = 0
-    #: Objects only the manifest before the last build used (kept for the
-    #: processes that still served it), released by this prune.
-    retired_released: int = 0
-
-    def summary(self) -> str:
-        if not self.dropped and not self.retired_released:
-            return f"bustware: nothing to prune in {self.manifest_path}"
-        parts = []
-        if self.dropped:
-            parts.append(f"dropped generation{'s' if len(self.dropped) > 1 else ''} "
-                         f"{', '.join(map(str, self.dropped))}; kept "
-                         f"{', '.join(map(str, self.kept)) or 'none'} besides the current one")
-        if self.retired_released:
-            parts.append(f"released {self.retired_released} objects that only the build "
-                         "before the current one used")
-        return (f"bustware: {self.manifest_path}: {'; '.join(parts)}; "
-                f"{self.objects_removed} stored objects removed")
 
 
 @dataclass
@@ -117,60 +73,6 @@ class _Info:
     sha384: bytes
     body: bytes | None
 
-
-class Progress:
-    """A one-line progress bar on a terminal (stderr); silent elsewhere."""
-
-    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.total = total
-        self.stream = stream if stream is not None else sys.stderr
-        self.width = width
-        self.done = 0
-        self.bytes = 0
-        self._clock = clock
-        self._started = clock()
-        self._shown = float("-inf")
-
-    def advance(self, nbytes: int) -> None:
-        self.done += 1
-        self.bytes += nbytes
-        now = self._clock()
-        # Redrawing costs a write per file; ten times a second is enough.
-        if now - self._shown >= 0.1 or self.done == self.total:
-            self._shown = now
-            filled = self.width * self.done // max(self.total, 1)
-            bar = "#" * filled + "-" * (self.width - filled)
-            elapsed = now - self._started
-            pace = ""
-            if elapsed > 0:
-                rate = self.done / elapsed
-                left = round((self.total - self.done) / rate)
-                shown = f"{rate:.1f}" if rate < 10 else f"{rate:,.0f}"
-                pace = f", {shown} files/s, {_duration(left)} left"
-            self.stream.write(f"\rbustware: [{bar}] {self.done}/{self.total} files, "
-                              f"{_size(self.bytes)}{pace}\x1b[K")
-            self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.write("\r\x1b[K")  # erase the bar; the summary follows
-        self.stream.flush()
-
-
-def _duration(seconds: int) -> str:
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def wants_progress(stream: TextIO, quiet: bool) -> bool:
-    """A bar only for a person at a terminal: not in CI, not with --quiet."""
-    if quiet or os.environ.get("CI"):
-        return False
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
 
 
 # -- build -------------------------------------------------------------------
@@ -191,6 +93,7 @@ def build(
     include_dotfiles: bool = False,
     bundler_manifest: PathLike | Sequence[PathLike] | None = None,
     progress: Callable[[int], Progress | None] | None = None,
+    store: Store | None = None,
 ) -> BuildReport:
     """Index ``root`` and write its manifest (``ROOT/.bustware/manifest.json``
     unless ``out`` is given). ``keep``: how many earlier generations to keep,
@@ -202,7 +105,9 @@ def build(
     process may use; the reads use a few more); the output does not depend
     on it.
     ``progress``: called with the number of files, returns a :class:`Progress`
-    or ``None``."""
+    or ``None``.
+    ``store``: where the objects and the manifest go (default: the manifest
+    file and ``objects/`` beside it)."""
     started = time.monotonic()
     roots = check_roots(root)
     encodings = check_encodings(compress)  # a missing extra fails before any work
@@ -214,12 +119,14 @@ def build(
     manifest_path = os.path.abspath(os.fspath(out)) if out is not None \
         else mf.default_path(roots[0])
     report = BuildReport(manifest_path)
-    old = _read_existing(manifest_path)
+    if store is None:
+        store = LocalStore(manifest_path)
+    first = store.read_manifest()
+    old = _existing(first, manifest_path)
     if keep is None:
         keep = old["keep"] if old is not None else 0
-    objects = mf.objects_dir(manifest_path)
-    store = _Store(objects)
-    is_own = _own_files(manifest_path)
+    objects = TrackedStore(store)
+    is_own = own_files(manifest_path)
 
     # 1. Which files: the same walk as the index, first root wins.
     jobs: dict[str, tuple[int, str, bool, tuple[str, ...]]] = {}  # abs -> (root, path, ...)
@@ -237,15 +144,15 @@ def build(
 
     # 2. Read each file once, in parallel; its codings are made meanwhile,
     # on one thread per core, while the reads and the index go on.
-    bar = _Tally(progress(len(jobs))) if progress is not None else None
+    bar = Tally(progress(len(jobs))) if progress is not None else None
     infos: dict[str, _Info] = {}
     threshold = 256 * 1024
     budget = 64 * 1024 * 1024
     held = 0
-    queue = CompressQueue(store, workers or cores())
+    queue = CompressQueue(objects, workers or cores())
     try:
         with queue, ThreadPoolExecutor(max_workers=workers or min(32, cores() + 4)) as ex:
-            futures = {ex.submit(_digest_file, abs_path, store, keep > 0 and main, threshold):
+            futures = {ex.submit(_digest_file, abs_path, objects, keep > 0 and main, threshold):
                        abs_path for abs_path, (_i, _p, main, _w) in jobs.items()}
             later: dict[str, tuple[str, ...]] = {}  # compressed once the index is built
             for future in as_completed(futures):
@@ -326,48 +233,47 @@ def build(
     report.files = len(files)
     report.variants = sum(len(r.get("variants", {})) for r in files.values())
 
-    # 4. The manifest: a new generation only when a URL changed.
+    # 4. The manifest: a new generation only when a URL changed. Written
+    # only over the version read; if another build wrote one meanwhile, the
+    # next generation is made again against that one.
     settings = mf.settings_of(assets)
-    data = _next_generation(old, files, settings, keep)
-    data["compress"] = list(encodings)  # for the rebuild command messages give
-    data["broken_references"] = [list(b) for b in assets.broken_references()
-                                 if b[0] in files]
-    for path, line, url, target in data["broken_references"]:
+    broken = [list(b) for b in assets.broken_references() if b[0] in files]
+    for path, line, url, target in broken:
         report.warnings.append(f"{path} line {line}: {url!r} names {target!r}, which is "
                                "not in the index; left as written")
-    report.generation = data["generation"]
-    report.new_generation = old is None or data["generation"] != old["generation"]
-    report.kept_generations = len(data["previous"])
-    # Processes loaded from the old manifest serve its objects until they
-    # are reloaded: keep them one build longer (or until `prune`), listed so
-    # that the next build knows it may delete them.
-    used = mf.referenced_objects(data)
-    replaced = mf.referenced_objects(old) if old is not None else set()
-    retired_before = set(old.get("retired", ())) if old is not None else set()
-    if old is not None and not report.new_generation:
-        retired = retired_before - used  # the same build again: the same promise
-        retired_before = set()
-    else:
-        retired = replaced - used
-    if retired:
-        data["retired"] = sorted(retired)
-    report.objects_retired = len(retired)
-    mf.write(manifest_path, data)
+    doomed: set[str] = set()
 
-    # 5. Only now that the new manifest is on disk: forget what it dropped,
-    # and what only the manifest before the replaced one used.
-    doomed = (store.created | retired_before) - used - replaced - retired
-    report.objects_removed = _remove_objects(objects, doomed)
-    report.objects_written = len(store.created & used)
+    read_first = old
+
+    def step(stored: StoredManifest | None) -> dict:
+        nonlocal doomed
+        old = read_first if stored is first else _existing(stored, manifest_path)
+        data = next_generation(old, files, settings, keep)
+        data["compress"] = list(encodings)  # for the rebuild command messages give
+        data["broken_references"] = broken
+        report.generation = data["generation"]
+        report.new_generation = old is None or data["generation"] != old["generation"]
+        report.kept_generations = len(data["previous"])
+        retirement = retire(old, data, report.new_generation)
+        if retirement.retired:
+            data["retired"] = sorted(retirement.retired)
+        report.objects_retired = len(retirement.retired)
+        doomed = retirement.deletable(objects.created)
+        report.objects_written = len(objects.created & retirement.used)
+        return data
+
+    update(store, step, first=first)
+
+    # 5. Only now that the new manifest is in the store: forget what it
+    # dropped, and what only the manifest before the replaced one used.
+    report.objects_removed = store.delete_objects(doomed) if doomed else 0
     report.seconds = time.monotonic() - started
     return report
 
 
-def _read_existing(manifest_path: str) -> dict | None:
-    if not os.path.exists(manifest_path):
-        return None
+def _existing(stored: StoredManifest | None, manifest_path: str) -> dict | None:
     try:
-        return mf.read(manifest_path)
+        return parse(stored, manifest_path)
     except mf.ManifestError as exc:
         # Never overwrite a file we cannot prove is ours: it may be another
         # tool's manifest.json, or a damaged one whose generations the user
@@ -378,17 +284,31 @@ def _read_existing(manifest_path: str) -> dict | None:
         ) from None
 
 
-def _own_files(manifest_path: str):
-    """A test for what the build itself wrote: the manifest and its object
-    store. Only those: a manifest may sit in the root or above it, and the
-    user's files beside it are still to be built. The walk yields real paths
-    (symlinks resolved), so compare real paths."""
-    manifest = os.path.realpath(manifest_path)
-    objects = os.path.realpath(mf.objects_dir(manifest_path)) + os.sep
-    return lambda abs_path: abs_path == manifest or abs_path.startswith(objects)
+class TrackedStore:
+    """The store as a build writes into it (the object sink of
+    :class:`~bustware.compressqueue.CompressQueue`): it remembers which
+    objects this build created, the only ones it may delete again."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.created: set[str] = set()
+        self._lock = threading.Lock()
+
+    def put(self, data: bytes, digest: str) -> None:
+        """Store ``data``, whose SHA-256 is ``digest``, unless it is there."""
+        if self.store.put_object(digest, data, len(data)):
+            with self._lock:
+                self.created.add(digest)
+
+    def put_stream(self, f: BinaryIO, digest: str, size: int) -> None:
+        """Store the ``size`` bytes ``f`` reads, which the store checks
+        against ``digest``, unless they are there."""
+        if self.store.put_object(digest, f, size):
+            with self._lock:
+                self.created.add(digest)
 
 
-def _digest_file(abs_path: str, store: _Store, keep_bytes: bool, threshold: int
+def _digest_file(abs_path: str, store: TrackedStore, keep_bytes: bool, threshold: int
                  ) -> tuple[_Info, bytes | None]:
     """What the index needs of one file, and its bytes when read whole (for
     its compression jobs)."""
@@ -406,20 +326,20 @@ def _digest_file(abs_path: str, store: _Store, keep_bytes: bool, threshold: int
             keep = len(data) <= threshold or _linkable(abs_path) is not None
             return _Info(st, sha256, sha384, data if keep else None), data
         h256, h384 = hashlib.sha256(), hashlib.sha384()
-        sink = store.open_temp() if keep_bytes else None
-        try:
-            while chunk := f.read(_CHUNK):
-                h256.update(chunk)
-                h384.update(chunk)
-                if sink is not None:
-                    sink.write(chunk)
-            sha256 = h256.hexdigest()
-            if sink is not None:
-                store.commit_temp(sink, sha256)
-                sink = None
-        finally:
-            if sink is not None:
-                store.discard_temp(sink)
+        while chunk := f.read(_CHUNK):
+            h256.update(chunk)
+            h384.update(chunk)
+        sha256 = h256.hexdigest()
+        if keep_bytes:
+            # A store names an object by its digest, known only now: the
+            # file is read again (from the page cache), checked by the store.
+            f.seek(0)
+            try:
+                store.put_stream(f, sha256, st.st_size)
+            except DigestMismatch:
+                raise mf.ManifestError(
+                    f"bustware: {abs_path!r} changed while the build read it; "
+                    "build again once the files stop changing") from None
     # Too big to hold: its compression jobs stream it from the file again.
     return _Info(st, sha256, h384.digest(), None), None
 
@@ -427,108 +347,6 @@ def _digest_file(abs_path: str, store: _Store, keep_bytes: bool, threshold: int
 def _source(info: _Info, abs_path: str, data: bytes | None) -> Source:
     return Source(info.sha256, len(data) if data is not None else info.st.st_size, data,
                   abs_path)
-
-
-class _Tally:
-    """The progress bar, advanced from any thread: a file counts once it
-    is read and its codings are made."""
-
-    def __init__(self, bar: Progress | None) -> None:
-        self.bar = bar
-        self._lock = threading.Lock()
-
-    def advance(self, nbytes: int) -> None:
-        if self.bar is not None:
-            with self._lock:
-                self.bar.advance(nbytes)
-
-    def done(self, nbytes: int) -> Callable[[], None]:
-        return lambda: self.advance(nbytes)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-#: Numbers for temporary names, unique in this process (and the pid in the
-#: name makes them unique across processes).
-_TEMP_NAMES = itertools.count()
-
-
-class _Store:
-    """The content-addressed object store beside the manifest."""
-
-    def __init__(self, objects: str) -> None:
-        self.objects = objects
-        self.created: set[str] = set()
-        self._lock = threading.Lock()
-        self._dirs: set[str] = set()  # fan-out directories known to exist
-
-    def put(self, data: bytes, digest: str) -> None:
-        """Store ``data`` unless it is there: written to a temporary file
-        beside its place, flushed to disk, moved into place. A build writes
-        thousands of these, so in as few system calls as that takes."""
-        target = mf.object_path(self.objects, digest)
-        directory = os.path.dirname(target)
-        if directory not in self._dirs:
-            os.makedirs(directory, exist_ok=True)
-            self._dirs.add(directory)
-        if os.path.exists(target):
-            return
-        tmp = os.path.join(directory, f".tmp-{os.getpid()}-{next(_TEMP_NAMES)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                     0o600)
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                # Objects are fsync'ed like the manifest: the manifest that
-                # names them is written after them, and must never name a
-                # lost file.
-                os.fsync(fd)
-                os.chmod(fd, 0o644)
-                os.utime(fd, ns=(mf.OBJECT_MTIME_NS, mf.OBJECT_MTIME_NS))
-            finally:
-                os.close(fd)
-            self._commit(tmp, target, digest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise
-
-    def _commit(self, tmp: str, target: str, digest: str) -> None:
-        if os.path.exists(target):  # another build's, maybe served: left as it is
-            os.remove(tmp)
-            return
-        os.replace(tmp, target)
-        with self._lock:
-            self.created.add(digest)
-
-    def open_temp(self):
-        os.makedirs(self.objects, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.objects)
-        f = os.fdopen(fd, "wb")
-        f.tmp_name = tmp  # type: ignore[attr-defined]
-        return f
-
-    def commit_temp(self, f, digest: str) -> None:
-        # Objects are fsync'ed like the manifest: the manifest that names
-        # them is written after them, and must never name a lost file.
-        f.flush()
-        os.fsync(f.fileno())
-        f.close()
-        target = mf.object_path(self.objects, digest)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.chmod(f.tmp_name, 0o644)
-        os.utime(f.tmp_name, ns=(mf.OBJECT_MTIME_NS, mf.OBJECT_MTIME_NS))
-        self._commit(f.tmp_name, target, digest)
-
-    @staticmethod
-    def discard_temp(f) -> None:
-        f.close()
-        with contextlib.suppress(OSError):
-            os.remove(f.tmp_name)
 
 
 class _PassReader:
@@ -620,213 +438,3 @@ def _record(asset, root_index: int, source: _Info, wanted: Sequence[str], queued
 def _sri(sha384: bytes) -> str:
     return "sha384-" + base64.b64encode(sha384).decode("ascii")
 
-
-def _next_generation(old: dict | None, files: dict, settings: dict, keep: int) -> dict:
-    built_at = _now_iso()
-    table = {p: (r["version"], r["digest"]) for p, r in files.items()}
-    if old is not None:
-        old_table = {p: (r["version"], r["digest"]) for p, r in old["files"].items()}
-        same = old_table == table and old["settings"] == settings
-    else:
-        same = False
-    stored = keep > 0
-    if old is None:
-        generation, previous = 1, []
-    elif same:
-        # Nothing a URL names changed: the same generation, kept as it was
-        # (a rebuild of an unchanged tree writes the same manifest).
-        generation, built_at, previous = old["generation"], old["built_at"], old["previous"]
-    else:
-        generation = old["generation"] + 1
-        previous = list(old["previous"])
-        if old["stored"] and keep > 0:
-            previous.insert(0, _archive(old, files))
-    return {
-        "schema": mf.SCHEMA,
-        "schema_version": mf.SCHEMA_VERSION,
-        "generator": f"bustware {__version__}",
-        "settings": settings,
-        "keep": keep,
-        "generation": generation,
-        "built_at": built_at,
-        "stored": stored,
-        "files": files,
-        "previous": previous[:keep],
-    }
-
-
-def _archive(old: dict, files: dict) -> dict:
-    """The outgoing generation, as the files whose version the new one
-    changes or drops: exactly the old URLs that stop being current."""
-    out = {}
-    for path, rec in old["files"].items():
-        new = files.get(path)
-        if new is not None and new["version"] == rec["version"]:
-            continue
-        served = rec.get("served")
-        entry: dict[str, Any] = {
-            "version": rec["version"], "digest": rec["digest"],
-            "size": served["size"] if served is not None else rec["size"],
-            "mtime_ns": rec["mtime_ns"],
-        }
-        variants = {e: {"object": v["object"], "size": v["size"]}
-                    for e, v in rec.get("variants", {}).items() if "object" in v}
-        if variants:
-            entry["variants"] = variants
-        out[path] = entry
-    return {"generation": old["generation"], "built_at": old["built_at"], "files": out}
-
-
-def _now_iso() -> str:
-    # SOURCE_DATE_EPOCH (reproducible-builds.org) makes the time part of a
-    # reproducible build too.
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    when = int(epoch) if epoch and epoch.isdigit() else int(time.time())
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
-
-
-def _parse_iso(text: str) -> float:
-    import calendar
-
-    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
-
-
-def _remove_objects(objects: str, digests: Iterable[str]) -> int:
-    removed = 0
-    for digest in digests:
-        path = mf.object_path(objects, digest)
-        try:
-            if not stat.S_ISREG(os.lstat(path).st_mode):
-                continue
-            os.remove(path)
-            removed += 1
-        except FileNotFoundError:
-            continue
-        # The fan-out directory goes too once empty; rmdir refuses otherwise.
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.dirname(path))
-    return removed
-
-
-# -- verify ------------------------------------------------------------------
-
-
-def verify(root: PathLike | Sequence[PathLike], manifest_path: PathLike, *,
-           full: bool = False) -> list[mf.Problem]:
-    """Every way the manifest no longer describes the tree: files missing,
-    changed (size or mtime; with ``full``, content) or added since the build,
-    and stored bytes of earlier generations that are gone."""
-    roots = check_roots(root)
-    name = os.path.abspath(os.fspath(manifest_path))
-    data = mf.read(name)
-    if data["settings"]["roots"] != len(roots):
-        raise mf.ManifestError(
-            f"bustware: {name!r} was built from {data['settings']['roots']} root(s), "
-            f"not {len(roots)}; pass the same roots as to `bustware build`")
-    problems = mf.check_tree(data, roots, name)
-    bad = {p.path for p in problems}
-    is_own = _own_files(name)
-    files = data["files"]
-    seen: set[str] = set()
-    for r in roots:
-        for path, abs_path, _st, _variants in walk(
-                r, data["settings"].get("include_dotfiles", False), False):
-            if path in seen or is_own(abs_path):
-                continue
-            seen.add(path)
-            if path not in files:
-                problems.append(mf.Problem(path, "not in the manifest (added since the build)"))
-    for path, line, url, target in data.get("broken_references", []):
-        problems.append(mf.Problem(
-            path, f"line {line}: {url!r} names {target!r}, which is no file of the index",
-            broken_reference=True))
-    objects = mf.objects_dir(name)
-    for gen in data["previous"]:
-        for path, rec in gen["files"].items():
-            obj = mf.object_path(objects, rec["digest"])
-            try:
-                ok = os.stat(obj).st_size == rec["size"]
-            except OSError:
-                ok = False
-            if not ok:
-                problems.append(mf.Problem(
-                    path, f"the stored bytes of version {rec['version']} (generation "
-                          f"{gen['generation']}) are missing or damaged: {obj}"))
-    if full:
-        for path, rec in files.items():
-            if path in bad or "served" in rec:
-                continue
-            digest = hashlib.sha256()
-            with open(os.path.join(roots[rec["root"]], path), "rb") as f:
-                while chunk := f.read(_CHUNK):
-                    digest.update(chunk)
-            if digest.hexdigest() != rec["digest"]:
-                problems.append(mf.Problem(
-                    path, "changed (its content differs, though its size and mtime do not)"))
-    return problems
-
-
-# -- prune -------------------------------------------------------------------
-
-_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])\Z")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_age(text: str) -> float:
-    """``"90s"``, ``"30m"``, ``"12h"``, ``"7d"``, ``"2w"`` -> seconds."""
-    m = _AGE.match(text.strip().lower())
-    if m is None:
-        raise ValueError(
-            f"bustware: --older-than {text!r} is not an age; write a number and a unit: "
-            "90s, 30m, 12h, 7d or 2w"
-        )
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def prune(manifest_path: PathLike, *, keep: int | None = None,
-          older_than: float | None = None, now: float | None = None) -> PruneReport:
-    """Drop earlier generations: those beyond the ``keep`` newest, those
-    built more than ``older_than`` seconds ago; with both, only those that
-    are both. The current generation is never dropped. Then delete the
-    stored bytes that only the dropped generations used, and those that only
-    the build before the current one used (kept by ``build`` for the
-    processes that still served it: prune only once they are reloaded)."""
-    if keep is None and older_than is None:
-        raise ValueError("bustware: nothing to prune: pass --keep N and/or --older-than AGE")
-    if keep is not None and (type(keep) is not int or keep < 0):
-        raise ValueError(f"bustware: keep={keep!r} must be a count of generations >= 0")
-    name = os.path.abspath(os.fspath(manifest_path))
-    data = mf.read(name)
-    now = time.time() if now is None else now
-    report = PruneReport(name)
-    kept, dropped = [], []
-    for i, gen in enumerate(data["previous"]):
-        beyond = keep is not None and i >= keep
-        try:
-            old = older_than is not None and now - _parse_iso(gen["built_at"]) > older_than
-        except ValueError:
-            old = False  # an unreadable date is never a reason to delete
-        drop = (beyond and old) if keep is not None and older_than is not None \
-            else (beyond or old)
-        (dropped if drop else kept).append(gen)
-    report.kept = [g["generation"] for g in kept]
-    report.dropped = [g["generation"] for g in dropped]
-    retired = set(data.get("retired", ()))
-    if not dropped and not retired:
-        return report
-    before = mf.referenced_objects(data) | retired
-    data = {k: v for k, v in data.items() if k != "retired"}
-    data["previous"] = kept
-    mf.write(name, data)
-    report.retired_released = len(retired - mf.referenced_objects(data))
-    report.objects_removed = _remove_objects(mf.objects_dir(name),
-                                             before - mf.referenced_objects(data))
-    return report
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"

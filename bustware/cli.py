@@ -225,6 +225,7 @@ def _build_command(args) -> int:
     from . import build as b
     from .compress import CodecUnavailable
     from .manifest import build_command, default_path, read
+    from .store import StoreError
 
     try:
         if args.command == "build":
@@ -265,7 +266,7 @@ def _build_command(args) -> int:
         older = b.parse_age(args.older_than) if args.older_than is not None else None
         print(b.prune(manifest, keep=args.keep, older_than=older).summary())
         return 0
-    except (ValueError, TypeError, CodecUnavailable) as exc:
+    except (ValueError, TypeError, CodecUnavailable, StoreError) as exc:
         # The message already starts with "bustware:"
         roots = args.roots if args.command != "prune" else [args.root]
         print(with_roots(str(exc), roots), file=sys.stderr)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import os
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -153,8 +154,8 @@ class _Waiter:
 
 class CompressQueue:
     """Compression jobs for the build's object ``store`` (an object with
-    ``put(data, digest)``, ``open_temp()``, ``commit_temp(f, digest)`` and
-    ``discard_temp(f)``), on ``threads`` threads.
+    ``put(data, digest)`` and ``put_stream(f, digest, size)``, such as
+    :class:`bustware.build.TrackedStore`), on ``threads`` threads.
 
     :meth:`add` queues a source's codings; :meth:`join` waits for all of
     them (raising the first error a job met); :meth:`result` then gives,
@@ -346,9 +347,9 @@ class CompressQueue:
             self._unwritten -= 1
 
     def _stream(self, source: Source, encoding: str, limit: float) -> tuple[str, int] | None:
-
-        sink = self._store.open_temp()
-        try:
+        # The output's digest, the object's name, is known only at its end:
+        # it goes to a temporary file (in TMPDIR) first, then to the store.
+        with tempfile.TemporaryFile() as sink:
             f, _st = open_regular(source.path)
             with f:
                 reader = _Reader(f)
@@ -360,9 +361,6 @@ class CompressQueue:
             if size > limit:
                 return None
             digest = writer.digest.hexdigest()
-            self._store.commit_temp(sink, digest)
-            sink = None
+            sink.seek(0)
+            self._store.put_stream(sink, digest, size)
             return digest, size
-        finally:
-            if sink is not None:
-                self._store.discard_temp(sink)

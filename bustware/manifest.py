@@ -1,14 +1,8 @@
 """The build manifest: what ``bustware build`` found, so that a production
 process can start without reading any file.
 
-Where it lives
---------------
-By default ``ROOT/.bustware/manifest.json`` (``--out`` chooses another
-place). Beside it, ``objects/`` holds bytes the build made or kept, each in a
-file named by the SHA-256 of its content (``objects/ab/abcdef...``), so one
-blob serves every generation that has those bytes: compressed variants,
-rewritten bodies, and with ``--keep N`` the bytes of earlier versions. A
-dot-directory is never indexed, so the manifest does not serve itself.
+It lives in a store (:mod:`bustware.store`; on disk, where
+:mod:`bustware.layout` says), beside the objects it names.
 
 Schema (``"schema_version": 1``)
 --------------------------------
@@ -66,12 +60,6 @@ generation that followed it: together the kept generations name every old
 URL a page still in a browser may ask for. Their bytes are
 ``objects/<digest>`` (identity) and each variant's object.
 
-Every object's mtime is set to :data:`OBJECT_MTIME_NS` when it is written,
-so the manifest does not depend on when the build ran and a loader knows it
-without a stat. The staleness check stats objects too and takes their real
-mtime, so a copy that did not keep mtimes still serves (an object is named
-by its content, so its size is all there is to check).
-
 Loading (:func:`bustware.from_manifest.load`) validates everything before it trusts anything:
 paths are checked to stay inside the root, digests to be hex, versions to be
 URL-safe. A corrupt file, a foreign JSON file or an unknown schema version is
@@ -84,82 +72,74 @@ through a symlink that leads out of its root.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import json
 import logging
 import os
 import re
 import shlex
-import stat
-import tempfile
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from .advice import start_over
 from .files import PathLike, file_key
+
+# Where the files are, and the checks against the tree, have modules of
+# their own; their names stay importable from here, where users found them.
+from .layout import (
+    MANIFEST_DIR,
+    MANIFEST_NAME,
+    OBJECT_MTIME_NS,
+    default_path,
+    object_path,
+    objects_dir,
+    write_atomic,
+)
+from .manifestcolumns import unusual as _unusual
 from .styles import Style
+from .treecheck import Escapes, Problem, build_command, check_tree, compare_file
 from .versions import VERSION_RE
 
 __all__ = [
     "MANIFEST_DIR",
     "MANIFEST_NAME",
+    "OBJECT_MTIME_NS",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "Escapes",
+    "IndexSettings",
     "ManifestError",
     "Problem",
+    "build_command",
     "check_tree",
+    "compare_file",
     "default_path",
+    "dumps",
+    "not_found",
     "object_path",
+    "objects_dir",
+    "parse",
     "read",
+    "read_identified",
     "referenced_objects",
+    "validate",
     "write",
+    "write_atomic",
 ]
+
 
 log = logging.getLogger("bustware")
 
 SCHEMA = "bustware-manifest"
 SCHEMA_VERSION = 1
-MANIFEST_DIR = ".bustware"
-MANIFEST_NAME = "manifest.json"
-#: The mtime of every object (2001-09-09): a constant, so that two builds of
-#: the same files give the same manifest, wherever and whenever they run.
-OBJECT_MTIME_NS = 1_000_000_000 * 10**9
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _INTEGRITY = re.compile(r"sha384-[A-Za-z0-9+/]{64}\Z")
 _ENCODINGS = frozenset({"br", "gzip", "zstd"})
-# The characters each column may hold (see _unusual).
-_HEX_CHARS = b"0123456789abcdef"
-_ALNUM = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-_VERSION_CHARS = _ALNUM + b"_-"
-_BASE64_CHARS = _ALNUM + b"+/"
 
 
 class ManifestError(ValueError):
     """The manifest cannot be used: unreadable, not ours, or not this tree."""
 
-
-@dataclass(frozen=True)
-class Problem:
-    """One way the manifest and the files on disk disagree."""
-
-    path: str  # logical path, or the object's file name
-    reason: str
-    #: A reference to a file that does not exist: no rebuild fixes it.
-    broken_reference: bool = False
-    #: Serving it would serve what a scan hides (a symlink out of the root):
-    #: refused whatever manifest_check says.
-    unsafe: bool = False
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
-
-
-def default_path(root: PathLike) -> str:
-    """Where ``bustware build ROOT`` writes its manifest by default."""
-    return os.path.join(os.path.abspath(os.fspath(root)), MANIFEST_DIR, MANIFEST_NAME)
 
 
 def _build_at(manifest_path: PathLike) -> str:
@@ -171,15 +151,6 @@ def _build_at(manifest_path: PathLike) -> str:
         return shlex.join(["bustware", "build", os.path.dirname(parent)])
     return "bustware build ROOT --out " + shlex.quote(path)
 
-
-def objects_dir(manifest_path: PathLike) -> str:
-    return os.path.join(os.path.dirname(os.path.abspath(os.fspath(manifest_path))), "objects")
-
-
-def object_path(objects: str, digest: str) -> str:
-    """The file holding the bytes whose SHA-256 is ``digest``. Two levels, as
-    git does, so no directory grows to hundreds of thousands of entries."""
-    return os.path.join(objects, digest[:2], digest)
 
 
 # -- reading ---------------------------------------------------------------
@@ -209,12 +180,23 @@ def read_identified(name: str) -> tuple[dict[str, Any], tuple[int, int, int, int
             key = file_key(os.fstat(f.fileno()))
             raw = f.read()
     except FileNotFoundError:
-        raise ManifestError(
-            f"bustware: no manifest at {name!r}; make it with `{_build_at(name)}` "
-            "(or pass the --out path you built it with)"
-        ) from None
+        raise not_found(name) from None
     except OSError as exc:
         raise ManifestError(f"bustware: cannot read the manifest {name!r}: {exc}") from None
+    return parse(raw, name), key
+
+
+def not_found(name: str) -> ManifestError:
+    """The error for a manifest that is not there."""
+    return ManifestError(
+        f"bustware: no manifest at {name!r}; make it with `{_build_at(name)}` "
+        "(or pass the --out path you built it with)"
+    )
+
+
+def parse(raw: bytes, name: str) -> dict[str, Any]:
+    """The manifest in ``raw`` (as read from a store), validated; ``name``
+    says where it is in messages."""
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -223,7 +205,7 @@ def read_identified(name: str) -> tuple[dict[str, Any], tuple[int, int, int, int
             f"{start_over(name, _build_at(name))}, adding the options it was built with"
         ) from None
     validate(data, name)
-    return data, key
+    return data
 
 
 def validate(data: Any, name: str) -> None:
@@ -310,67 +292,6 @@ def validate(data: Any, name: str) -> None:
     if not isinstance(retired, list) or not all(
             isinstance(d, str) and _HEX64.match(d) for d in retired):
         bad("retired", "not a list of SHA-256 hex digests")
-
-
-def _unusual(files: dict[str, Any], roots: int) -> Iterable[str]:
-    """The paths of ``files`` that validate() must look at one by one: those
-    whose records have more than the six common fields (rewritten bytes,
-    variants), when every record passes the checks below; else all of them,
-    so that the checks one by one say which is wrong and how.
-
-    A start from a manifest validates every record: one by one, the three
-    regular expressions cost as much as parsing the JSON. Here each field
-    is checked for all records at once (a column, joined into one string),
-    by str and bytes methods that run in C. Every test is as strict as
-    the record-by-record one, or stricter (then that one decides)."""
-    if not files:
-        return ()
-    recs = list(files.values())
-    n = len(recs)
-    try:
-        if set(map(type, recs)) != {dict}:
-            return files
-        sizes = [r["size"] for r in recs]
-        mtimes = [r["mtime_ns"] for r in recs]
-        root_ids = [r["root"] for r in recs]
-        if set(map(type, itertools.chain(sizes, mtimes, root_ids))) != {int} \
-                or min(sizes) < 0 or min(mtimes) < 0 or min(root_ids) < 0 \
-                or max(root_ids) >= roots:
-            return files
-        # Each column, joined and encoded (ASCII, or a ValueError), must
-        # hold only the characters its rule allows: bytes.translate with
-        # those deleted leaves nothing (a table lookup per byte, where the
-        # str methods look each character up in the Unicode database).
-        digests = [r["digest"] for r in recs]
-        if set(map(len, digests)) != {64} \
-                or "".join(digests).encode("ascii").translate(None, _HEX_CHARS):
-            return files
-        versions = [r["version"] for r in recs]
-        lengths = set(map(len, versions))
-        if min(lengths) < 1 or max(lengths) > 64 \
-                or "".join(versions).encode("ascii").translate(None, _VERSION_CHARS):
-            return files
-        column = [r["integrity"] for r in recs]
-        integrities = "".join(column)
-        # Each is "sha384-" and 64 base64 characters (71 in all): the
-        # prefix at each multiple of 71, and nothing else but base64.
-        if set(map(len, column)) != {71} or any(
-                integrities[i::71] != c * n for i, c in enumerate("sha384-")) \
-                or integrities.replace("sha384-", "").encode("ascii").translate(
-                    None, _BASE64_CHARS) or integrities.count("-") != n:
-            return files
-        names = "\n".join(files)
-    except (KeyError, TypeError, ValueError):
-        return files
-    # The path rules of _check_path on all names at once: a name that
-    # breaks one shows at its start or end as a neighbour of "\n" (or of
-    # the whole string's ends), or anywhere as a substring.
-    if not names or names[0] in "/\n" or names[-1] in "/.\n" or any(
-            bad in names for bad in ("\n/", "/\n", ".\n", "\n\n", "./", "//", "\\", "\x00")):
-        return files
-    if sum(map(len, recs)) == 6 * n:
-        return ()
-    return [path for path, rec in files.items() if len(rec) != 6]
 
 
 class _Bad:
@@ -500,41 +421,6 @@ def write(path: PathLike, data: dict[str, Any]) -> None:
     write_atomic(os.fspath(path), dumps(data))
 
 
-def write_atomic(target: str, payload: bytes, mode: int = 0o644) -> None:
-    directory = os.path.dirname(os.path.abspath(target))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file 0600; the server may run as another user.
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: str) -> None:
-    # The rename itself must reach the disk, or a power cut may bring the
-    # old name back. Not every platform can open a directory.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 # -- what the manifest uses ------------------------------------------------
 
 
@@ -563,194 +449,6 @@ def _variant_objects(rec: dict, used: set[str]) -> None:
         obj = var.get("object")
         if obj is not None:
             used.add(obj)
-
-
-# -- checking against the tree ---------------------------------------------
-
-
-def check_tree(data: dict[str, Any], roots: list[str], manifest_path: str,
-               identities: dict[str, tuple[int, int]] | None = None,
-               mtimes: dict[str, int] | None = None) -> list[Problem]:
-    """Every way the files on disk differ from what the manifest recorded:
-    a file or an object missing, or its size or mtime changed; and files
-    reached through a symlink that leads out of their root (``unsafe``).
-    With ``identities``, record each file's and object's (st_dev, st_ino)
-    there, by path; with ``mtimes``, the real mtime of every object found
-    (object path -> mtime_ns), so that a loader does not stat them again."""
-    problems: list[Problem] = []
-    objects_sep = objects_dir(manifest_path) + os.sep
-    sep = os.sep
-    escapes = Escapes(roots)
-    dirs, links = escapes.dirs, escapes.links
-    # Concatenation, not os.path.join (which costs as much as the stat):
-    # the paths are validated relative paths and the roots absolute.
-    for path, rec in data["files"].items():
-        root = roots[rec["root"]]
-        problem = compare_file(root + sep + path, rec["size"], rec["mtime_ns"], identities, links)
-        dirs.add((rec["root"], path.rpartition("/")[0]))
-        if problem:
-            problems.append(Problem(path, problem))
-            continue
-        served = rec.get("served")
-        if served is not None:
-            obj = served["object"]
-            problem = compare_file(f"{objects_sep}{obj[:2]}{sep}{obj}", served["size"], None,
-                               identities, mtimes=mtimes)
-            if problem:
-                problems.append(Problem(path, f"its rewritten bytes are {problem}"))
-        variants = rec.get("variants")
-        if not variants:
-            continue
-        for encoding, var in variants.items():
-            if "file" in var:
-                problem = compare_file(root + sep + var["file"], var["size"], var["mtime_ns"],
-                                   identities, links)
-                dirs.add((rec["root"], var["file"].rpartition("/")[0]))
-            else:
-                obj = var["object"]
-                problem = compare_file(f"{objects_sep}{obj[:2]}{sep}{obj}", var["size"], None,
-                                   identities, mtimes=mtimes)
-            if problem:
-                problems.append(Problem(path, f"its {encoding} variant is {problem}"))
-    return escapes.problems(data["files"]) + problems
-
-
-def compare_file(abs_path: str, size: int, mtime_ns: int | None,
-             identities: dict[str, tuple[int, int]] | None = None,
-             links: set[str] | None = None,
-             mtimes: dict[str, int] | None = None) -> str | None:
-    """What is wrong with the file at ``abs_path`` as a manifest records it
-    (``size``, and ``mtime_ns`` unless None): None, or a problem for a
-    :class:`Problem`. Fills ``identities`` (path -> (st_dev, st_ino)) for a
-    file that matches, ``links`` with the files that are symlinks (for
-    :class:`Escapes`), ``mtimes`` with each file's mtime."""
-    try:
-        if links is None:
-            st = os.stat(abs_path)
-        else:
-            # lstat: one call for a plain file, as stat; a symlink is noted
-            # (for Escapes) and followed.
-            st = os.stat(abs_path, follow_symlinks=False)
-            if stat.S_ISLNK(st.st_mode):
-                links.add(abs_path)
-                st = os.stat(abs_path)
-    except FileNotFoundError:
-        return "missing"
-    except OSError as exc:
-        return f"unreadable ({exc.strerror})"
-    if mtimes is not None:
-        mtimes[abs_path] = st.st_mtime_ns
-    if not stat.S_ISREG(st.st_mode):
-        return "not a regular file"
-    if st.st_size != size:
-        return f"changed (size {size} -> {st.st_size})"
-    if mtime_ns is not None and st.st_mtime_ns != mtime_ns:
-        return "changed (modified since the build)"
-    if identities is not None:
-        identities[abs_path] = (st.st_dev, st.st_ino)
-    return None
-
-
-def build_command(data: dict[str, Any], manifest_path: PathLike, roots: Sequence[str]) -> str:
-    """The ``bustware build`` command line that remakes this manifest where it
-    is, with the options it was built with: advice that leaves out ``--out``
-    or ``--prefix`` would make a manifest nobody loads, or one refused."""
-    path = os.path.abspath(os.fspath(manifest_path))
-    args = ["bustware", "build", *roots]
-    if path != default_path(roots[0]):
-        args += ["--out", path]
-    settings = data.get("settings", {})
-    compress = data.get("compress")
-    if compress:
-        args += ["--compress", ",".join(compress)]
-    for key, flag, default in (("prefix", "--prefix", "/static/"),
-                               ("style", "--style", "filename"),
-                               ("query_param", "--query-param", "v"),
-                               ("base_url", "--base-url", "")):
-        value = settings.get(key)
-        if isinstance(value, str) and value != default:
-            args += [flag, value]
-    if settings.get("include_dotfiles") is True:
-        args.append("--include-dotfiles")
-    return shlex.join(args)
-
-
-class Escapes:
-    """Which files of a manifest are reached through a symlink that leads
-    out of their root: the scan (files.walk) never serves those, so a
-    manifest must not either. check_tree notes each file's directory and
-    the files that are links (the per-file cost stays one stat call); each
-    directory is resolved once, and the files are looked at again only
-    when a directory or a file leads out. Fill ``dirs`` with ``(root
-    index, directory)`` and ``links`` (through compare_file) with the files
-    that are symlinks, then ask :meth:`problems`."""
-
-    def __init__(self, roots: list[str]) -> None:
-        self.roots = roots
-        self.real_roots = [os.path.realpath(r) for r in roots]
-        self.dirs: set[tuple[int, str]] = set()  # (root, directory of a file)
-        self.links: set[str] = set()  # files that are symlinks, filled by compare_file
-
-    def _outside(self, root: int, abs_path: str) -> str | None:
-        """Where ``abs_path`` really is, if that is outside the root."""
-        target = os.path.realpath(abs_path)
-        real_root = self.real_roots[root]
-        if target == real_root or target.startswith(real_root.rstrip(os.sep) + os.sep):
-            return None
-        return target
-
-    def _dir_outside(self, root: int, head: str, inside: set[str]) -> str | None:
-        """_outside() of the directory ``head`` of root ``root``. realpath()
-        lstats every component from "/" in Python, a millisecond per ten
-        directories; below a real root, a directory none of whose
-        components is a symlink is inside, so each component below the
-        root is lstat'ed once (``inside``: those found so) and only a path
-        through a symlink is resolved."""
-        base = self.roots[root]
-        if base != self.real_roots[root]:
-            return self._outside(root, os.path.join(base, head))
-        prefix = base
-        for name in head.split("/"):
-            prefix = f"{prefix}{os.sep}{name}"
-            if prefix in inside:
-                continue
-            try:
-                st = os.lstat(prefix)
-            except OSError:
-                st = None
-            if st is None or stat.S_ISLNK(st.st_mode):
-                return self._outside(root, os.path.join(base, head))
-            inside.add(prefix)
-        return None
-
-    def problems(self, files: dict[str, Any]) -> list[Problem]:
-        out_dirs = {}
-        inside: set[str] = set()
-        for root, head in self.dirs:
-            target = self._dir_outside(root, head, inside) if head else None
-            if target is not None:
-                out_dirs[root, head] = target
-        if not out_dirs and not self.links:
-            return []
-        found = []
-        for path, rec in files.items():
-            names = [("", path)] + [(f"its {encoding} variant is ", var["file"])
-                                    for encoding, var in rec.get("variants", {}).items()
-                                    if "file" in var]
-            for what, name in names:
-                root = rec["root"]
-                target = out_dirs.get((root, name.rpartition("/")[0]))
-                abs_path = self.roots[root] + os.sep + name  # as check_tree wrote it
-                if target is None and abs_path in self.links:
-                    target = self._outside(root, abs_path)
-                if target is not None:
-                    found.append(Problem(path, f"{what}reached through a symlink that leads "
-                                               f"out of the root, to {target!r}; bustware "
-                                               "never serves such a file: copy it into the "
-                                               "root, or point the link inside it",
-                                         unsafe=True))
-                    break
-        return found
 
 
 class IndexSettings(Protocol):

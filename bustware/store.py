@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
 
 __all__ = [
+    "DigestMismatch",
     "ManifestConflict",
     "NoSuchObject",
     "Store",
@@ -59,6 +60,12 @@ class NoSuchObject(StoreError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class DigestMismatch(StoreError, ValueError):
+    """The bytes given to :meth:`Store.put_object` are not those its digest
+    and size name (a file that changed while it was read): nothing was
+    stored. A ValueError too: the caller gave the wrong bytes."""
 
 
 class ManifestConflict(StoreError):
@@ -92,11 +99,18 @@ class Store(Protocol):
         ``digest``, atomically: a reader sees the whole object or none.
         ``content_type`` and ``headers`` (such as ``Cache-Control``) are kept
         where the store can keep them. True if written, False if an object
-        with that digest was there already (then nothing is sent)."""
+        with that digest was there already (then nothing is sent, nor read).
+        A stream whose bytes do not have that digest and size raises
+        :class:`DigestMismatch` and stores nothing (bytes given whole may be
+        trusted: the caller hashed them)."""
         ...
 
     def has_object(self, digest: str) -> bool:
         """Whether the object is there."""
+        ...
+
+    def object_size(self, digest: str) -> int:
+        """The object's size in bytes. Raises :class:`NoSuchObject`."""
         ...
 
     def open_object(self, digest: str) -> BinaryIO:

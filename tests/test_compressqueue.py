@@ -13,6 +13,7 @@ from bustware import compress
 from bustware import manifest as mf
 from bustware.compress import compress_bytes
 from bustware.compressqueue import CompressQueue, Source
+from bustware.localstore import LocalStore
 
 TEXT = b"".join(b".rule-%d { margin: %dpx; }\n" % (i, i) for i in range(400))
 
@@ -23,12 +24,11 @@ def source(data: bytes, path: str | None = None) -> Source:
 
 @pytest.fixture
 def store(tmp_path):
-    return b._Store(str(tmp_path / "objects"))
+    return b.TrackedStore(LocalStore(tmp_path / "manifest.json"))
 
 
 def stored(store, digest: str) -> bytes:
-    with open(mf.object_path(store.objects, digest), "rb") as f:
-        return f.read()
+    return store.store.get_object(digest)
 
 
 def test_the_costliest_waiting_job_goes_first(store, monkeypatch):
