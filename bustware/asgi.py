@@ -1,7 +1,8 @@
 """The ASGI middleware: the decisions of bustware.respond, sent as ASGI
-messages. What to answer is decided by the same code as under WSGI
-(:meth:`~bustware.decide.Core.decide`, which the WSGI middleware is a Core
-for); this module only moves bytes, and keeps the disk off the event loop:
+messages. What to answer is decided by the core
+(:meth:`~bustware.decide.Core.decide_asgi`, which reads the request in its
+ASGI form and otherwise decides as :meth:`~bustware.decide.Core.decide`
+does under WSGI); this module only moves bytes, and keeps the disk off the event loop:
 opening, reading, first builds and development rescans run in a thread.
 """
 
@@ -17,7 +18,7 @@ from . import keywords, respond
 from .assets import Assets
 from .decide import Core
 from .files import PathLike
-from .respond import BLOCK_SIZE, NEEDS_THREAD, PASS, FileReply, Opened, Reply
+from .respond import BLOCK_SIZE, NEEDS_THREAD, PASS, FileReply, Opened, Reply, asgi_headers
 
 __all__ = ["BustwareASGI"]
 
@@ -25,19 +26,6 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Mapping[str, Any]]]
 Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-#: The request headers bustware.respond and bustware.http read, by their
-#: ASGI name (lowercase, as the ASGI spec has servers send them) -> CGI name.
-_HEADERS = {
-    b"accept-encoding": "HTTP_ACCEPT_ENCODING",
-    b"if-none-match": "HTTP_IF_NONE_MATCH",
-    b"if-match": "HTTP_IF_MATCH",
-    b"if-modified-since": "HTTP_IF_MODIFIED_SINCE",
-    b"if-unmodified-since": "HTTP_IF_UNMODIFIED_SINCE",
-    b"range": "HTTP_RANGE",
-    b"if-range": "HTTP_IF_RANGE",
-}
-
 
 class BustwareASGI:
     """ASGI middleware serving the files of an :class:`Assets` index under
@@ -69,6 +57,7 @@ class BustwareASGI:
 
     def _bind(self, core: Core, app: ASGIApp | None) -> None:
         self._core = core
+        self._decide = core.decide_asgi
         self._opener = core.opener
         self._app: ASGIApp = app if app is not None else _no_app
         self.assets = core.assets
@@ -93,43 +82,23 @@ class BustwareASGI:
         root = scope.get("root_path")
         if root:
             path = _mounted(path, root)
-        decide = self._core.decide
-        if not path.startswith(self.prefix):
-            # Asked from the path alone first: a request that is not
-            # bustware's costs no reading of its headers. (A path under the
-            # prefix is nearly always bustware's: asked once, with them.)
-            d = decide(path, None, False)
-            if d is PASS:
-                if root:
-                    _check_mount(self, root)
-                return await self._app(scope, receive, send)
-        else:
-            d = None
-        # What decide reads of the request: method, query string and the
-        # headers bustware reads, in CGI names, repeated fields joined with
-        # a comma as WSGI servers do; one pass, only those fields decoded.
-        query = scope.get("query_string")
-        request = {"REQUEST_METHOD": scope["method"],
-                   "QUERY_STRING": query.decode("latin-1") if query else ""}
-        for name, value in scope["headers"]:
-            if name in _HEADERS:
-                key = _HEADERS[name]
-                value = value.decode("latin-1")
-                request[key] = f"{request[key]},{value}" if key in request else value
-        if d is not NEEDS_THREAD:
-            d = decide(path, request, False)
+        d = self._decide(path, scope, False)
         if d is NEEDS_THREAD:
             # A rescan (development), a file's first request (its headers
             # built, perhaps a variant compressed), a path to look up or a
             # version to discover (a manifest read): in a thread.
-            d = await asyncio.to_thread(decide, path, request)
+            d = await asyncio.to_thread(self._decide, path, scope)
+        if d is PASS:
+            if root:
+                _check_mount(self, root)
+            return await self._app(scope, receive, send)
         if type(d) is Reply:
-            # Encoded once per reply: the replies of the common requests are
-            # made once per file and shared (a copy is sent, as outer
-            # middleware may append to the list).
+            # The common requests' replies are shared, their ASGI form made
+            # once (Rep.asgi_replies); a copy of the list is sent, as outer
+            # middleware may append to it.
             encoded = d.encoded
             if encoded is None:
-                encoded = d.encoded = (int(d.status[:3]), _encode(d.headers))
+                encoded = d.encoded = (int(d.status[:3]), asgi_headers(d.headers))
             await send({"type": "http.response.start", "status": encoded[0],
                         "headers": encoded[1][:]})
             await send({"type": "http.response.body", "body": d.body})
@@ -140,8 +109,6 @@ class BustwareASGI:
                 return await _send_reply(send, opened)
             return await _stream(scope, receive, send, opened)
         if d.path is None:  # type: ignore[union-attr]
-            if d is PASS and root:
-                _check_mount(self, root)
             return await self._app(scope, receive, send)
         return await self._rewritten(scope, receive, send, d)  # type: ignore[arg-type]
 
@@ -203,15 +170,10 @@ def _check_mount(middleware: BustwareASGI, root: str) -> None:
         root, prefix, root.rstrip("/") + prefix)
 
 
-def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    # Lowercase names, as the ASGI spec writes them and HTTP/2 requires.
-    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-
-
 async def _send_reply(send: Send, reply: Reply) -> None:
     # In memory: the whole body in one message.
     await send({"type": "http.response.start", "status": int(reply.status[:3]),
-                "headers": _encode(reply.headers)})
+                "headers": asgi_headers(reply.headers)})
     await send({"type": "http.response.body", "body": reply.body})
 
 
@@ -223,7 +185,7 @@ async def _stream(scope: Scope, receive: Receive, send: Send, o: Opened) -> None
     fd = o.f.fileno()
     try:
         start = {"type": "http.response.start", "status": int(o.status[:3]),
-                 "headers": _encode(o.headers)}
+                 "headers": asgi_headers(o.headers)}
         extensions = scope.get("extensions") or {}
         if ("http.response.pathsend" in extensions and o.whole_file()
                 and o.pieces[0][0] == 0):  # type: ignore[index]

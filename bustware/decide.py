@@ -9,10 +9,12 @@ needs rather than the Core: the index (bustware.assets), the route table
 making new ones), the entries of the files (bustware.entries.EntryMaker,
 given the header options and the compressor), the opener of the files a
 decision streams (bustware.opener.Opener) and the discovery of versions a
-newer build added (bustware.discover.Discovery). The adapters ask
-:meth:`Core.decide` and answer what it says: the WSGI middleware
-(bustware.middleware) is a Core with a WSGI ``__call__``; the ASGI one
-(bustware.asgi) keeps a Core and sends its decisions as ASGI messages.
+newer build added (bustware.discover.Discovery). Each adapter asks one
+method and answers what it says: the WSGI middleware (bustware.middleware)
+is a Core with a WSGI ``__call__`` asking :meth:`Core.decide` with the
+environ; the ASGI one (bustware.asgi) keeps a Core, asks
+:meth:`Core.decide_asgi` with the scope and sends its decisions as ASGI
+messages.
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ from .entries import (
 from .files import PathLike
 from .opener import Opener
 from .records import gc_paused
-from .respond import NEEDS_REQUEST, NEEDS_THREAD, PASS, FileReply, Reply
+from .respond import (
+    ASGI_HEADERS,
+    NEEDS_REQUEST,
+    NEEDS_THREAD,
+    PASS,
+    FileReply,
+    Reply,
+    cgi_request,
+)
 from .routes import CURRENT, OUTDATED, PLAIN, QUERY, Routes, build_routes, wsgi_path
 
 if TYPE_CHECKING:
@@ -109,6 +119,9 @@ class Core:
         self.mode = mode
         self._rewrite = mode == "rewrite"
         self._autorefresh = self.assets.autorefresh
+        # decide_asgi's common path: not in rewrite mode (the app's view
+        # sends the bytes) nor in development (a rescan comes first).
+        self._common = not self._rewrite and not self._autorefresh
         self._routes_lock = threading.Lock()
         self.prefix = self.assets.prefix
         self.cache_control = cache_control
@@ -175,9 +188,9 @@ class Core:
         ``path`` is the path as routed (the latin-1 reading of the
         percent-decoded bytes, a WSGI ``PATH_INFO``); ``request`` holds
         ``REQUEST_METHOD``, ``QUERY_STRING`` and the request's headers in
-        CGI names (a WSGI environ as it is). An adapter for which building
-        ``request`` costs (ASGI) may first pass None: then the answer is
-        PASS, or :data:`~bustware.respond.NEEDS_REQUEST`. With ``block``
+        CGI names (a WSGI environ as it is; for an ASGI scope see
+        :meth:`decide_asgi`). With ``request`` None the answer is PASS, or
+        :data:`~bustware.respond.NEEDS_REQUEST`. With ``block``
         False, answering never touches the disk: what would (a rescan, a
         file's first request, a lookup, a newer manifest) gets
         :data:`~bustware.respond.NEEDS_THREAD`, to ask again off the event
@@ -234,6 +247,52 @@ class Core:
         if rep.ok is None:  # streamed from disk
             return FileReply("200 OK", rep.headers[kind], rep, [(0, rep.size)], kind)
         return rep.ok[kind]
+
+    def decide_asgi(self, path: str, scope: Mapping[str, Any],
+                    block: bool = True) -> respond.Decision:
+        """:meth:`decide` for a request in its ASGI form: ``scope`` is its
+        HTTP scope, of which ``method``, ``query_string`` and ``headers``
+        are read, and only for a path that is the core's business; ``path``
+        is as for :meth:`decide`, with ``root_path`` in front (bustware.asgi).
+
+        A GET or HEAD of a current or plain URL of a built file, and a
+        browser's revalidation, read one pass over ``headers`` for the two
+        fields they depend on and get a shared reply whose ASGI form is
+        made once (``Rep.asgi_replies``). Any other field :meth:`decide`
+        reads, or a repeat of one of the two, and every other request, go
+        to :meth:`decide` with the CGI-named mapping it reads (building it
+        for every request cost a third of a hit, 1.6 -> 2.1 us)."""
+        route = self._routes.get(path)
+        if route is None:
+            if not path.startswith(self.prefix) and not self._autorefresh:
+                return PASS
+        elif self._common and route[1] <= PLAIN and route[0].identity is not None and (
+                (method := scope["method"]) == "GET" or method == "HEAD"):
+            ae = inm = None
+            for name, value in scope["headers"]:
+                if name in ASGI_HEADERS:
+                    if name == b"accept-encoding" and ae is None:
+                        ae = value
+                    elif name == b"if-none-match" and inm is None:
+                        inm = value
+                    else:
+                        break
+            else:
+                entry, kind = route
+                rep = entry.identity
+                if entry.offers is not None:
+                    text = None if ae is None else ae.decode("latin-1")
+                    rep = entry.chosen.get(text) or entry.negotiate(text, self._negotiator)
+                replies = rep.asgi  # type: ignore[union-attr]
+                if replies is None:
+                    replies = rep.asgi_replies()  # type: ignore[union-attr]
+                if inm is None:
+                    reply = replies.get[kind] if method == "GET" else replies.head[kind]
+                    if reply is not None:  # None: streamed from disk
+                        return reply
+                elif inm == replies.etag:
+                    return replies.not_modified[kind]
+        return self.decide(path, cgi_request(scope), block)
 
     def _query_kind(self, entry: Entry, query: str) -> int:
         if query == entry.query:

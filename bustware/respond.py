@@ -4,9 +4,9 @@ WSGI middleware (bustware.middleware) and the ASGI one (bustware.asgi) each
 translate to their protocol.
 
 Request headers come as a mapping in CGI names (``HTTP_IF_NONE_MATCH``...):
-a WSGI environ is one as it is, and the ASGI adapter builds one holding only
-the headers read here (``bustware.asgi._HEADERS``), so that bustware.http
-serves both unchanged.
+a WSGI environ is one as it is, and an ASGI request's is built holding only
+the headers read here (:func:`cgi_request`), so that bustware.http serves
+both unchanged.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any, Union
 
 from . import http
 
-__all__ = ["BLOCK_SIZE", "NEEDS_REQUEST", "NEEDS_THREAD", "PASS", "TO_APP", "Again",
-           "Decision", "FileReply", "Opened", "Reply", "ToApp", "conditional", "status_reply"]
+__all__ = ["ASGI_HEADERS", "BLOCK_SIZE", "NEEDS_REQUEST", "NEEDS_THREAD", "PASS", "TO_APP",
+           "Again", "Decision", "FileReply", "Opened", "Reply", "ToApp", "asgi_headers",
+           "cgi_request", "conditional", "status_reply"]
 
 Headers = list[tuple[str, str]]
 #: Read size for files sent without the server's file wrapper: 256 KiB reads
@@ -25,6 +26,17 @@ Headers = list[tuple[str, str]]
 BLOCK_SIZE = 256 * 1024
 #: Byte strings sent as they are and ``(start, stop)`` slices of the file.
 Pieces = list[Union[bytes, tuple[int, int]]]
+#: The request headers read here and by bustware.http, by their ASGI name
+#: (lowercase, as the ASGI spec has servers send them) -> CGI name.
+ASGI_HEADERS = {
+    b"accept-encoding": "HTTP_ACCEPT_ENCODING",
+    b"if-none-match": "HTTP_IF_NONE_MATCH",
+    b"if-match": "HTTP_IF_MATCH",
+    b"if-modified-since": "HTTP_IF_MODIFIED_SINCE",
+    b"if-unmodified-since": "HTTP_IF_UNMODIFIED_SINCE",
+    b"range": "HTTP_RANGE",
+    b"if-range": "HTTP_IF_RANGE",
+}
 
 
 class Reply:
@@ -40,8 +52,9 @@ class Reply:
         self.status = status
         self.headers = headers
         self.body = body
-        #: The status code and ``headers`` as ASGI byte pairs, made by
-        #: bustware.asgi on first use.
+        #: The status code and ``headers`` as ASGI byte pairs, made on first
+        #: use (by bustware.asgi; for the shared replies of the common
+        #: requests, by ``Rep.asgi_replies`` in bustware.entries).
         self.encoded: tuple[int, list[tuple[bytes, bytes]]] | None = None
 
 
@@ -127,6 +140,28 @@ NEEDS_REQUEST = Again("request")
 NEEDS_THREAD = Again("thread")
 
 _NEGOTIATED = ("Vary", "Access-Control-Allow-Origin")
+
+
+def cgi_request(scope: Mapping[str, Any]) -> dict[str, str]:
+    """What :meth:`bustware.decide.Core.decide` reads of the ASGI request
+    ``scope``: method, query string and the headers of :data:`ASGI_HEADERS`
+    in CGI names, repeated fields joined with a comma as WSGI servers do;
+    one pass, only those fields decoded."""
+    query = scope.get("query_string")
+    request = {"REQUEST_METHOD": scope["method"],
+               "QUERY_STRING": query.decode("latin-1") if query else ""}
+    for name, value in scope["headers"]:
+        key = ASGI_HEADERS.get(name)
+        if key is not None:
+            text = value.decode("latin-1")
+            request[key] = f"{request[key]},{text}" if key in request else text
+    return request
+
+
+def asgi_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
+    """``headers`` as ASGI byte pairs."""
+    # Lowercase names, as the ASGI spec writes them and HTTP/2 requires.
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
 def status_reply(method: str, status: str, headers: Sequence[tuple[str, str]] = ()) -> Reply:

@@ -310,3 +310,38 @@ def test_repeated_fields_and_the_common_path_agree(site):
     one[0]["headers"].append((b"x-outer", b"1"))
     again = run_asgi(mw, asgi_scope(url, headers={"Accept-Encoding": "gzip"}))
     assert b"x-outer" not in dict(again[0]["headers"])
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_the_common_path_answers_as_the_general_path(site, compress):
+    """Every request shape the common path of decide_asgi answers (GET and
+    HEAD of a current and a plain URL, in memory or streamed, each coding
+    asked, revalidations that match or not) gets what the general path
+    gives: the same request with an If-Range field, which changes nothing
+    without a Range but is a field the common path leaves to decide()."""
+    (site / "css" / "long.css").write_bytes(b".a { color: red }\n" * 200)
+    mw = BustwareASGI(None, site, compress=compress, memory_threshold=100_000)
+    urls = [mw.url("css/long.css"), mw.assets.plain_url("css/long.css"),
+            mw.url("big.bin")]  # big.bin: streamed from disk
+    etags = set()
+    for url in urls:
+        for coding in ("gzip", "br", "identity"):
+            start = run_asgi(mw, asgi_scope(url, headers={"Accept-Encoding": coding}))[0]
+            etags.add(headers_of(start)["etag"])
+    assert len(etags) > 2 if compress else len(etags) == 2  # variants, or none
+    shared = 0
+    for url in urls:
+        for method in ("GET", "HEAD"):
+            for coding in (None, "gzip", "br", "gzip, br", "identity", ""):
+                for inm in (None, '"other"', *sorted(etags)):
+                    headers = {k: v for k, v in (("Accept-Encoding", coding),
+                                                 ("If-None-Match", inm)) if v is not None}
+                    scope = asgi_scope(url, method, headers)
+                    general = asgi_scope(url, method, {**headers, "If-Range": '"x"'})
+                    assert run_asgi(mw, scope) == run_asgi(mw, general), (url, method, headers)
+                    # Answered by a reply shared between requests, or not.
+                    decide = mw._core.decide_asgi
+                    shared += decide(scope["path"], scope) is decide(scope["path"], scope)
+    # The common path answered those without If-None-Match or with the
+    # ETag of the coding chosen, but perhaps a GET of streamed bytes.
+    assert shared >= len(urls) * 2 * 6 * 2 - 6
