@@ -1,0 +1,177 @@
+"""Native ES modules from npm, no bundler, in headless Chromium.
+
+A page built from lit (with lit-html, lit-element, @lit/reactive-element),
+preact with its hooks, htm and @preact/signals-core, plus the app's own
+modules (tests/module_site.py), served by bustware; its bare imports go
+through an import map, its graph is preloaded. One visitor (one Chromium
+profile, kept between launches, so its HTTP disk cache is) comes three
+times and more:
+
+1. first visit: every module is fetched once, at its current versioned URL,
+   200 and ``max-age=31536000, immutable``; the page renders from each
+   library;
+2. a return visit (a new launch on the same profile): the page alone is
+   requested, no module, and the page still renders: the modules came from
+   the browser's cache;
+3. after one leaf module changes (the index reloaded): exactly the modules
+   that reach the leaf are fetched again, at their new URLs, no other; the
+   page shows the new leaf;
+4. and a return visit after that is warm again.
+
+The expected sets come from the page's import graph as es-module-lexer
+reads it (node, tests/npm/eml.mjs), resolved with the page's pins, not
+from bustware.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import browser
+import module_site
+import pytest
+
+from bustware import Assets, Bustware
+
+pytestmark = [pytest.mark.server, pytest.mark.timeout(240)]
+
+IMMUTABLE = "max-age=31536000, immutable"
+
+
+@pytest.fixture(scope="module")
+def npm() -> Path:
+    found = module_site.npm_installed()
+    if isinstance(found, str):
+        if os.environ.get("CI"):
+            pytest.fail(found)
+        pytest.skip(found)
+    return found
+
+
+def head_from_helpers(assets: Assets, static: Path) -> str:
+    """The page's import map and preload tags, as a template renders them."""
+    return module_site.hand_pinned_importmap(assets.url, static)
+
+
+@dataclass
+class Visit:
+    """What one launch of the browser did."""
+
+    requests: list[browser.Request]
+    dom: str
+
+    def modules(self) -> list[browser.Request]:
+        return [r for r in self.requests if r.path != "/"]
+
+    def pages(self) -> list[browser.Request]:
+        return [r for r in self.requests if r.path == "/"]
+
+    def text(self) -> dict[str, str]:
+        return {k: module_site.dom_text(self.dom, k) for k in module_site.expected_text("")}
+
+
+class Site:
+    """The static tree, bustware over it and the page, under a recording
+    server; ``visit()`` launches the profile's browser on the page."""
+
+    def __init__(self, static: Path, profile: browser.Profile, server: browser.RecordingServer,
+                 assets: Assets) -> None:
+        self.static = static
+        self.profile = profile
+        self.server = server
+        self.assets = assets
+
+    def visit(self) -> Visit:
+        self.server.take()
+        dom = self.profile.load(self.server.base + "/")
+        return Visit(self.server.take(), dom)
+
+    def logical(self, request: browser.Request) -> str | None:
+        """The logical path a request names when it is the current
+        versioned URL of a file, else None."""
+        path = urlsplit(request.path).path
+        if not path.startswith(self.assets.prefix):
+            return None
+        matched = self.assets.match(unquote(path[len(self.assets.prefix):]))
+        if matched is None:
+            return None
+        asset, _version = matched
+        return asset.path if self.assets.url(asset.path) == request.path else None
+
+    def change(self, rel: str, text: str) -> None:
+        """A deploy of a new leaf: the file changes, the index is rebuilt."""
+        path = self.static / rel
+        path.write_text(text)
+        later = time.time() + 5  # a new mtime, however coarse the file system's clock
+        os.utime(path, (later, later))
+        self.assets.refresh()
+
+
+def check(site: Site, visit: Visit, expected_modules: set[str], release: str) -> None:
+    found = problems(site, visit, expected_modules, release)
+    assert not found, "\n".join([*found, "requests:", *(f"  {r.status} {r.path} "
+                                                         f"{r.cache_control!r}"
+                                                         for r in visit.requests)])
+
+
+def problems(site: Site, visit: Visit, expected_modules: set[str], release: str) -> list[str]:
+    """What is wrong with a visit that should fetch ``expected_modules``."""
+    found = []
+    if [r.status for r in visit.pages()] != [200]:
+        found.append(f"the page was requested {[r.status for r in visit.pages()]}, not once")
+    fetched: list[str] = []
+    for r in visit.modules():
+        logical = site.logical(r)
+        if logical is None:
+            found.append(f"{r.path} ({r.status}) is not a current versioned URL")
+            continue
+        fetched.append(logical)
+        if r.status != 200 or r.cache_control != IMMUTABLE:
+            found.append(f"{r.path}: {r.status} {r.cache_control!r}, not 200 {IMMUTABLE!r}")
+    if sorted(fetched) != sorted(expected_modules):
+        found.append(f"fetched {sorted(fetched)}, expected exactly {sorted(expected_modules)}")
+    text = visit.text()
+    if text != module_site.expected_text(release):
+        found.append(f"the page shows {text}, expected {module_site.expected_text(release)}")
+    return found
+
+
+@pytest.fixture
+def site(tmp_path: Path, npm: Path):
+    chromium = browser.require_chromium()
+    static = module_site.build_site(tmp_path / "static", npm)
+    assets = Assets(static, log_missing_references=False)
+    app = Bustware(module_site.page_app(lambda: head_from_helpers(assets, static)), assets)
+    with browser.RecordingServer(app) as server:
+        yield Site(static, browser.Profile(tmp_path / "profile", chromium), server, assets)
+
+
+def test_modules_cached_immutable_and_refetched_exactly_where_a_leaf_changed(site, npm):
+    graph = module_site.import_graph(site.static, npm)
+    page = module_site.reachable(graph, module_site.ENTRY)
+    assert len(page) >= 15, sorted(page)  # the page really is a deep graph
+    assert {"vendor/@lit/reactive-element/reactive-element.js",
+            "vendor/lit-html/directive.js", "app/lazy.js"} <= page
+
+    first = site.visit()
+    check(site, first, page, "r1")
+    assert site.profile.cache_entries() >= len(page)  # the disk cache the next launch reads
+
+    warm = site.visit()
+    # Only the page: every module came from the cache, and ran (the page
+    # renders from each library).
+    check(site, warm, set(), "r1")
+
+    site.change(module_site.LEAF, module_site.label_js("r2"))
+    changed = module_site.reaching_by_url(graph, module_site.LEAF) & page
+    assert changed == {module_site.LEAF, "app/lit-view.js", "app/preact-view.js",
+                       "app/main.js"}
+    after = site.visit()
+    check(site, after, changed, "r2")
+
+    again = site.visit()
+    check(site, again, set(), "r2")
