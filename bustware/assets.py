@@ -15,11 +15,12 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import keywords, nearmiss
 from .files import NotRegularFile, PathLike, file_key, open_regular
+from .jsmodules import ModuleRule
 from .memory import MemoryPolicy
 from .options import (
     check_base_url,
@@ -40,6 +41,7 @@ from .versions import VersionSource, make_version_source
 if TYPE_CHECKING:
     from .bundlers import Bundlers
     from .from_manifest import Loaded
+    from .importmap import ModuleGraph
     from .linker import MissingReferences
     from .scan import FileReader
 
@@ -81,6 +83,7 @@ class Assets:
         autorefresh: bool = False,
         refresh_interval: float = 1.0,
         rewrite_references: bool = True,
+        modules: bool | str | Iterable[str] = "auto",
         base_url: str | None = None,
         manifest: PathLike | None = None,
         manifest_check: str = "error",
@@ -98,6 +101,7 @@ class Assets:
         self.prefix = check_prefix(prefix)
         self.style: Style = make_style(style, query_param)
         self._source = make_version_source(version, release)
+        self.release = release
         self.extensions = check_extensions(extensions)
         self.strict = strict
         self.include_dotfiles = include_dotfiles
@@ -105,6 +109,9 @@ class Assets:
         #: Rewrite references between files (CSS url(), @import, image-set,
         #: source map comments) to versioned URLs; see bustware.linker.
         self.rewrite_references = rewrite_references
+        #: Which scripts are JavaScript modules, whose import specifiers are
+        #: references too (bustware.jsmodules): "auto", globs, or False.
+        self.modules = ModuleRule(modules)
         #: "https://cdn.example.com" or "//cdn.example.com" in front of every
         #: URL, so that a CDN can pull from this process; "" for none.
         self.base_url = check_base_url(base_url)
@@ -116,6 +123,7 @@ class Assets:
         self._log_missing = log_missing_references
         self._missing: MissingReferences | None = None  # made by the first link
         self._warned: set[str] = set()
+        self._modules_graph: ModuleGraph | None = None
         self._assets: dict[str, Asset] = {}
         self._urls: dict[str, str] = {}
         #: Goes up by one each time refresh() finds a change; the middleware
@@ -307,6 +315,28 @@ class Assets:
                 asset.integrity = value
         return value
 
+    # -- JavaScript modules (bustware.importmap) ----------------------------
+
+    def importmap(self, pins: Mapping[str, str]) -> dict:
+        """``{"imports": ..., "integrity": ...}``: ``pins`` maps bare specifiers
+        (``"lit"``, folders ``"lit/"``) to logical paths (``"vendor/lit/"``)."""
+        return self._graph().importmap(pins)
+
+    def importmap_tag(self, pins: Mapping[str, str]) -> str:
+        """The import map as a ``<script type="importmap">`` element."""
+        return self._graph().importmap_tag(pins)
+
+    def modulepreload(self, entry: str, pins: Mapping[str, str] | None = None) -> str:
+        """``<link rel="modulepreload">`` for the static import graph of ``entry``."""
+        return self._graph().modulepreload(entry, pins)
+
+    def _graph(self) -> ModuleGraph:
+        if self._modules_graph is None:
+            from .importmap import ModuleGraph
+
+            self._modules_graph = ModuleGraph(self)
+        return self._modules_graph
+
     def broken_references(self) -> list[tuple[str, int, str, str]]:
         """``(path, line, url as written, logical path named)`` for every
         reference to a file that is not in the index, sorted."""
@@ -317,7 +347,8 @@ class Assets:
             if None not in asset.links.values():
                 continue
             raw = _refs.restore(asset.served_bytes(), asset.splices)
-            for link in _refs.find_links(raw, asset.path, self.prefix).links:
+            for link in _refs.find_links(raw, asset.path, self.prefix,
+                                                  self.modules).links:
                 if asset.links.get(link.target, "") is None:
                     out.append((asset.path, link.reference.line, link.reference.url, link.target))
         return sorted(out)
@@ -367,7 +398,8 @@ class Assets:
         from .digestcache import DigestCache
 
         location = None if self.digest_cache is True else os.fspath(self.digest_cache)
-        return DigestCache(self.roots, location, salt=f"{self.prefix}\0{self.rewrite_references}")
+        return DigestCache(self.roots, location, salt=f"{self.prefix}\0{self.rewrite_references}"
+                           f"\0{self.modules}")
 
     def _scan(self, cache=None) -> None:
         """Index the roots (bustware.scan). ``cache``, a DigestCache
@@ -377,10 +409,16 @@ class Assets:
         # Resolved again at each scan: development mode follows a switched link.
         self.real_roots = [os.path.realpath(r) for r in self.roots]
         settings = ScanSettings(self.real_roots, self.include_dotfiles, self.extensions,
-                                self.charset, self.prefix, self._source, self.scan_threads)
+                                self.charset, self.prefix, self._source, self.scan_threads,
+                                self.modules)
         assets = Scan(settings, self.memory, previous=previous, urls=self, types=self._types,
                       cache=cache, read=self._reader,
                       link=self._link if self.rewrite_references else None).run()
+        if self.release is not None and self.style.name == "segment":
+            from .releasecheck import check_release  # refuses a release reused over new bytes
+
+            check_release(self.release, ((p, a.digest) for p, a in assets.items()),
+                          self.real_roots, self.prefix, self.digest_cache)
         changed = assets.keys() != previous.keys() or any(
             previous[p] is not a for p, a in assets.items()
         )
@@ -405,7 +443,7 @@ class Assets:
         if self._missing is None:
             self._missing = MissingReferenceLog() if self._log_missing else _not_logged
         link(records, fresh, variant_paths, urls=self, version=self._source,
-             memory=self.memory, missing=self._missing)
+             memory=self.memory, missing=self._missing, modules=self.modules)
 
     def _install_loaded(self, loaded: Loaded) -> None:
         """Serve the records of a manifest (bustware.from_manifest.Loaded)."""

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Callable
 
 from . import references as _refs
+from .jsmodules import ModuleRule
 from .memory import MemoryPolicy
 from .records import Asset, Variant, held_bytes
 from .references import Links
@@ -35,12 +36,13 @@ MissingReferences = Callable[[str, str, Links, "dict[str, str | None]"], None]
 def link(assets: dict[str, Asset], fresh: dict[str, Links],
          variant_paths: dict[str, dict[str, str]], *, urls: UrlScheme,
          version: Callable[[str, str, str, float], str], memory: MemoryPolicy,
-         missing: MissingReferences) -> None:
+         missing: MissingReferences, modules: ModuleRule | None = None) -> None:
     """Rewrite references to the referenced files' URLs in ``assets`` (the
     records of a scan, replaced in place where their served bytes change;
     ``urls`` makes URLs as their index does, ``version`` is its version
     source, ``memory`` its memory policy, and ``missing`` is told of
-    references to files not in ``assets``), so that the version of a file
+    references to files not in ``assets``; ``modules`` says which scripts
+    are JavaScript modules), so that the version of a file
     covers the versions of the files it references, transitively: a new
     font gives its stylesheet new bytes, so a new version, so the
     stylesheet that imports that one new bytes too.
@@ -117,7 +119,7 @@ def link(assets: dict[str, Asset], fresh: dict[str, Links],
                 source_digest = old.digest
             else:
                 raw = _refs.restore(old.served_bytes(), old.splices)
-                found = _refs.find_links(raw, m, urls.prefix)
+                found = _refs.find_links(raw, m, urls.prefix, modules)
                 source_digest = old.source_digest or old.digest
             body, splices = _refs.rewrite(raw, _refs.replacements(found, links))
             missing(m, source_digest, found, links)

@@ -56,6 +56,7 @@ from functools import partial
 from typing import Callable
 from urllib.parse import quote, unquote
 
+from .jsmodules import MAYBE, MODULE, MODULE_KINDS, ModuleRule, is_bare
 from .refdecode import RAW_UTF8, UNICODE_BOMS, Undecodable, decode
 from .sourcemaps import Found
 
@@ -104,10 +105,12 @@ class Reference:
     url: str
     #: 1-based line of ``start``.
     line: int
-    #: ``"url"``, ``"import"``, ``"image-set"`` or ``"sourcemap"``.
+    #: ``"url"``, ``"import"``, ``"image-set"`` or ``"sourcemap"``; in a
+    #: JavaScript module also ``"dynamic"`` and ``"resolve"`` (bustware.jslexer).
     kind: str
     #: How the URL text is delimited, for escaping a replacement: ``'"'`` or
-    #: ``"'"`` (a string), ``"("`` (an unquoted ``url(``), ``""`` (a comment).
+    #: ``"'"`` (a string), ``"`"`` (a template literal), ``"("`` (an unquoted
+    #: ``url(``), ``""`` (a comment).
     context: str
 
     def __reduce__(self) -> tuple:
@@ -124,8 +127,21 @@ def _count_breaks(s: str, start: int, end: int) -> int:
 
 
 def find_references(data: bytes, kind: str) -> tuple[list[Reference], list[tuple[int, str]]]:
-    """Every reference in ``data`` (a ``"css"`` or ``"js"`` file) and the
-    problems met (line, message). Never raises on any input."""
+    """Every reference in ``data`` (a ``"css"`` or ``"js"`` file, a
+    ``"module"``, or a ``"js?"`` one: a module if it has module syntax) and
+    the problems met (line, message). Never raises on any input."""
+    if kind in (MODULE, MAYBE):
+        from .jsmodules import module_specifiers
+
+        specs, problems = module_specifiers(data, kind == MAYBE)
+        if specs is None:
+            return find_references(data, "js")  # a classic script
+        # The lexer's offsets are bytes already; the source map comment
+        # is the classic finder's.
+        refs, more = find_references(data, "js")
+        refs += [Reference(*s) for s in specs]
+        refs.sort(key=lambda r: r.start)
+        return refs, problems + more
     if kind == "js" and b"sourceMappingURL" not in data and not data.startswith(UNICODE_BOMS):
         # A script's only reference is a source map comment: without one,
         # there is nothing to decode (a memchr-fast search, where decoding
@@ -282,13 +298,15 @@ _NOTHING_TO_ESCAPE = re.compile(r"[!#-&*-\[\]-~]*")
 
 def _escape(url: str, context: str) -> str:
     """``url`` as text that reads back as ``url`` in ``context``."""
-    if _NOTHING_TO_ESCAPE.fullmatch(url):
+    if _NOTHING_TO_ESCAPE.fullmatch(url) and (context != "`" or (
+            "`" not in url and "${" not in url)):
         return url  # most URLs; quote() alone costs several times this check
     # ASCII only from here on; a byte that was not UTF-8 in the stylesheet
     # (read as a lone surrogate) is percent-encoded as itself.
     url = quote(url, safe=_URL_SAFE, errors="surrogateescape")
-    if context in ('"', "'"):
-        return url.replace("\\", "\\\\").replace(context, "\\" + context)
+    if context in ('"', "'", "`"):
+        url = url.replace("\\", "\\\\").replace(context, "\\" + context)
+        return url.replace("${", "\\${") if context == "`" else url
     if context == "(":
         return "".join("\\" + c if c in "\"'()\\" else c for c in url)
     return url  # a comment: no whitespace (quoted away above), no "*/" in a URL
@@ -323,12 +341,17 @@ class Links:
         return dict.fromkeys(link.target for link in self.links)
 
 
-def find_links(data: bytes, path: str, prefix: str) -> Links:
+def find_links(data: bytes, path: str, prefix: str, modules: ModuleRule | None = None
+               ) -> Links:
     """The references of the file at logical ``path`` that point into
-    ``prefix``. Empty for a file whose kind is not searched."""
+    ``prefix``. Empty for a file whose kind is not searched. ``modules``
+    says which scripts are JavaScript modules (None: none is)."""
     kind = kind_of(path)
     if kind is None:
         return Links()
+    if kind == "js" and modules is not None:
+        kind = modules.kind(path)
+    module = kind in (MODULE, MAYBE)  # (a stylesheet's @import is kind "import" too)
     refs, problems = find_references(data, kind)
     result = Links(problems=list(problems))
     seen: dict[str, tuple[str, str] | None] = {}  # a stylesheet repeats its URLs
@@ -340,6 +363,8 @@ def find_links(data: bytes, path: str, prefix: str) -> Links:
         return directory[0]
 
     for ref in refs:
+        if module and ref.kind in MODULE_KINDS and is_bare(ref.url):
+            continue  # a bare specifier ("lit"): the import map's
         try:
             resolved = seen[ref.url] if ref.url in seen else \
                 _resolve(ref.url, directory_url, prefix)

@@ -27,6 +27,7 @@ from .versions import DIGEST_LENGTH, is_digest_source
 
 if TYPE_CHECKING:
     from .digestcache import DigestCache
+    from .jsmodules import ModuleRule
     from .references import Links
 
 __all__ = ["FileReader", "Linker", "Scan", "ScanSettings", "read_file"]
@@ -71,6 +72,9 @@ class ScanSettings:
     version: Callable[[str, str, str, float], str]
     #: Threads that read and digest files (1: this one only).
     threads: int = 1
+    #: Which scripts are JavaScript modules (bustware.jsmodules.ModuleRule;
+    #: None: none is).
+    modules: ModuleRule | None = None
 
 
 class Scan:
@@ -339,8 +343,8 @@ class Scan:
             body = data  # read whole already: not held (yet), so not counted
         elif body is None:
             if known is None and _refs.kind_of(path) == "js" and not (
-                    _refs.find_links(data, path, prefix).links if data is not None
-                    else _tail_may_link(prefix, path, abs_path, st)):
+                    _refs.find_links(data, path, prefix, self.settings.modules).links
+                    if data is not None else _tail_may_link(prefix, path, abs_path, st)):
                 return None, digest, st  # a big script: only its end can name a map
             fd, st = open_fd(abs_path)
             try:
@@ -351,7 +355,8 @@ class Scan:
             if reread != digest:
                 known = None  # changed since: search what is there now
             digest = reread
-        links = known if known is not None else _refs.find_links(body, path, prefix)
+        links = known if known is not None else _refs.find_links(body, path, prefix,
+                                                                     self.settings.modules)
         for line, message in links.problems:
             log.warning("bustware: %s line %d: %s", path, line, message)
         if not links.links:

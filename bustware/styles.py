@@ -44,10 +44,16 @@ def quote_path(path: str) -> str:
     """``path`` (a logical path, or a style's URL path) percent-encoded for
     a URL. quote() costs microseconds a call; most static file names are
     plain ASCII that it would return unchanged, so they skip it."""
-    return path if PLAIN_PATH.match(path) else quote(path, safe="/")
+    return path if PLAIN_PATH.match(path) else quote(path, safe=PATH_SAFE)
 
 
-PLAIN_PATH = re.compile(r"[A-Za-z0-9_.\-~/]*\Z")
+#: What a URL path keeps unescaped besides letters, digits and ``_.-~``:
+#: "/" and the characters RFC 3986 (section 3.3, ``pchar``) allows in a
+#: segment, as browsers and npm write them (``@lit/...``). Space, ``#``,
+#: ``?``, ``%`` and non-ASCII are still escaped.
+PATH_SAFE = "/@:!$&'()*+,;="
+
+PLAIN_PATH = re.compile(r"[A-Za-z0-9_.\-~/@:!$&'()*+,;=]*\Z")
 
 
 class Style:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from urllib.parse import quote
 
 from . import nearmiss
-from .styles import PLAIN_PATH, FilenameStyle, Style
+from .styles import PATH_SAFE, PLAIN_PATH, FilenameStyle, Style
 
 if TYPE_CHECKING:
     from .records import Asset
@@ -66,7 +66,7 @@ def url_maker(index: UrlScheme, plain_names: bool = False) -> Callable[[str, str
         # leading dot), for a path that quote() would leave as it is: the
         # version holds no character it would change either.
         if version is None:
-            return head + (path if plain_names or plain(path) else quote(path, safe="/"))
+            return head + (path if plain_names or plain(path) else quote(path, safe=PATH_SAFE))
         slash = path.rfind("/")
         dot = path.rfind(".")
         if dot > slash + 1 and path[slash + 1] != "." and slash != 0 \
@@ -77,8 +77,9 @@ def url_maker(index: UrlScheme, plain_names: bool = False) -> Callable[[str, str
     return url
 
 
-#: What quote(path, safe="/") leaves as it is (styles._PLAIN), as bytes.
-_PLAIN_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/"
+#: What quote(path, safe=PATH_SAFE) leaves as it is (styles.PLAIN_PATH), as bytes.
+_PLAIN_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~" \
+    + PATH_SAFE.encode("ascii")
 
 
 def all_plain(paths: Iterable[str]) -> bool:
