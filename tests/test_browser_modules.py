@@ -25,8 +25,10 @@ from bustware.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -52,9 +54,10 @@ def npm() -> Path:
     return found
 
 
-def head_from_helpers(assets: Assets, static: Path) -> str:
+def head_from_helpers(assets: Assets) -> str:
     """The page's import map and preload tags, as a template renders them."""
-    return module_site.hand_pinned_importmap(assets.url, static)
+    return (assets.importmap_tag(module_site.PINS) + "\n"
+            + assets.modulepreload(module_site.ENTRY, module_site.PINS))
 
 
 @dataclass
@@ -79,11 +82,12 @@ class Site:
     server; ``visit()`` launches the profile's browser on the page."""
 
     def __init__(self, static: Path, profile: browser.Profile, server: browser.RecordingServer,
-                 assets: Assets) -> None:
+                 app: Bustware) -> None:
         self.static = static
+        self.app = app
         self.profile = profile
         self.server = server
-        self.assets = assets
+        self.assets = app.assets
 
     def visit(self) -> Visit:
         self.server.take()
@@ -109,13 +113,11 @@ class Site:
         later = time.time() + 5  # a new mtime, however coarse the file system's clock
         os.utime(path, (later, later))
         self.assets.refresh()
+        self.app.rebuild_if_reloaded()  # the middleware routes the new index
 
 
-def check(site: Site, visit: Visit, expected_modules: set[str], release: str) -> None:
-    found = problems(site, visit, expected_modules, release)
-    assert not found, "\n".join([*found, "requests:", *(f"  {r.status} {r.path} "
-                                                         f"{r.cache_control!r}"
-                                                         for r in visit.requests)])
+def check_empty(found: list[str], visit: Visit | None) -> None:
+    assert not found, "\n".join(found)
 
 
 def problems(site: Site, visit: Visit, expected_modules: set[str], release: str) -> list[str]:
@@ -137,20 +139,30 @@ def problems(site: Site, visit: Visit, expected_modules: set[str], release: str)
     text = visit.text()
     if text != module_site.expected_text(release):
         found.append(f"the page shows {text}, expected {module_site.expected_text(release)}")
+    if found:
+        found.append("requests: " + " ".join(f"{r.status} {r.path} {r.cache_control!r};"
+                                             for r in visit.requests))
     return found
+
+
+def make_site(tmp_path: Path, npm: Path, *, modules: bool | str = "auto",
+              head: Callable[[Assets], str] = head_from_helpers):
+    chromium = browser.require_chromium()
+    static = module_site.build_site(tmp_path / "static", npm)
+    assets = Assets(static, modules=modules, log_missing_references=False)
+    app = Bustware(module_site.page_app(lambda: head(assets)), assets)
+    with browser.RecordingServer(app) as server:
+        yield Site(static, browser.Profile(tmp_path / "profile", chromium), server, app)
 
 
 @pytest.fixture
 def site(tmp_path: Path, npm: Path):
-    chromium = browser.require_chromium()
-    static = module_site.build_site(tmp_path / "static", npm)
-    assets = Assets(static, log_missing_references=False)
-    app = Bustware(module_site.page_app(lambda: head_from_helpers(assets, static)), assets)
-    with browser.RecordingServer(app) as server:
-        yield Site(static, browser.Profile(tmp_path / "profile", chromium), server, assets)
+    yield from make_site(tmp_path, npm)
 
 
-def test_modules_cached_immutable_and_refetched_exactly_where_a_leaf_changed(site, npm):
+def returning_visitor(site: Site, npm: Path,
+                      seen: Callable[[list[str], Visit | None], None] = check_empty) -> None:
+    """The three visits and the one after, each checked by ``seen``."""
     graph = module_site.import_graph(site.static, npm)
     page = module_site.reachable(graph, module_site.ENTRY)
     assert len(page) >= 15, sorted(page)  # the page really is a deep graph
@@ -158,20 +170,52 @@ def test_modules_cached_immutable_and_refetched_exactly_where_a_leaf_changed(sit
             "vendor/lit-html/directive.js", "app/lazy.js"} <= page
 
     first = site.visit()
-    check(site, first, page, "r1")
-    assert site.profile.cache_entries() >= len(page)  # the disk cache the next launch reads
+    seen(problems(site, first, page, "r1"), first)
+    # The disk cache the next launch reads.
+    assert site.profile.cache_entries() >= len(page), site.profile.cache_entries()
 
     warm = site.visit()
     # Only the page: every module came from the cache, and ran (the page
     # renders from each library).
-    check(site, warm, set(), "r1")
+    seen(problems(site, warm, set(), "r1"), warm)
 
     site.change(module_site.LEAF, module_site.label_js("r2"))
     changed = module_site.reaching_by_url(graph, module_site.LEAF) & page
     assert changed == {module_site.LEAF, "app/lit-view.js", "app/preact-view.js",
                        "app/main.js"}
-    after = site.visit()
-    check(site, after, changed, "r2")
+    seen(problems(site, site.visit(), changed, "r2"), None)
+    seen(problems(site, site.visit(), set(), "r2"), None)
 
-    again = site.visit()
-    check(site, again, set(), "r2")
+
+def test_modules_cached_immutable_and_refetched_exactly_where_a_leaf_changed(site, npm):
+    returning_visitor(site, npm)
+
+
+def wrong_integrity(assets: Assets) -> str:
+    """The helpers' head with one module's integrity value replaced."""
+    head = head_from_helpers(assets)
+    value = assets.integrity("vendor/lit-html/lit-html.js")
+    assert head.count(value) >= 1, "lit-html.js is named by the map"
+    return head.replace(value, "sha384-" + "A" * 64)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["modules off", "wrong integrity"])
+def test_the_test_sees(tmp_path, npm, fault):
+    """The test, proven: modules served as they are (only the pinned
+    entries versioned: what bustware did before it rewrote imports) make it
+    see plain URLs, revalidated on every visit; a wrong integrity value in
+    the import map breaks the page, and it sees that."""
+    found: list[str] = []
+    options = ({"modules": False} if fault == "modules off" else {"head": wrong_integrity})
+    for s in make_site(tmp_path, npm, **options):
+        with contextlib.suppress(AssertionError):
+            returning_visitor(s, npm, lambda problems, _visit: found.extend(problems))
+    print("\n".join(found))
+    if fault == "modules off":
+        assert any("/static/vendor/lit-html/directive.js (200) is not a current versioned URL"
+                   in p for p in found), found
+        assert any("/static/app/lit-view.js (304) is not a current versioned URL"
+                   in p for p in found), found
+    else:
+        assert any("the page shows" in p for p in found), found
