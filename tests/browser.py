@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -26,8 +27,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-import system_tools
 
 #: Program -> Debian package.
 CHROMIUM = {"chromium": "chromium"}
@@ -40,10 +39,16 @@ LAUNCH_TIMEOUT = 60.0
 VIRTUAL_TIME_MS = 3000
 
 
+def find_chromium() -> str | None:
+    return shutil.which("chromium")
+
+
 def require_chromium() -> str:
     """The path of chromium; skips (or fails under ``CI``) without it."""
+    import system_tools  # pytest's: the benchmarks use this module without it
+
     system_tools.require(CHROMIUM)
-    path = system_tools.find("chromium")
+    path = find_chromium()
     assert path is not None
     return path
 
