@@ -37,6 +37,7 @@ import build_bench  # noqa: E402
 import e2e  # noqa: E402
 import hostile_e2e  # noqa: E402
 import inprocess  # noqa: E402
+import modules_bench  # noqa: E402
 import startup  # noqa: E402
 import tree  # noqa: E402
 import warm_reload  # noqa: E402
@@ -44,7 +45,7 @@ import warm_reload  # noqa: E402
 README = HERE / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SECTIONS = ("inprocess", "url", "startup", "scale", "e2e", "adoption", "hostile", "hostile-e2e",
-            "asgi", "asgi-e2e", "build", "warm-reload")
+            "asgi", "asgi-e2e", "build", "modules", "warm-reload")
 
 #: Per mode: in-process rounds and batch seconds, startup tree, startup
 #: rounds, e2e rounds, e2e seconds per wrk run, filler files in the site,
@@ -54,14 +55,15 @@ MODES = {
     "full": dict(rounds=21, batch=0.04, files=10_000, megabytes=100, startup_rounds=3,
                  e2e_rounds=3, e2e_seconds=5, fillers=200, small=(5_000, 5),
                  scale=((1_000, 1), (10_000, 10), (100_000, 100)),
-                 build_tree=(2_000, 20), build_rounds=3),
+                 build_tree=(2_000, 20), build_rounds=3, module_files=1_000, module_rounds=3),
     "quick": dict(rounds=7, batch=0.02, files=10_000, megabytes=100, startup_rounds=1,
                   e2e_rounds=1, e2e_seconds=2, fillers=200, small=(5_000, 5),
                   scale=((1_000, 1), (10_000, 10), (100_000, 100)),
-                  build_tree=(1_000, 10), build_rounds=1),
+                  build_tree=(1_000, 10), build_rounds=1, module_files=1_000, module_rounds=1),
     "tiny": dict(rounds=3, batch=0.002, files=200, megabytes=1, startup_rounds=1,
                  e2e_rounds=1, e2e_seconds=1, fillers=20, small=(100, 0.1),
-                 scale=((50, 0.05), (150, 0.15)), build_tree=(100, 0.5), build_rounds=1),
+                 scale=((50, 0.05), (150, 0.15)), build_tree=(100, 0.5), build_rounds=1,
+                 module_files=100, module_rounds=1),
 }
 #: Steps of the small-files tree, and of each scale tree.
 SMALL_KINDS = ("hashlib-read", "assets", "assets-one-thread", "assets-two-threads", "manifest",
@@ -360,6 +362,8 @@ def markdown(results: dict) -> str:
         w("")
     if results.get("build"):
         w(build_bench.markdown(results["build"], cfg))
+    if results.get("modules"):
+        w(modules_bench.markdown(results["modules"]))
     if results.get("warm_reload"):
         w(warm_reload.markdown(results["warm_reload"]))
     ee = results.get("e2e")
@@ -606,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
                                                  why is None, traced=True)
     if "build" in sections:
         results["build"] = build_bench.measure_all(work, cfg, lambda s: skip(skipped, s), log)
+    if "modules" in sections:
+        results["modules"] = modules_bench.measure(work, cfg, lambda s: skip(skipped, s), log)
     if "e2e" in sections:
         log("end to end")
         # Tiny mode checks that every kind of server starts; one app is enough.

@@ -10,8 +10,8 @@ from .about import __version__
 from .assets import Asset, AssetNotFound, Assets, Variant
 from .middleware import Bustware
 
-__all__ = ["Asset", "AssetNotFound", "Assets", "Bustware", "BustwareASGI", "Variant",
-           "__version__"]
+__all__ = ["Asset", "AssetNotFound", "Assets", "Bustware", "BustwareASGI", "EarlyHints",
+           "EarlyHintsASGI", "Variant", "__version__", "early_hints"]
 
 
 def __getattr__(name: str):
@@ -20,4 +20,8 @@ def __getattr__(name: str):
         from .asgi import BustwareASGI
 
         return BustwareASGI
+    if name in ("early_hints", "EarlyHints", "EarlyHintsASGI"):
+        from . import earlyhints
+
+        return getattr(earlyhints, name)
     raise AttributeError(f"module 'bustware' has no attribute {name!r}")

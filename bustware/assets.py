@@ -320,17 +320,18 @@ class Assets:
     def importmap(self, pins: Mapping[str, str]) -> dict:
         """``{"imports": ..., "integrity": ...}``: ``pins`` maps bare specifiers
         (``"lit"``, folders ``"lit/"``) to logical paths (``"vendor/lit/"``)."""
-        return self._graph().importmap(pins)
+        return self.module_graph().importmap(pins)
 
     def importmap_tag(self, pins: Mapping[str, str]) -> str:
         """The import map as a ``<script type="importmap">`` element."""
-        return self._graph().importmap_tag(pins)
+        return self.module_graph().importmap_tag(pins)
 
     def modulepreload(self, entry: str, pins: Mapping[str, str] | None = None) -> str:
         """``<link rel="modulepreload">`` for the static import graph of ``entry``."""
-        return self._graph().modulepreload(entry, pins)
+        return self.module_graph().modulepreload(entry, pins)
 
-    def _graph(self) -> ModuleGraph:
+    def module_graph(self) -> ModuleGraph:
+        """The import maps and preload lists of this index (bustware.importmap)."""
         if self._modules_graph is None:
             from .importmap import ModuleGraph
 

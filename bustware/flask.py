@@ -106,6 +106,8 @@ class Bustware:
         app.extensions[_KEY] = state
         app.url_defaults(state.url_defaults)
         app.add_template_global(static_url, "static_url")
+        app.add_template_global(importmap_tag, "importmap_tag")
+        app.add_template_global(modulepreload, "modulepreload")
         app.wsgi_app = _Dispatch(state)  # type: ignore[method-assign]
         # Index what exists now (with gunicorn --preload, in the master);
         # blueprints registered later are indexed when first seen.
@@ -133,6 +135,19 @@ def static_url(filename: str, endpoint: str = "static", **values: Any) -> str:
         if assets.base_url:
             return assets.url(filename)
     return url_for(endpoint, filename=filename, **values)
+
+
+def importmap_tag(pins: dict[str, str], endpoint: str = "static") -> str:
+    """Jinja global: ``{{ importmap_tag({'lit': 'vendor/lit/index.js'}) }}``,
+    the ``<script type="importmap">`` of :meth:`Assets.importmap_tag`."""
+    return _state(None).assets_for(endpoint).importmap_tag(pins)
+
+
+def modulepreload(entry: str, pins: dict[str, str] | None = None,
+                  endpoint: str = "static") -> str:
+    """Jinja global: ``{{ modulepreload('js/app.js', pins) }}``, the
+    ``<link rel="modulepreload">`` elements of :meth:`Assets.modulepreload`."""
+    return _state(None).assets_for(endpoint).modulepreload(entry, pins)
 
 
 class _State:

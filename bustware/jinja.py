@@ -5,7 +5,9 @@
 
 after which templates write ``{{ 'css/app.css'|bust }}`` (the filter the
 seed article uses for its query-string version) or
-``{{ static_url('css/app.css') }}``. Both return the URL of
+``{{ static_url('css/app.css') }}``; given an index (or a middleware),
+also ``{{ importmap_tag(pins) }}`` and ``{{ modulepreload('js/app.js',
+pins) }}`` (bustware.importmap). Both return the URL of
 :meth:`Assets.url`, so with ``autorefresh=True`` an edited file shows its new
 version on the next render.
 """
@@ -43,8 +45,10 @@ def install(
     # A middleware is recognised by the index it holds, not by its class:
     # both are callable, and taken as the url callable they would fail only
     # at render time. (No import of either: jinja users need neither.)
+    index: Assets | None = None
     if isinstance(source, Assets) or isinstance(getattr(source, "assets", None), Assets):
         url = source.url
+        index = source if isinstance(source, Assets) else source.assets
     elif callable(source):
         url = source
     else:
@@ -65,4 +69,7 @@ def install(
         env.filters[filter_name] = bust
     if global_name is not None:
         env.globals[global_name] = url
+    if index is not None:  # JavaScript modules (bustware.importmap)
+        env.globals["importmap_tag"] = index.importmap_tag
+        env.globals["modulepreload"] = index.modulepreload
     return env

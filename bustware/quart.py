@@ -56,6 +56,8 @@ def install(app: Quart, root: PathLike | Assets | None = None, prefix: str | Non
     app.extensions[_KEY] = middleware
     app.asgi_app = middleware  # type: ignore[method-assign]
     app.add_template_global(middleware.assets.url, "static_url")
+    app.add_template_global(middleware.assets.importmap_tag, "importmap_tag")
+    app.add_template_global(middleware.assets.modulepreload, "modulepreload")
     app.url_defaults(_VersionedFilename(middleware.assets))
     return middleware
 
