@@ -51,6 +51,7 @@ class Index(Protocol):
     generation: int
 
     def get(self, path: str) -> Asset | None: ...
+    def match(self, url_path: str, query: str = "") -> tuple[Asset, str] | None: ...
     def url(self, path: str) -> str: ...
     def integrity(self, path: str) -> str: ...
     def __iter__(self): ...
@@ -182,6 +183,12 @@ class ModuleGraph:
                 except ValueError:
                     continue
                 target = resolved[0] if resolved is not None else None
+                if target is not None and index.get(target) is None:
+                    # Already a versioned URL: the served bytes of an index
+                    # loaded from a manifest keep no record of the original.
+                    query = resolved[1][1:].partition("#")[0] if resolved[1][:1] == "?" else ""
+                    matched = index.match(target, query)
+                    target = matched[0].path if matched is not None else None
             if target is not None and index.get(target) is not None:
                 out.append(target)
         return out

@@ -327,3 +327,17 @@ def test_development_handler_follows_the_settings_and_leaves_the_rest_to_django(
         with override_settings(STATICFILES_DIRS=[str(two)]):
             r = via_werkzeug(handler, f"/static/js/app.{v(JS)}.js")
             assert (r.status, r.body, r.header("Cache-Control")) == (200, JS, IMMUTABLE)
+
+
+def test_importmap_and_modulepreload_tags(tmp_path):
+    root = make_tree(tmp_path / "collected", {
+        "js/app.js": 'import "./lib.js"; import "lit";\n', "js/lib.js": "export const x = 1;\n",
+        "vendor/lit/index.js": "export const y = 2;\n"})
+    pins = {"lit": "vendor/lit/index.js"}
+    with override_settings(DEBUG=False, STATIC_ROOT=str(root)):
+        out = engines["django"].from_string(
+            "{% load bustware %}{% importmap_tag pins %}{% modulepreload 'js/app.js' pins %}"
+        ).render({"pins": pins})
+        assets = bustware.django.get_assets()
+        assert out == assets.importmap_tag(pins) + assets.modulepreload("js/app.js", pins)
+    assert out.count('rel="modulepreload"') == 3 and '<script type="importmap">' in out

@@ -22,7 +22,9 @@ HEAVY = ("werkzeug", "webob", "bustware.references", "bustware.csstokens", "bust
          "bustware.linker", "bustware.manifest",
          "bustware.from_manifest", "bustware.build",
          "bustware.compress", "bustware.bundlers", "bustware.integrity", "bustware.cli",
-         "bustware.digestcache", "bustware.s3store", "boto3", "botocore")
+         "bustware.digestcache", "bustware.s3store", "boto3", "botocore",
+         "bustware.jslexer", "bustware.jsmachine", "bustware.importmap",
+         "bustware.earlyhints", "bustware.releasecheck")
 
 
 def modules_after(code: str) -> set[str]:
@@ -47,6 +49,7 @@ def test_a_start_from_a_manifest_needs_no_tokenizer(tmp_path):
     (static / "css" / "app.css").write_bytes(b"a{background:url(../img/a.png)}")
     (static / "img").mkdir()
     (static / "img" / "a.png").write_bytes(b"PNG")
+    (static / "app.mjs").write_bytes(b'import "./img/a.png";\nexport const a = 1;\n')
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-m", "bustware", "build", str(static), "--quiet"],
                    check=True, timeout=120, env=env, capture_output=True)
@@ -54,7 +57,7 @@ def test_a_start_from_a_manifest_needs_no_tokenizer(tmp_path):
     loaded = modules_after(
         "from bustware import Bustware\n"
         f"app = Bustware(None, {str(static)!r}, manifest={str(manifest)!r})\n"
-        "assert len(app.assets) == 2")
+        "assert len(app.assets) == 3")
     assert {"bustware.manifest", "bustware.from_manifest"} <= loaded
     # bustware.compress is what the middleware's compression without a build
     # step (on by default) compresses with; it asks which codecs exist.

@@ -128,8 +128,9 @@ def test_everything_is_html_escaped(tree):
     assets = Assets(root, prefix="/st&atic/")
     tag = script_tag(assets, name, title='"><script>alert(1)</script>')
     url = assets.url(name)
-    assert "&" in url  # the prefix, not percent-encoded
-    assert tag == (f'<script src="{url.replace("&", "&amp;")}" integrity="{expected_sri(JS)}" '
+    assert "&" in url and "'" in url  # the prefix, and a character a path segment allows
+    src = url.replace("&", "&amp;").replace("'", "&#x27;")
+    assert tag == (f'<script src="{src}" integrity="{expected_sri(JS)}" '
                    'crossorigin="anonymous" '
                    'title="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"></script>')
     assert "<script>alert" not in tag

@@ -248,3 +248,49 @@ def test_template_helpers_jinja_flask_django(site, tmp_path):
     assert body == flask_assets.importmap_tag({"lit": "vendor/lit/index.js"}) + \
         flask_assets.modulepreload("js/lib/a.js")
     assert '<script type="importmap">' in body and 'rel="modulepreload"' in body
+
+
+def test_modulepreload_from_a_built_manifest(site, tmp_path):
+    from bustware.build import build
+
+    (site / "js/main.js").write_text('import "./lib/a.js"; import "lit";\n')
+    scanned = Assets(site)
+    build(site, tmp_path / "manifest.json")
+    loaded = Assets(site, manifest=tmp_path / "manifest.json")
+    assert loaded.modulepreload("js/main.js", PINS) == scanned.modulepreload("js/main.js", PINS)
+    assert loaded.importmap(PINS) == scanned.importmap(PINS)
+
+
+def test_early_hints_asgi_where_the_server_lists_the_extension(site):
+    import asyncio
+
+    from conftest import asgi_scope
+
+    from bustware import EarlyHintsASGI
+
+    def run_asgi(app, scope):
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        asyncio.run(app(scope, receive, send))
+        return sent
+
+    async def page(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"page"})
+
+    assets = Assets(site)
+    app = EarlyHintsASGI(page, assets, {"/": "js/lib/a.js"})
+    scope = asgi_scope("/")
+    sent = run_asgi(app, {**scope, "extensions": {"http.response.early_hint": {}}})
+    assert sent[0] == {"type": "http.response.early_hint", "links": [
+        f"<{assets.url(p)}>; rel=modulepreload".encode() for p in ("js/lib/a.js",
+                                                                     "js/lib/leaf.js")]}
+    assert sent[1]["status"] == 200
+    assert run_asgi(app, scope)[0]["type"] == "http.response.start"  # not offered: nothing
+    assert run_asgi(app, asgi_scope("/other"))[0]["type"] == "http.response.start"
