@@ -10,9 +10,10 @@ rollback to v2 are deployed with the shell commands of the README section
 "Rolling deploys", taken from README.md and run as they are (``/srv/app``
 replaced by the host's directory), in the recipe's order, one host at a time
 where it says so. Meanwhile threads load the page and every asset it names,
-and every reference inside each stylesheet, through Varnish, straight at
-each replica, and with the page from one replica and its assets from
-another; every response is recorded.
+every reference inside each stylesheet and every import inside each module
+(the page has a module graph whose leaf changes between releases), through
+Varnish, straight at each replica, and with the page from one replica and
+its assets from another; every response is recorded.
 
 Asserted zero: page loads with an asset of another release; 404 or 5xx for a
 URL a page named; cacheable responses whose bytes are not the ones their
@@ -92,7 +93,8 @@ def _filler(n: int, seed: str) -> bytes:
 
 def release_files(rev: str) -> dict[str, tuple[bytes, int]]:
     """The static files of release ``rev``: {path: (bytes, mtime)}. Every
-    file but js/vendor.js carries its release's name in its bytes."""
+    file but js/vendor.js and the modules above the leaf carries its
+    release's name in its bytes."""
     n = int(rev[1:])
     rules = "".join(f".r{i}-{rev} {{ margin: {i}px {n}px; }}\n" for i in range(40 + 15 * n))
     later = EPOCH + 1000 * n  # the files whose size changes also change mtime
@@ -115,12 +117,22 @@ def release_files(rev: str) -> dict[str, tuple[bytes, int]]:
         "fonts/site.woff2": (b"wOF2" + f"release {rev}".encode() + _filler(5000, "font"),
                              EPOCH),
         "js/vendor.js": (b"/* the same in every release */\n" + b"var v = 1;\n" * 200, EPOCH),
+        # A module graph: the entry and its two imports are the same bytes in
+        # every release; only the leaf behind lib/b.mjs changes (same size,
+        # same mtime), so only versions that cover the graph tell the
+        # releases' entries apart.
+        "js/main.mjs": (b'import { a } from "./lib/a.mjs";\nimport { b } from "./lib/b.mjs";\n'
+                        b"document.title = a + b;\n", EPOCH),
+        "js/lib/a.mjs": (b'export const a = "a";\n', EPOCH),
+        "js/lib/b.mjs": (b'import { leaf } from "./leaf.mjs";\nexport const b = leaf;\n', EPOCH),
+        "js/lib/leaf.mjs": (f'/* release {rev} */\nexport const leaf = "{rev}";\n'.encode(),
+                            EPOCH),
     }
 
 
 #: What the page names; the font and images also come from stylesheets.
 PAGE_ASSETS = ("css/app.css", "css/theme.css", "js/app.js", "js/vendor.js",
-               "img/logo.png", "img/bg.svg", "fonts/site.woff2")
+               "img/logo.png", "img/bg.svg", "fonts/site.woff2", "js/main.mjs")
 
 #: The app's code of each release: v3 changes it, so by the recipe v3 and
 #: the rollback from it restart gunicorn where v2 reloads it with HUP (which
@@ -260,7 +272,7 @@ class Fetch:
     digest: str = ""        # SHA-256 of the decoded body
     release: str | None = None
     error: str = ""
-    references: list[str] = field(default_factory=list)  # of a stylesheet
+    references: list[str] = field(default_factory=list)  # of a stylesheet or module
     cache_hit: bool = False  # answered by Varnish from its cache
 
 
@@ -323,6 +335,10 @@ class Target:
 
 ENCODINGS = itertools.cycle([None, "gzip", "br, gzip", "gzip, br", None, "br"])
 REFERENCE = re.compile(rb"""url\(\s*['"]?([^'")\s]+)|@import\s+['"]([^'"]+)""")
+#: The specifiers of static imports, in the site's own modules (written
+#: above, one import per line), as a browser follows them.
+IMPORT = re.compile(rb"""^\s*(?:(?:import|export)\b[^"'\n]*?\bfrom|import)\s*['"]([^'"]+)['"]""",
+                    re.M)
 
 
 class Load:
@@ -414,7 +430,7 @@ class Load:
             url = queue.pop(0)
             fetch = self._asset(asset_target, url)
             load.fetches.append(fetch)
-            if fetch.status == 200 and urlsplit(url).path.endswith(".css"):
+            if fetch.status == 200 and urlsplit(url).path.endswith((".css", ".mjs")):
                 for ref in fetch.references:
                     if ref not in seen:
                         seen.add(ref)
@@ -439,6 +455,9 @@ class Load:
                 for m in REFERENCE.finditer(data):
                     ref = (m[1] or m[2]).decode()
                     fetch.references.append(urlsplit(urljoin(url, ref)).path)
+            elif url.split("?")[0].endswith(".mjs"):
+                for m in IMPORT.finditer(data):
+                    fetch.references.append(urlsplit(urljoin(url, m[1].decode())).path)
         return fetch
 
 
@@ -746,6 +765,9 @@ def test_rolling_deploy_behind_haproxy_and_varnish(tmp_path):
     assert not problems, text
     assert all(n == 0 for n in findings.zero().values()), text
     assert not load.outside_restart, text
+    # The loads did follow the module graph down to its leaf.
+    leaves = {f.url for page in load.loads for f in page.fetches if "/js/lib/leaf." in f.url}
+    assert len(leaves) >= 3, (sorted(leaves), text)  # the leaf of v1, v2 and v3
 
 
 @pytest.mark.slow
