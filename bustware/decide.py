@@ -19,6 +19,7 @@ messages.
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
@@ -96,6 +97,7 @@ class Core:
         content_types: Mapping[str, str] | None = None,
         discover_interval: float | None = 1.0,
         compress: CompressOption = True,
+        dictionaries: bool = True,
         **assets_options: Any,
     ) -> None:
         if isinstance(root, Assets):
@@ -148,13 +150,25 @@ class Core:
             # runs once per file.
             add_headers = once_per_asset(add_headers)
         self.add_headers = add_headers
+        # Delta updates (bustware.dictionaries): in serve mode, with zstd.
+        from . import dictionaries as _dictionaries
+
+        self._dictionaries = _dictionaries
+        offer = None
+        if dictionaries and not self._rewrite and importlib.util.find_spec("zstandard"):
+            offer = _dictionaries.offer(self.assets.url_for_version, self.assets.style.name)
         self._maker = EntryMaker(HeaderOptions(
             # The Cache-Control header of each kind of URL, by CURRENT, PLAIN, OUTDATED.
             policies=(("Cache-Control", cache_control),
                       ("Cache-Control", plain_cache_control),
                       ("Cache-Control", "no-store")),
             allow_origin=allow_origin, add_headers=add_headers,
-            content_types=self.content_types, charset=self.assets.charset), self._live)
+            content_types=self.content_types, charset=self.assets.charset,
+            dictionary=offer), self._live)
+        # A quarter of the index's memory budget holds the deltas made on
+        # request; beyond it the least recently used are made again.
+        self._deltas = (None if offer is None else _dictionaries.DeltaMaker(
+            self.assets.memory_budget // 4, self._maker.delta_rep))
         #: Opens the files the decisions stream, checked against the index.
         self.opener = Opener(self.assets, outdated)
         # Version discovery: only from a manifest, and not in rewrite mode,
@@ -234,7 +248,15 @@ class Core:
         # tests, not a loop over the names: this runs on every request.
         if ("HTTP_IF_NONE_MATCH" in request or "HTTP_IF_MODIFIED_SINCE" in request
                 or "HTTP_RANGE" in request or "HTTP_IF_MATCH" in request
-                or "HTTP_IF_UNMODIFIED_SINCE" in request):
+                or "HTTP_IF_UNMODIFIED_SINCE" in request
+                or "HTTP_AVAILABLE_DICTIONARY" in request):
+            if (kind == CURRENT and self._deltas is not None
+                    and "HTTP_AVAILABLE_DICTIONARY" in request):
+                delta = self._delta(request, entry, block)
+                if delta is NEEDS_THREAD:
+                    return delta
+                if delta is not None:
+                    return respond.conditional(request, method, delta, kind)
             if (request.get("HTTP_IF_NONE_MATCH") == rep.quoted_etag
                     and "HTTP_IF_MATCH" not in request
                     and "HTTP_IF_UNMODIFIED_SINCE" not in request):
@@ -375,7 +397,29 @@ class Core:
         if entry.offers is not None:
             ae = request.get("HTTP_ACCEPT_ENCODING")
             rep = entry.chosen.get(ae) or entry.negotiate(ae, self._negotiator)
+        if (kind == CURRENT and self._deltas is not None
+                and "HTTP_AVAILABLE_DICTIONARY" in request):
+            rep = self._delta(request, entry, True) or rep
         return respond.conditional(request, method, rep, kind)
+
+    def _delta(self, request: Mapping[str, str], entry: Entry, block: bool) -> Any:
+        """The ``dcz`` representation a request with Available-Dictionary
+        gets (bustware.dictionaries), None for the normal one, or
+        NEEDS_THREAD when it is to be made and ``block`` is False."""
+        deltas = self._deltas
+        if ("HTTP_RANGE" in request or deltas is None
+                or not self._dictionaries.accepts_dcz(request.get("HTTP_ACCEPT_ENCODING"))):
+            return None
+        asset = entry.asset
+        old = deltas.dictionary(asset, request.get("HTTP_AVAILABLE_DICTIONARY"))
+        if old is None:
+            return None
+        known, rep = deltas.made(asset, old)
+        if known:
+            return rep
+        if not block:
+            return NEEDS_THREAD
+        return deltas.delta(asset, old)
 
     # -- the route table, and when the index changes ----------------------------
 
@@ -389,6 +433,9 @@ class Core:
         self._old_entries, self._entries, self._routes = build_routes(
             self.assets, self._entries, self._maker.entry, query_style=self._query,
             old_versions=not self._rewrite)
+        if self._deltas is not None:
+            self._deltas.reset([*(e.asset for e in self._entries.values()),
+                                *(e.asset for e in self._old_entries.values())])
         self._generation = generation
 
     def reload(self) -> bool:

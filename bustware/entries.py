@@ -131,6 +131,9 @@ class HeaderOptions:
     content_types: Mapping[str, str]
     #: The index's charset, for the custom types of text files.
     charset: str | None
+    #: The Use-As-Dictionary value of a file's versioned responses, or None
+    #: (bustware.dictionaries); None: no file offers itself as one.
+    dictionary: Callable[[Asset], str | None] | None = None
 
 
 class EntryMaker:
@@ -159,6 +162,18 @@ class EntryMaker:
         """Fill the header lists of ``reps``, the representations of
         ``asset`` (see :func:`fill_headers`)."""
         fill_headers(self.options, asset, reps, offers)
+
+    def delta_rep(self, asset: Asset, variant: Variant) -> Rep:
+        """The representation of a ``dcz`` delta of ``asset``
+        (bustware.dictionaries): its own ETag, and a Vary that names the
+        request field its bytes depend on (RFC 9842 section 6.2)."""
+        rep = Rep(variant.encoding, variant, asset, variant.mtime_ns)
+        fill_headers(self.options, asset, {variant.encoding: rep}, (variant.encoding,))
+        for headers in (*rep.headers, *rep.headers_304):
+            for i, (name, _) in enumerate(headers):
+                if name == "Vary":  # in place: the shared replies hold these lists
+                    headers[i] = ("Vary", "Accept-Encoding, Available-Dictionary")
+        return rep
 
 
 class Entry:
@@ -267,6 +282,10 @@ def fill_headers(options: HeaderOptions, asset: Asset, reps: dict[str, Rep],
         ctype = contenttypes.custom_type(asset.path, options.charset,
                                          options.content_types) or ctype
     stored_as = contenttypes.content_encoding(asset.path)
+    # Only a versioned URL's bytes may stand as a dictionary for its next
+    # versions: a plain or outdated URL's may change under it.
+    offer = options.dictionary(asset) if options.dictionary is not None else None
+    versioned = [policies[0], ("Use-As-Dictionary", offer)] if offer else [policies[0]]
     for rep in reps.values():
         rep.content_type = ctype  # also what a 206 names
         if stored_as is not None and rep.encoding == "identity":
@@ -279,7 +298,7 @@ def fill_headers(options: HeaderOptions, asset: Asset, reps: dict[str, Rep],
         if rep.encoding != "identity":
             full.append(("Content-Encoding", rep.encoding))
         full += tail
-        rep.headers = ([*full, policies[0]], [*full, policies[1]], [*full, policies[2]])
+        rep.headers = ([*full, *versioned], [*full, policies[1]], [*full, policies[2]])
         short = [etag, *cached]
         rep.headers_304 = ([*short, policies[0]], [*short, policies[1]],
                            [*short, policies[2]])

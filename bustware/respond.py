@@ -36,6 +36,8 @@ ASGI_HEADERS = {
     b"if-unmodified-since": "HTTP_IF_UNMODIFIED_SINCE",
     b"range": "HTTP_RANGE",
     b"if-range": "HTTP_IF_RANGE",
+    # RFC 9842: names the dictionary a delta may be made against.
+    b"available-dictionary": "HTTP_AVAILABLE_DICTIONARY",
 }
 
 
