@@ -37,6 +37,7 @@ from typing import Any, BinaryIO, Callable
 from . import compressqueue
 from . import manifest as mf
 from .assets import Assets
+from .builddeltas import Made, add_deltas, deltas_available
 from .buildreport import BuildReport, Progress, PruneReport, Tally, wants_progress
 from .compress import check_encodings, is_compressible
 from .compressqueue import CompressQueue, Source, cores
@@ -94,6 +95,7 @@ def build(
     bundler_manifest: PathLike | Sequence[PathLike] | None = None,
     progress: Callable[[int], Progress | None] | None = None,
     store: Store | None = None,
+    deltas: bool | None = None,
 ) -> BuildReport:
     """Index ``root`` and write its manifest (``ROOT/.bustware/manifest.json``
     unless ``out`` is given). ``keep``: how many earlier generations to keep,
@@ -107,7 +109,10 @@ def build(
     ``progress``: called with the number of files, returns a :class:`Progress`
     or ``None``.
     ``store``: where the objects and the manifest go (default: the manifest
-    file and ``objects/`` beside it)."""
+    file and ``objects/`` beside it).
+    ``deltas``: store each file's ``dcz`` delta from each kept version
+    (bustware.builddeltas); default: when ``keep > 0`` and zstandard is
+    installed."""
     started = time.monotonic()
     roots = check_roots(root)
     encodings = check_encodings(compress)  # a missing extra fails before any work
@@ -126,6 +131,10 @@ def build(
     if keep is None:
         keep = old["keep"] if old is not None else 0
     objects = TrackedStore(store)
+    # Delta updates (bustware.builddeltas): by default with kept generations.
+    if deltas is None:
+        deltas = keep > 0 and deltas_available()
+    made_deltas: Made = {}
     is_own = own_files(manifest_path)
 
     # 1. Which files: the same walk as the index, first root wins.
@@ -251,6 +260,8 @@ def build(
         data = next_generation(old, files, settings, keep)
         data["compress"] = list(encodings)  # for the rebuild command messages give
         data["broken_references"] = broken
+        if deltas:
+            report.deltas = add_deltas(data, store, objects.put, made_deltas)
         report.generation = data["generation"]
         report.new_generation = old is None or data["generation"] != old["generation"]
         report.kept_generations = len(data["previous"])

@@ -26,6 +26,8 @@ class BuildReport:
     generation: int = 0
     new_generation: bool = False
     kept_generations: int = 0
+    #: dcz deltas recorded (bustware.builddeltas), made now or before.
+    deltas: int = 0
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
@@ -36,7 +38,8 @@ class BuildReport:
                 f"{self.kept_generations} earlier kept; {self.variants} compressed variants; "
                 f"{self.objects_written} objects written, {self.objects_removed} removed"
                 + (f", {self.objects_retired} kept for processes of the build before (until "
-                   "the next build or `bustware prune`)" if self.objects_retired else ""))
+                   "the next build or `bustware prune`)" if self.objects_retired else "")
+                + (f"; {self.deltas} deltas from kept versions" if self.deltas else ""))
 
 
 @dataclass

@@ -232,6 +232,9 @@ class DeltaMaker:
         return rep
 
     def _make(self, asset: Asset, dictionary: Asset) -> Variant | None:
+        stored = asset.deltas.get(dictionary.digest)
+        if stored is not None:  # made by the build (bustware.builddeltas)
+            return stored
         if asset.size > MAX_SIZE or dictionary.size > MAX_SIZE:
             return None
         new = read_served(asset)
@@ -245,7 +248,8 @@ class DeltaMaker:
                        body, asset.mtime_ns)
 
     def _keep(self, key: tuple[str, str], rep: Any) -> None:
-        size = rep.size if rep is not None else 0
+        # Only bytes held count: a stored delta is streamed from its object.
+        size = rep.size if rep is not None and rep.body is not None else 0
         if size > self.budget:
             return
         self._made[key] = rep

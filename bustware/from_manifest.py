@@ -261,7 +261,8 @@ class _Records:
             digest=rec["digest"], version=version, url=url, content_type=ctype,
             variants=self._variants(path, rec, variants, root, report)
             if variants else EMPTY, links=EMPTY, integrity=rec["integrity"],
-            dev=dev, ino=ino)
+            dev=dev, ino=ino, deltas=self._deltas(path, rec["deltas"], report)
+            if "deltas" in rec else EMPTY)
 
     def _object(self, obj_path: str, size: int, path: str, what: str, report: bool
                 ) -> tuple[int, int, int]:
@@ -281,6 +282,17 @@ class _Records:
             if st is None:
                 return 0, 0, OBJECT_MTIME_NS
         return st.st_dev, st.st_ino, st.st_mtime_ns
+
+    def _deltas(self, path: str, deltas: dict, report: bool) -> dict[str, Variant]:
+        """The ``dcz`` deltas of a file, by the dictionary's SHA-256."""
+        out = {}
+        for dictionary, var in deltas.items():
+            obj = var["object"]
+            vpath = f"{self.objects_sep}{obj[:2]}{os.sep}{obj}"
+            dev, ino, mtime_ns = self._object(vpath, var["size"], path,
+                                              "a delta of it is ", report)
+            out[dictionary] = Variant("dcz", vpath, var["size"], obj, None, mtime_ns, dev, ino)
+        return out
 
     def _variants(self, path: str, rec: dict, variants: dict, root: str, report: bool
                   ) -> dict[str, Variant]:

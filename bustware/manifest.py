@@ -38,6 +38,10 @@ A JSON object; unknown keys are ignored, missing or mistyped ones refused::
             "br": {"object": "<sha256 hex>", "size": 300},
             "gzip": {"file": "css/app.css.gz", "size": 350, "mtime_ns": ...,
                      "digest": "<sha256 hex>"}  # a variant found beside the file
+          },
+          "deltas": {                       # optional: the dcz coding of the
+            "<sha256 hex of a kept version's served bytes>":  # bytes served
+                {"object": "<sha256 hex>", "size": 90}  # against that version
           }
         }
       },
@@ -262,6 +266,7 @@ def validate(data: Any, name: str) -> None:
                      and type(rec["root"]) is int and 0 <= rec["root"] < roots
                      and hex64(rec["digest"]) and version_re(rec["version"])
                      and integrity_re(rec["integrity"]) and "served" not in rec
+                     and "deltas" not in rec
                      and type(path) is str and path and path[0] != "/"
                      and "./" not in path and "//" not in path and "\\" not in path
                      and "\x00" not in path and path[-1] != "/" and path[-1] != ".")
@@ -364,6 +369,15 @@ def _check_common(path: str, rec: dict, where: str, bad: _Bad) -> None:
                     bad(vwhere, "needs digest, size and mtime_ns")
             else:
                 _check_object(var, vwhere, bad)
+    deltas = rec.get("deltas")
+    if deltas is not None:
+        if not isinstance(deltas, dict):
+            bad(f"{where}.deltas", "not an object")
+        for dictionary, var in deltas.items():
+            dwhere = f"{where}.deltas[{dictionary!r}]"
+            if not isinstance(dictionary, str) or not _HEX64.match(dictionary):
+                bad(dwhere, "the key is not a SHA-256 hex digest")
+            _check_object(var, dwhere, bad)
 
 
 def _check_object(rec: Any, where: str, bad: _Bad) -> None:
@@ -449,6 +463,8 @@ def _variant_objects(rec: dict, used: set[str]) -> None:
         obj = var.get("object")
         if obj is not None:
             used.add(obj)
+    for var in rec.get("deltas", {}).values():
+        used.add(var["object"])
 
 
 class IndexSettings(Protocol):

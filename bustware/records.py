@@ -99,6 +99,9 @@ class Asset:
     # 0 when unknown (a manifest loaded with manifest_check="off").
     dev: int = 0
     ino: int = 0
+    #: The ``dcz`` deltas a build stored (bustware.builddeltas): the SHA-256
+    #: of the dictionary (a kept version's served bytes) -> the delta.
+    deltas: dict[str, Variant] = field(default_factory=dict)
 
     @property
     def busted(self) -> bool:
@@ -152,6 +155,7 @@ def new_asset(path: str, abs_path: str, size: int, mtime: int, mtime_ns: int, di
     a.served_path = None
     a.dev = dev
     a.ino = ino
+    a.deltas = EMPTY
     return a
 
 

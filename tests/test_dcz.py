@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+from pathlib import Path
 
 import pytest
 from conftest import asgi_scope, via_asgi, via_werkzeug
 
 import bustware.build as b
-from bustware import Bustware
+import bustware.manifest as mf
+from bustware import Bustware, dictionaries
 from bustware.dictionaries import MAGIC, accepts_dcz, dictionary_hash, match_pattern
 
 zstandard = pytest.importorskip("zstandard")
@@ -39,16 +42,18 @@ def decode(body: bytes, dictionary: bytes) -> bytes:
     return zstandard.ZstdDecompressor(dict_data=zdict).decompress(body[40:])
 
 
-@pytest.fixture(params=["filename", "segment", "query"])
+@pytest.fixture(params=[(style, where) for style in ("filename", "segment", "query")
+                        for where in ("built", "live")], ids="-".join)
 def released(request, tree):
-    """Release 1 built, then release 2 with --keep 1: (app, old URL, new URL)."""
-    style = request.param
+    """Release 1 built, then release 2 with --keep 1: (app, old URL, new URL);
+    the deltas made by the build, or on request."""
+    style, where = request.param
     root = tree({"js/app.js": V1, "js/other.js": OTHER})
-    b.build(root, style=style, keep=1)
+    b.build(root, style=style, keep=1, deltas=where == "built")
     old_url = Bustware(None, root, manifest=root / ".bustware/manifest.json",
                        style=style).url("js/app.js")
     (root / "js/app.js").write_bytes(V2)
-    b.build(root, style=style, keep=1)
+    b.build(root, style=style, keep=1, deltas=where == "built")
     app = Bustware(None, root, manifest=root / ".bustware/manifest.json", style=style)
     return app, old_url, app.url("js/app.js")
 
@@ -159,7 +164,8 @@ def test_the_asgi_common_path_hands_dictionary_requests_to_the_general_path(rele
     assert app.decide_asgi(path, scope, block=False) is NEEDS_THREAD  # made off the loop
     reply = app.decide_asgi(path, scope)
     assert ("Content-Encoding", "dcz") in reply.headers
-    assert decode(reply.body, V1) == V2
+    body = reply.body if hasattr(reply, "body") else Path(reply.rep.abs_path).read_bytes()
+    assert decode(body, V1) == V2
 
 
 @pytest.mark.parametrize(("style", "url", "pattern"), [
@@ -205,3 +211,42 @@ def test_dictionary_hash():
     assert dictionary_hash(" " + hash_header(V1) + " ") == digest
     for bad in ("", ":", "::", hash_header(V1)[:-1], hash_header(V1) + ",x", "é" * 46):
         assert dictionary_hash(bad) is None
+
+
+def test_the_build_stores_the_deltas_and_the_server_streams_them(tree, monkeypatch):
+    root = tree({"js/app.js": V1, "js/other.js": OTHER})
+    b.build(root, keep=1)
+    (root / "js/app.js").write_bytes(V2)
+    report = b.build(root, keep=1)
+    assert report.deltas == 1
+    data = json.loads((root / ".bustware/manifest.json").read_text())
+    rec = data["files"]["js/app.js"]
+    delta = rec["deltas"][hashlib.sha256(V1).hexdigest()]
+    stored = (root / ".bustware/objects" / delta["object"][:2] / delta["object"]).read_bytes()
+    assert decode(stored, V1) == V2 and len(stored) == delta["size"]
+    assert "deltas" not in data["files"]["js/other.js"]  # unchanged: no kept version
+    assert delta["object"] in mf.referenced_objects(data)
+    # Served from the stored object: no compression on the request path.
+    monkeypatch.setattr(dictionaries, "encode_dcz", None)
+    app = Bustware(None, root, manifest=root / ".bustware/manifest.json")
+    for via in (via_werkzeug, via_asgi):
+        resp = get(via, app, app.url("js/app.js"), **{"Accept-Encoding": CHROME_AE,
+                                                      "Available-Dictionary": hash_header(V1)})
+        assert resp.header("Content-Encoding") == "dcz" and resp.body == stored
+    # Turned off, and without kept generations: no deltas.
+    assert b.build(root, keep=1, deltas=False).deltas == 0
+    assert "deltas" not in json.loads((root / ".bustware/manifest.json").read_text()
+                                      )["files"]["js/app.js"]
+
+
+def test_a_manifest_with_a_bad_delta_is_refused(tree):
+    root = tree({"js/app.js": V1})
+    b.build(root, keep=1)
+    (root / "js/app.js").write_bytes(V2)
+    b.build(root, keep=1)
+    path = root / ".bustware/manifest.json"
+    data = json.loads(path.read_text())
+    data["files"]["js/app.js"]["deltas"] = {"nothex": {"object": "0" * 64, "size": 1}}
+    path.write_text(json.dumps(data))
+    with pytest.raises(mf.ManifestError, match="deltas"):
+        Bustware(None, root, manifest=path)

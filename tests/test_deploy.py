@@ -98,7 +98,8 @@ def test_generations_beyond_keep_are_dropped_with_their_bytes(tree):
     # Kept one build longer: a process loaded from generation 2 serves it.
     assert object_file(root, V1).exists()
     report = b.prune(manifest(root), keep=1)
-    assert report.dropped == [] and report.retired_released == 1
+    # V1's bytes, and the dcz delta from V1 to V2 (bustware.builddeltas).
+    assert report.dropped == [] and report.retired_released == 2
     assert not object_file(root, V1).exists()
     assert object_file(root, V2).exists() and object_file(root, V3).exists()
     assert object_file(root, b"same").exists()  # every generation uses it
