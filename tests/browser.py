@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 #: Program -> Debian package.
@@ -59,6 +59,8 @@ class Request:
     path: str        # as the browser sent it, query included
     status: int
     headers: dict[str, str]  # response headers, names lower-case
+    #: The request's headers, names lower-case (``available-dictionary``).
+    asked: dict[str, str] = field(default_factory=dict)
 
     @property
     def cache_control(self) -> str:
@@ -88,7 +90,10 @@ class RecordingServer:
             with self._lock:
                 self.requests.append(Request(environ["REQUEST_METHOD"], path,
                                              int(status.split()[0]),
-                                             {k.lower(): v for k, v in headers}))
+                                             {k.lower(): v for k, v in headers},
+                                             {k[5:].lower().replace("_", "-"): v
+                                              for k, v in environ.items()
+                                              if k.startswith("HTTP_")}))
             return start_response(status, headers, exc_info)
 
         return self.app(environ, recording_start_response)
