@@ -34,6 +34,7 @@ import apps  # noqa: E402
 import asgi_e2e  # noqa: E402
 import asgi_inprocess  # noqa: E402
 import build_bench  # noqa: E402
+import dcz_bench  # noqa: E402
 import e2e  # noqa: E402
 import hostile_e2e  # noqa: E402
 import inprocess  # noqa: E402
@@ -46,7 +47,7 @@ import warm_reload  # noqa: E402
 README = HERE / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SECTIONS = ("inprocess", "url", "startup", "scale", "e2e", "adoption", "hostile", "hostile-e2e",
-            "asgi", "asgi-e2e", "build", "serve-store", "modules", "warm-reload")
+            "asgi", "asgi-e2e", "build", "serve-store", "modules", "warm-reload", "dcz")
 
 #: Per mode: in-process rounds and batch seconds, startup tree, startup
 #: rounds, e2e rounds, e2e seconds per wrk run, filler files in the site,
@@ -370,6 +371,8 @@ def markdown(results: dict) -> str:
         w(modules_bench.markdown(results["modules"]))
     if results.get("warm_reload"):
         w(warm_reload.markdown(results["warm_reload"]))
+    if results.get("dcz"):
+        w(dcz_bench.markdown(results["dcz"]))
     ee = results.get("e2e")
     if ee and "checked" in ee:
         w("### End to end\n")
@@ -618,6 +621,8 @@ def main(argv: list[str] | None = None) -> int:
         results["serve_store"] = serve_store.measure(work, cfg, lambda s: skip(skipped, s), log)
     if "modules" in sections:
         results["modules"] = modules_bench.measure(work, cfg, lambda s: skip(skipped, s), log)
+    if "dcz" in sections:
+        results["dcz"] = dcz_bench.measure(work, cfg, lambda s: skip(skipped, s), log)
     if "e2e" in sections:
         log("end to end")
         # Tiny mode checks that every kind of server starts; one app is enough.

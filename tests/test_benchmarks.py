@@ -309,3 +309,16 @@ def test_serve_store_rows(tiny):
     if not skipped(results, "serve-store"):
         assert {"fresh_ms", "warm_ms", "cached_us"} <= set(res["fetch"])
         assert "| again (held in memory) |" in stdout
+
+
+def test_dcz_rows(tiny):
+    stdout, _, results = tiny
+    res = results["dcz"]
+    demo = [r for r in res["rows"] if r["what"].startswith("demo site")]
+    assert len(demo) == 1
+    # Smaller than brotli: the old version is most of the new one.
+    assert 0 < demo[0]["dcz"] < demo[0]["br"] < demo[0]["identity"]
+    assert set(res["build"]) == {"what", "with", "without"}
+    assert set(res["request_us"]) == {"br", "dcz"}
+    assert "### Delta updates (dcz)" in stdout
+    assert skipped(results, "dcz")  # no registry in --tiny mode
