@@ -144,12 +144,6 @@ class Core:
 
         codings = () if self._rewrite else live_codings(compress)
         self._live = LiveCompressor(self.assets, codings) if codings else None
-        if self._live is not None and add_headers is not None:
-            # A file is built at start to check the hook, then again on its
-            # first request with its compressed variants: the hook still
-            # runs once per file.
-            add_headers = once_per_asset(add_headers)
-        self.add_headers = add_headers
         # Delta updates (bustware.dictionaries): in serve mode, with zstd.
         from . import dictionaries as _dictionaries
 
@@ -157,6 +151,12 @@ class Core:
         offer = None
         if dictionaries and not self._rewrite and importlib.util.find_spec("zstandard"):
             offer = _dictionaries.offer(self.assets.url_for_version, self.assets.style.name)
+        if (self._live is not None or offer is not None) and add_headers is not None:
+            # A file is built at start to check the hook, then again on its
+            # first request with its compressed variants, and each delta
+            # of it gets headers: the hook still runs once per file.
+            add_headers = once_per_asset(add_headers)
+        self.add_headers = add_headers
         self._maker = EntryMaker(HeaderOptions(
             # The Cache-Control header of each kind of URL, by CURRENT, PLAIN, OUTDATED.
             policies=(("Cache-Control", cache_control),

@@ -335,6 +335,8 @@ _OWN_HEADERS = {
     "last-modified": _SET_PER_RESPONSE,
     "accept-ranges": _SET_PER_RESPONSE,
     "x-content-type-options": "bustware always sends nosniff",
+    "use-as-dictionary": "bustware sends it on versioned text files; pass dictionaries=False "
+                         "to Bustware to leave it out",
 }
 
 

@@ -250,3 +250,20 @@ def test_a_manifest_with_a_bad_delta_is_refused(tree):
     path.write_text(json.dumps(data))
     with pytest.raises(mf.ManifestError, match="deltas"):
         Bustware(None, root, manifest=path)
+
+
+def test_add_headers_runs_once_per_file_and_its_headers_reach_the_delta(released):
+    app, _, new_url = released
+    calls = []
+
+    def hook(asset):
+        calls.append(asset.path)
+        return [("X-Frame-Options", "DENY")]
+
+    again = Bustware(None, app.assets, add_headers=hook, compress=False)
+    resp = get(via_werkzeug, again, new_url, **{"Accept-Encoding": CHROME_AE,
+                                                "Available-Dictionary": hash_header(V1)})
+    assert resp.header("Content-Encoding") == "dcz" and resp.header("X-Frame-Options") == "DENY"
+    assert calls.count("js/app.js") <= 2  # the current and the kept version's records
+    with pytest.raises(ValueError, match="dictionaries=False"):
+        Bustware(None, app.assets, add_headers=lambda a: [("Use-As-Dictionary", "x")])
