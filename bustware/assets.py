@@ -34,6 +34,14 @@ from .options import (
 )
 from .records import Asset, AssetNotFound, Variant, gc_paused
 from .scan import Scan, ScanSettings
+from .store import Store
+from .storeoption import (
+    DEFAULT_CACHE,
+    DEFAULT_TIMEOUT,
+    check_store_cache,
+    check_store_timeout,
+    open_store,
+)
 from .styles import Style, make_style, quote_path
 from .versions import VersionSource, make_version_source
 
@@ -89,6 +97,9 @@ class Assets:
         scan_threads: int | None = None,
         reader: FileReader | None = None,
         log_missing_references: bool = True,
+        store: str | Store | None = None,
+        store_timeout: float = DEFAULT_TIMEOUT,
+        store_cache: int = DEFAULT_CACHE,
     ) -> None:
         self.roots = check_roots(root)
         #: The roots with symlinks resolved when the index was loaded: files
@@ -143,6 +154,15 @@ class Assets:
                     "snapshot for production, autorefresh rescans the files in development"
                 )
             self.manifest_path = os.path.abspath(os.fspath(manifest))
+        #: The store every replica shares (``store=``; bustware.storeoption),
+        #: asked for the versions this release does not have, made without
+        #: a network request; None without one.
+        self.store_timeout = check_store_timeout(store_timeout)
+        self.store_cache = check_store_cache(store_cache)
+        self.store: Store | None = open_store(store, self.store_timeout, manifest)
+        #: With a store: versions of earlier generations the manifest keeps
+        #: whose objects are only there, (path, version) -> record.
+        self.remote_versions: dict[tuple[str, str], dict] = {}
         #: Where digests persist between starts (bustware.digestcache): None
         #: (the default) uses one with autorefresh=True, in development only;
         #: True always; a directory to keep it there; False never.
@@ -332,7 +352,7 @@ class Assets:
                 from .from_manifest import load
 
                 self._install_loaded(load(self, self.manifest_path, self._manifest_check,
-                                          self._source))
+                                          self._source, remote=self.store is not None))
             else:
                 self._scan(self._open_cache())
             self._checked_at = time.monotonic()
@@ -414,6 +434,7 @@ class Assets:
         self._assets = loaded.records
         self._urls = loaded.urls
         self.old_versions = loaded.old_versions
+        self.remote_versions = loaded.remote_versions
         # Not kept: its per-file records would double the index's memory
         # (Assets.manifest reads it again, from the file of manifest_stat).
         self._manifest = None

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from . import assets as _assets
 from . import contenttypes, http, keywords, respond
 from .assets import Assets
-from .discover import Discovery
+from .discover import make_discovery
 from .entries import (
     Entry,
     EntryMaker,
@@ -147,9 +147,11 @@ class Core:
         # Version discovery: only from a manifest, and not in rewrite mode,
         # whose static view has only the current bytes.
         self.discover_interval = discover_interval
-        self._discovering = (discover_interval is not None and not self._rewrite
-                             and self.assets.manifest_path is not None)
-        self._discovery = Discovery(self.assets, self._maker.entry, discover_interval)
+        # With a shared store, the kept generations only it holds too.
+        self._discovering = (not self._rewrite and self.assets.manifest_path is not None
+                             and (discover_interval is not None
+                                  or self.assets.store is not None))
+        self._discovery = make_discovery(self.assets, self._maker.entry, discover_interval)
         with gc_paused():
             self._build_routes()
         _LIVE.add(self)

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from .entries import Entry
 from .files import file_key
@@ -20,8 +20,33 @@ from .records import Asset
 
 if TYPE_CHECKING:
     from .assets import Assets
+    from .localstore import LocalStore
+
+__all__ = ["Discovery", "Finder", "make_discovery"]
 
 log = logging.getLogger("bustware")
+
+
+class Finder(Protocol):
+    """What the core asks of a discovery: the entry of a version its
+    index does not route, or None; and to forget what it found."""
+
+    def find(self, path: str, version: str) -> Entry | None: ...
+
+    def reset(self) -> None: ...
+
+
+def make_discovery(assets: Assets, make_entry: Callable[[Asset], Entry],
+                   interval: float | None) -> Finder:
+    """The discovery of ``assets``: from the store every replica shares
+    (``store=``; bustware.bucketdiscovery), else from the manifest file and
+    the objects beside it."""
+    if assets.store is not None:
+        from .bucketdiscovery import BucketDiscovery
+
+        return BucketDiscovery(assets, assets.store, make_entry, interval,
+                               wait=assets.store_timeout, cache_bytes=assets.store_cache)
+    return Discovery(assets, make_entry, interval)
 
 
 class Discovery:
@@ -37,7 +62,18 @@ class Discovery:
         self.make_entry = make_entry
         self.interval = interval
         self.lock = threading.Lock()
+        self._store: LocalStore | None = None
         self.reset()
+
+    @property
+    def store(self) -> LocalStore:
+        """The local store beside the manifest (made on first use: most
+        processes never discover anything)."""
+        if self._store is None:
+            from .localstore import LocalStore
+
+            self._store = LocalStore(self.assets.manifest_path)  # type: ignore[arg-type]
+        return self._store
 
     def reset(self) -> None:
         """Forget what was found: the index was loaded again."""
@@ -46,6 +82,7 @@ class Discovery:
         self.newer: dict[tuple[str, str], dict] = {}
         self.newer_entries: dict[tuple[str, str], Entry | None] = {}
         self.manifest_seen = self.assets.manifest_stat
+        self.tag: str | None = None  # of the manifest last parsed
         self.after = 0.0
 
     def find(self, path: str, version: str) -> Entry | None:
@@ -67,10 +104,8 @@ class Discovery:
         if rec is None:
             return None
         from .from_manifest import stored_asset
-        from .manifest import objects_dir
 
-        assets = self.assets
-        asset = stored_asset(assets, path, rec, objects_dir(assets.manifest_path))
+        asset = stored_asset(self.assets, path, rec, self.store.objects)
         entry = None if asset is None else self.make_entry(asset)
         # Two threads may both make it: equal entries, the last one kept.
         entries[key] = entry
@@ -79,10 +114,13 @@ class Discovery:
     def _reread_manifest(self) -> None:
         from . import manifest as mf
         from .from_manifest import check_settings, stored_versions
+        from .store import StoreError
 
         assets = self.assets
-        name = assets.manifest_path
+        store = self.store
+        name = store.manifest_path
         try:
+            # One stat: the cheap test of whether there is anything to read.
             key = file_key(os.stat(name))
         except OSError:
             return
@@ -90,9 +128,13 @@ class Discovery:
             return
         self.manifest_seen = key
         try:
-            data = mf.read(name)
+            got = store.read_manifest()
+            if got is None or got.tag == self.tag:
+                return  # touched, not changed: nothing new to parse
+            data = mf.parse(got.data, name)
             check_settings(assets, data["settings"], name)
-        except mf.ManifestError as exc:
+        except (mf.ManifestError, StoreError) as exc:
             log.warning("bustware: not looking for newer versions in %r: %s", name, exc)
             return
+        self.tag = got.tag
         self.newer, self.newer_entries = stored_versions(data), {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from .advice import with_roots
@@ -74,14 +74,21 @@ class Loaded:
     urls: dict[str, str]
     #: The versions of earlier generations served from stored bytes.
     old_versions: list[Asset]
+    #: With a shared store (``remote``): the versions of earlier generations
+    #: whose objects are not on this disk but in that store, ``(path,
+    #: version) -> record`` (of the shape stored_versions() gives), fetched
+    #: on their first request.
+    remote_versions: dict[tuple[str, str], dict] = field(default_factory=dict)
 
 
 def load(assets: ManifestIndex, manifest: PathLike, check: str,
-         version: Callable[[str, str, str, float], str]) -> Loaded:
+         version: Callable[[str, str, str, float], str], remote: bool = False) -> Loaded:
     """The records of ``assets`` (whose version source is ``version``) from
     the manifest: no file is read, and with ``check="off"`` none is even
     stat'ed. Files are streamed from disk by the middleware (``Asset.body``
-    stays ``None``)."""
+    stays ``None``). ``remote``: a shared store holds the objects of
+    earlier generations that this disk lacks (a container image carries
+    only its own release's)."""
     if check not in CHECK_MODES:
         raise ValueError(
             f"bustware: unknown manifest_check={check!r}: use 'error' (refuse a manifest "
@@ -132,9 +139,11 @@ def load(assets: ManifestIndex, manifest: PathLike, check: str,
                 if p.reason == "missing":
                     result.pop(p.path, None)
                     urls.pop(p.path, None)
-    old = _old_versions(assets, data, result, objects) if data["previous"] \
-        else []
-    return Loaded(name, manifest_stat, roots, result, urls, old)
+    old: list[Asset] = []
+    elsewhere: dict[tuple[str, str], dict] = {}
+    if data["previous"]:
+        old, elsewhere = _old_versions(assets, data, result, objects, remote)
+    return Loaded(name, manifest_stat, roots, result, urls, old, elsewhere)
 
 
 class _Records:
@@ -304,11 +313,15 @@ class _Records:
         return out
 
 
-def _old_versions(assets: ManifestIndex, data: dict, current: dict, objects: str) -> list[Asset]:
+def _old_versions(assets: ManifestIndex, data: dict, current: dict, objects: str,
+                  remote: bool) -> tuple[list[Asset], dict[tuple[str, str], dict]]:
     """Assets for the versions of earlier generations, served from their
     stored bytes under their own (old) URLs. Only versions that differ from
-    the current one; each object is stat'ed (few: only changed files)."""
+    the current one; each object is stat'ed (few: only changed files).
+    With ``remote``, the records of those whose object is not here, by
+    ``(path, version)``, instead of a warning each."""
     out = []
+    elsewhere: dict[tuple[str, str], dict] = {}
     seen: set[tuple[str, str]] = set()
     for gen in data["previous"]:
         for path, rec in gen["files"].items():
@@ -317,16 +330,21 @@ def _old_versions(assets: ManifestIndex, data: dict, current: dict, objects: str
             if (now is not None and now.version == version) or (path, version) in seen:
                 continue
             seen.add((path, version))
+            if remote and not os.path.exists(object_path(objects, rec["digest"])):
+                if assets.extensions is None or path.lower().endswith(assets.extensions):
+                    elsewhere[(path, version)] = rec
+                continue
             asset = stored_asset(assets, path, rec, objects)
             if asset is not None:
                 out.append(asset)
-    return out
+    return out, elsewhere
 
 
 def stored_asset(assets: ManifestIndex, path: str, rec: dict, objects: str) -> Asset | None:
     """An Asset serving the stored bytes of ``rec`` (a record of an earlier
-    generation, or of stored_versions()) from the object store, or None
-    (logged) when the store does not hold them."""
+    generation, or of stored_versions()) from the local object store
+    ``objects`` (LocalStore.objects), or None (logged) when it does not
+    hold them."""
     version = rec["version"]
     if assets.extensions is not None and not path.lower().endswith(assets.extensions):
         return None
@@ -361,16 +379,19 @@ def stored_asset(assets: ManifestIndex, path: str, rec: dict, objects: str) -> A
         dev=st.st_dev, ino=st.st_ino)
 
 
-def stored_versions(data: dict[str, Any]) -> dict[tuple[str, str], dict]:
+def stored_versions(data: dict[str, Any], all_stored: bool = False
+                    ) -> dict[tuple[str, str], dict]:
     """``(path, version) -> record`` for every version the manifest can serve
     from its object store: its current files whose bytes it stored (a build
-    with ``--keep``, or rewritten ones) and its earlier generations. The
-    records have the shape of an earlier generation's, for stored_asset()."""
+    with ``--keep``, or rewritten ones; ``all_stored``: every one, as in a
+    bucket, which holds every object its manifest names) and its earlier
+    generations. The records have the shape of an earlier generation's,
+    for stored_asset()."""
     out: dict[tuple[str, str], dict] = {}
     for gen in data["previous"]:
         for path, rec in gen["files"].items():
             out.setdefault((path, rec["version"]), rec)
-    stored = data["stored"]
+    stored = data["stored"] or all_stored
     for path, rec in data["files"].items():
         served = rec.get("served")
         if not stored and served is None:

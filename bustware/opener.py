@@ -98,13 +98,14 @@ def _open_changed(assets: Assets, outdated: str, plan: FileReply, f, st
     return Opened("200 OK", headers, f, st, [(0, st.st_size)], rep.abs_path)
 
 def _from_store(assets: Assets, rep: Rep):
-    """The bytes ``rep`` names, opened from the object store (named by
-    their digest, so any file there of the right size is them), or None."""
+    """The bytes ``rep`` names, opened from the local object store (named
+    by their digest, so any file there of the right size is them), or
+    None. A real file, so that a server can sendfile it."""
     if assets.manifest_path is None:
         return None
-    from .manifest import object_path, objects_dir
+    from .localstore import LocalStore
 
-    path = object_path(objects_dir(assets.manifest_path), rep.digest)
+    path = LocalStore(assets.manifest_path).object_path(rep.digest)
     try:
         f, st = open_regular(path)
     except OSError:
