@@ -244,7 +244,7 @@ def _option_examples() -> list[tuple[str, object]]:
 
 
 #: Values that need a file the example names, or another option with them.
-NEEDS_CONTEXT = {"manifest", "bundler_manifest", "root", "prefix", "app"}
+NEEDS_CONTEXT = {"manifest", "bundler_manifest", "root", "prefix", "app", "store"}
 
 
 def test_every_option_value_shown_is_accepted(tmp_path):
