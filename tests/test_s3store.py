@@ -8,7 +8,6 @@ import hashlib
 import io
 import time
 import tracemalloc
-from collections.abc import Iterator
 
 import pytest
 from s3server import admin_client, aws_env, moto_server, new_bucket, silent_server, use_env
@@ -24,27 +23,6 @@ def make_store(url: str, **kw):
     from bustware.s3store import S3Store
 
     return S3Store(url, **kw)
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory) -> Iterator[str]:
-    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
-        yield url
-
-
-@pytest.fixture
-def s3_admin(s3_endpoint):
-    """A client of the test's own, for what bustware's store does not do
-    (creating buckets, looking at raw keys and headers)."""
-    return admin_client(s3_endpoint)
-
-
-@pytest.fixture
-def s3_bucket(s3_endpoint, s3_admin, monkeypatch) -> str:
-    """A fresh bucket, with the environment pointing the standard AWS
-    chain at the test server."""
-    use_env(monkeypatch, aws_env(s3_endpoint))
-    return new_bucket(s3_admin)
 
 
 class TestS3StoreContract(StoreContract):
