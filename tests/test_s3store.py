@@ -11,7 +11,6 @@ import tracemalloc
 
 import pytest
 from s3server import admin_client, aws_env, moto_server, new_bucket, silent_server, use_env
-from store_contract import StoreContract, digest
 
 from bustware.s3location import S3Location, parse_s3_url
 from bustware.store import ManifestConflict, NoSuchObject, StoreError, StoreUnavailable
@@ -25,10 +24,20 @@ def make_store(url: str, **kw):
     return S3Store(url, **kw)
 
 
-class TestS3StoreContract(StoreContract):
-    @pytest.fixture(params=["site/static", ""], ids=["prefix", "bucket-root"])
-    def store(self, request, s3_bucket):
-        return make_store(f"s3://{s3_bucket}/{request.param}")
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# The Store contract runs against S3Store in tests/test_store.py
+# (STORE_FACTORIES); what follows is the S3 store's own.
+
+
+def test_bytes_given_whole_that_are_not_the_digests_are_not_stored(s3_bucket):
+    store = make_store(f"s3://{s3_bucket}/site")
+    d = digest(b"what the build hashed")
+    with pytest.raises(ValueError, match=d):
+        store.put_object(d, b"what the file became", 20)
+    assert not store.has_object(d)
 
 
 # -- the store URL ---------------------------------------------------------
