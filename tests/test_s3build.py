@@ -356,6 +356,10 @@ def test_a_build_killed_mid_upload_leaves_the_previous_manifest_whole(
             assert proc.poll() is None, proc.communicate()[1].decode()
             assert time.monotonic() < deadline, "the build never uploaded 3 objects"
             time.sleep(0.05)
+        # Time for everything the build does without those uploads (a build
+        # that wrote its manifest first would have written it by now).
+        time.sleep(2)
+        assert proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
