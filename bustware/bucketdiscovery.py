@@ -165,8 +165,9 @@ class BucketDiscovery:
             return None
         try:
             entry = self.cache.get(key)
-            if entry is not None or time.monotonic() < self.down_until:
-                return entry
+            now = time.monotonic()
+            if entry is not None or now < self.down_until or self.failed.get(key, 0.0) > now:
+                return entry  # fetched, or failed, by the request we waited for
             data = self._get(key, rec)
             if data is None:
                 return None

@@ -35,6 +35,8 @@ handed to Flask's static view as before.
 Each static folder has its own manifest: ``BUSTWARE_MANIFEST`` is the app's
 folder's (or a dict ``{endpoint: path}``), and a folder with none given uses
 its ``.bustware/manifest.json`` when it exists and development mode is off.
+``BUSTWARE_STORE`` (``"s3://BUCKET/PREFIX"``) is the app's folder's shared
+store likewise (or a dict ``{endpoint: url}``), used with its manifest.
 """
 
 from __future__ import annotations
@@ -157,6 +159,11 @@ class _State:
             self.manifests = dict(manifest or {})
         else:
             self.manifests = {"static": manifest}
+        # BUSTWARE_STORE likewise: the app's folder's, or endpoint -> URL;
+        # only for a folder served from a manifest (not in debug).
+        store = self.assets_options.pop("store", None)
+        self.stores = dict(store) if isinstance(store, dict) else (
+            {} if store is None else {"static": store})
         self.middleware_options = {k: v for k, v in options.items() if k in MIDDLEWARE_OPTIONS}
         self.by_endpoint: dict[str, Assets] = {}
         # Asset -> (filename value, extra query value): weak, so that the
@@ -234,6 +241,8 @@ class _State:
                 manifest = found
         if manifest is not None:
             options["manifest"] = manifest
+            if endpoint in self.stores:
+                options["store"] = self.stores[endpoint]
         return _FlaskAssets(folder, prefix, **options)
 
     def _build_chain(self) -> None:

@@ -158,6 +158,7 @@ def add_bustware_static_view(config, name: str, path: str, *, cache_max_age: int
         # production snapshot), as Flask's debug does.
         merged["autorefresh"] = True
         merged.pop("manifest", None)
+        merged.pop("store", None)  # the store serves a manifest's other releases
     route_prefix = (config.route_prefix or "").strip("/")
     prefix = "/" + "/".join(p for p in (route_prefix, name.strip("/")) if p) + "/"
     root = AssetResolver(config.package).resolve(path).abspath()

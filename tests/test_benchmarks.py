@@ -297,3 +297,15 @@ def test_build_rows(tiny):
         assert r["free_cores"] > 0 and r["fed_ratio"] >= 0.99
     assert "### Build: wall time against the compressors' CPU time" in stdout
     assert "| build wall time at most 1.2x (compressor CPU / " in stdout
+
+
+def test_serve_store_rows(tiny):
+    stdout, _, results = tiny
+    res = results["serve_store"]
+    assert res["files"] == 200
+    assert set(res["start_ms"]) == set(res["hit_us"]) == {"without", "with"}
+    assert "### Serving with a shared store (`store=`)" in stdout
+    assert "| a replica's first response with `store=` under 100 ms, 200 files" in stdout
+    if not skipped(results, "serve-store"):
+        assert {"fresh_ms", "warm_ms", "cached_us"} <= set(res["fetch"])
+        assert "| again (held in memory) |" in stdout

@@ -243,7 +243,8 @@ def _option_examples() -> list[tuple[str, object]]:
     return found
 
 
-#: Values that need a file the example names, or another option with them.
+#: Values that need a file the example names, or another option with them
+#: (store= needs manifest=).
 NEEDS_CONTEXT = {"manifest", "bundler_manifest", "root", "prefix", "app", "store"}
 
 
