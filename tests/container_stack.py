@@ -43,6 +43,7 @@ class Recipe:
     store: str            # the s3:// URL the build and the replicas use
     cdn_build: str        # the same with the CDN ("CDN" section)
     cdn_snippet: str
+    cdn_policy: str       # the bucket policy that lets the CDN read
 
 
 def section(title: str) -> str:
@@ -93,15 +94,17 @@ def readme_recipe() -> Recipe:
     assert _squash(cdn_build.replace(f" --base-url {CDN_URL}", "")) == _squash(build), cdn_build
     assert _squash(cdn_snippet.replace(f', base_url="{CDN_URL}"', "")) == _squash(snippet), \
         cdn_snippet
+    policy = _one([b for b in _blocks(cdn, "json") if "s3:GetObject" in b], "bucket policy")
     return Recipe(build=build, snippet=snippet, start=start, max_surge=int(surge[1]),
                   max_unavailable=int(unavailable[1]), readiness=probe[1], store=store[1],
-                  cdn_build=cdn_build, cdn_snippet=cdn_snippet)
+                  cdn_build=cdn_build, cdn_snippet=cdn_snippet, cdn_policy=policy)
 
 
 def placed(text: str, bucket: str, cdn: str) -> str:
     """``text`` with the placeholders replaced by the test's bucket and CDN."""
-    assert f"s3://{BUCKET}/" in text, text
-    return text.replace(f"s3://{BUCKET}/", f"s3://{bucket}/").replace(CDN_URL, cdn)
+    assert f"s3://{BUCKET}/" in text or f":::{BUCKET}/" in text, text
+    return (text.replace(f"s3://{BUCKET}/", f"s3://{bucket}/")
+            .replace(f":::{BUCKET}/", f":::{bucket}/").replace(CDN_URL, cdn))
 
 
 # -- releases and images --------------------------------------------------------

@@ -122,6 +122,7 @@ class Fetch:
     references: list[str] = field(default_factory=list)  # of a stylesheet
     cache_hit: bool = False  # answered by Varnish from its cache
     content_type: str = ""
+    seconds: float = 0.0    # from the request to the end of the body
 
 
 @dataclass
@@ -319,6 +320,7 @@ class Load:
         return load
 
     def _asset(self, target: Target, url: str) -> Fetch:
+        t0 = time.monotonic()
         try:
             r, body = target.get(url, next(ENCODINGS))
         except (OSError, http.client.HTTPException) as exc:
@@ -327,7 +329,8 @@ class Load:
         encoding = r.getheader("Content-Encoding", "")
         fetch = Fetch(url, r.status, r.getheader("Cache-Control", ""), encoding,
                       cache_hit=len(r.getheader("X-Varnish", "").split()) == 2,
-                      content_type=r.getheader("Content-Type", ""))
+                      content_type=r.getheader("Content-Type", ""),
+                      seconds=time.monotonic() - t0)
         if r.status == 200:
             data = decode(body, encoding)
             fetch.digest = hashlib.sha256(data).hexdigest()
@@ -437,7 +440,8 @@ def examine(loads: list[PageLoad], code_of: Mapping[str, str]) -> Findings:
             if fetch.status != 200:
                 continue
             if fetch.release is not None and fetch.release != load.release:
-                others.add((fetch.url, fetch.release, fetch.cache_control))
+                others.add((fetch.url, fetch.release, fetch.cache_control,
+                            f"{fetch.seconds:.2f}s"))
             if cacheable(fetch.cache_control):
                 bodies[fetch.url].add(fetch.digest)
                 m = VERSIONED.search(urlsplit(fetch.url).path)

@@ -255,7 +255,12 @@ def container_rollout(tmp_path: Path, fault: str | None = None):
         endpoint = stack.enter_context(moto_server(tmp_path / "moto.log"))
         store = PREFIX_STORE.search(recipe.store)
         bucket = f"bust-rollout-{free_port()}"
-        admin_client(endpoint).create_bucket(Bucket=bucket)
+        admin = admin_client(endpoint)
+        admin.create_bucket(Bucket=bucket)
+        # The CDN section's bucket policy: the CDN (the load's "cdn"
+        # target, which asks without credentials) may read the CDN-origin
+        # keys and nothing else.
+        admin.put_bucket_policy(Bucket=bucket, Policy=placed(recipe.cdn_policy, bucket, ""))
         roll = Rollout(tmp_path, recipe, endpoint, bucket, stack, fault)
         haproxy, lb_port = start_haproxy(roll.work, roll.slots)
         stack.callback(haproxy.stop)
