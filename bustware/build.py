@@ -142,19 +142,20 @@ def build(
     if keep is None:
         keep = old["keep"] if old is not None else 0
     try:
-        return _build(roots, encodings, manifest_path, report, store, bucket, first, old, keep,
-                      prefix=prefix, style=style, query_param=query_param, base_url=base_url,
-                      rewrite_references=rewrite_references, workers=workers,
-                      include_dotfiles=include_dotfiles, bundler_manifest=bundler_manifest,
-                      progress=progress, started=started)
+        index = dict(style=style, query_param=query_param, include_dotfiles=include_dotfiles,
+                     base_url=base_url, rewrite_references=rewrite_references,
+                     bundler_manifest=bundler_manifest)
+        return _build(roots, prefix, index, encodings, manifest_path, report, store, bucket,
+                      first, old, keep, workers, progress, started)
     finally:
         if bucket is not None:
             bucket.close()
 
 
-def _build(roots, encodings, manifest_path, report, store, bucket, first, old, keep, *,
-           prefix, style, query_param, base_url, rewrite_references, workers,
-           include_dotfiles, bundler_manifest, progress, started) -> BuildReport:
+def _build(roots, prefix, index, encodings, manifest_path, report, store, bucket, first, old,
+           keep, workers, progress, started) -> BuildReport:
+    """The build once its store and the manifest it follows are known."""
+    include_dotfiles, rewrite_references = index["include_dotfiles"], index["rewrite_references"]
     # A bucket holds every version's bytes, whatever --keep says: a replica
     # of any release must be able to fetch them by digest.
     keep_bytes = keep > 0 or bucket is not None
@@ -226,10 +227,7 @@ def _build(roots, encodings, manifest_path, report, store, bucket, first, old, k
             # bytes; then the codings of the stylesheets and scripts.
             # build() reports broken references once, in report.warnings
             # and the manifest: the index does not log them.
-            assets = Assets(roots, prefix, style=style, query_param=query_param,
-                            include_dotfiles=include_dotfiles, base_url=base_url,
-                            rewrite_references=rewrite_references,
-                            bundler_manifest=bundler_manifest, reader=_PassReader(infos),
+            assets = Assets(roots, prefix, **index, reader=_PassReader(infos),
                             log_missing_references=False)
             files: dict[str, Any] = {}
             compressed: list[tuple[dict, dict, str, tuple[str, ...]]] = []

@@ -391,3 +391,26 @@ def test_compressed_variants_are_objects_never_cdn_keys(s3_bucket, s3_admin, tmp
     assert gzip.decompress(body) == V1["app.js"].encode()
     cdn = s3_admin.get_object(Bucket=s3_bucket, Key=f"site/static/app.{js['version']}.js")
     assert cdn["Body"].read() == V1["app.js"].encode()
+
+
+def test_access_denied_stops_the_build_before_anything_is_written(tmp_path, monkeypatch,
+                                                                  capsys):
+    from s3server import admin_client, moto_server, new_bucket, use_env
+
+    # moto enforces IAM after this many requests: the bucket, the user and
+    # its key are made before, and the user has no policy.
+    with moto_server(tmp_path / "moto.log", env={"INITIAL_NO_AUTH_ACTION_COUNT": "3"}) as url:
+        bucket = new_bucket(admin_client(url))
+        import boto3
+
+        iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        iam.create_user(UserName="ci")
+        key = iam.create_access_key(UserName="ci")["AccessKey"]
+        use_env(monkeypatch, aws_env(url, key["AccessKeyId"], key["SecretAccessKey"]))
+        ci = checkout(tmp_path, "ci", V1)
+        assert build(ci, f"s3://{bucket}/site") == 2
+        err = capsys.readouterr().err
+        assert f"s3://{bucket}/site" in err and "access denied" in err
+        assert "s3:PutObject" in err
+        assert not (ci / "static/.bustware").exists()
