@@ -44,8 +44,11 @@ def make_discovery(assets: Assets, make_entry: Callable[[Asset], Entry],
     if assets.store is not None:
         from .bucketdiscovery import BucketDiscovery
 
+        # A look-up in flight takes up to a connect and a read timeout, and
+        # on the first one the client is made (boto3 imported): requests
+        # waiting for it wait that long, no longer.
         return BucketDiscovery(assets, assets.store, make_entry, interval,
-                               wait=assets.store_timeout, cache_bytes=assets.store_cache)
+                               wait=3 * assets.store_timeout, cache_bytes=assets.store_cache)
     return Discovery(assets, make_entry, interval)
 
 

@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_CACHE", "DEFAULT_TIMEOUT", "check_store_cache", "check_store
            "open_store"]
 
 #: Seconds: the S3 client's connect and read timeouts (one attempt, no
-#: retry), and the longest a request waits for another's look-up. Short:
+#: retry); a request waiting for another's look-up waits three times this. Short:
 #: only a URL no release of this replica names ever waits on the store.
 DEFAULT_TIMEOUT = 1.0
 #: Bytes of fetched objects kept in memory (least recently used go first).

@@ -336,6 +336,7 @@ def test_requests_needing_the_look_up_wait_for_the_one_in_flight(releases):
     r2 = releases.release("v2", V2)
     new_url = css_url(releases.app(r2))
     slow = SlowStore(S3Store(releases.url), 0.6)
+    slow.inner.read_manifest()  # the client made: what is timed is the look-up
     app = releases.app(r1, store=slow, discover_interval=30)
     got = []
 
@@ -427,6 +428,21 @@ def test_pyramid_and_django_take_the_store_options():
 
     for name in ("store", "store_timeout", "store_cache"):
         assert name in pr.OPTIONS and name in dj.OPTIONS
-    assert pr._from_settings({"bustware.store": "s3://b-1/p", "bustware.store_timeout": "0.5",
-                              "bustware.store_cache": "1000"}) == {
-        "store": "s3://b-1/p", "store_timeout": 0.5, "store_cache": 1000}
+
+
+def test_a_replica_with_a_store_starts_without_importing_the_client(tmp_path):
+    import subprocess
+    import sys
+
+    releases = Releases(tmp_path, None)
+    r1 = releases.release("v1", V1, publish_it=False)
+    code = ("import sys; from bustware import Bustware; "
+            "app = Bustware(None, sys.argv[1], manifest=sys.argv[2], store='s3://my-bucket/p');"
+            "app({'REQUEST_METHOD': 'GET', 'PATH_INFO': app.url('css/app.css'), "
+            "'QUERY_STRING': ''}, lambda s, h, e=None: None);"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')))")
+    out = subprocess.run([sys.executable, "-c", code, str(r1),
+                          str(r1 / ".bustware/manifest.json")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
