@@ -113,6 +113,11 @@ class BucketBuild:
         assert self._key_listing is not None
         self._keys = self._key_listing.result()
         keys = current_keys({"files": files, "settings": settings, "previous": []})
+        if files and not keys:
+            self.tally.note = ("no CDN-origin keys: the query URL style puts the version in "
+                               "the query string, which is no part of a key; build with "
+                               "--style filename (or segment) for a CDN whose origin is the "
+                               "bucket")
         written, skipped = put_keys(self.remote, self.local, keys, self._keys, UPLOADERS)
         self.tally.keys_written, self.tally.keys_skipped = written, skipped
         self._keys.update(k.key for k in keys)
