@@ -22,6 +22,7 @@ that stops naming them is written); the next build sends what is missing.
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
 from . import manifest as mf
@@ -48,6 +49,8 @@ class BucketBuild:
         self.tally = UploadTally()
         self.mirror: MirrorStore | None = None
         self._keys: set[str] = set()
+        self._listing: ThreadPoolExecutor | None = None
+        self._key_listing: Future[set[str]] | None = None
 
     @property
     def manifest_url(self) -> str:
@@ -91,10 +94,12 @@ class BucketBuild:
 
     def start(self) -> MirrorStore:
         """Learn what the bucket holds (one listing each of the objects and
-        of the CDN-origin keys under the URL prefix), and give the object
-        sink the build writes into."""
-        present = set(self.remote.list_objects())
-        self._keys = set(self.remote.list_public(self.root))
+        of the CDN-origin keys under the URL prefix, while the build reads
+        the tree), and give the object sink the build writes into."""
+        self._listing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bustware-list")
+        present = self._listing.submit(lambda: set(self.remote.list_objects()))
+        self._key_listing = self._listing.submit(
+            lambda: set(self.remote.list_public(self.root)))
         self.mirror = MirrorStore(self.local, self.remote, present, UPLOADERS)
         self.tally = self.mirror.tally
         return self.mirror
@@ -105,7 +110,14 @@ class BucketBuild:
         the current generation, from the local copies."""
         assert self.mirror is not None, "start() first"
         self.mirror.finish(progress)
+        assert self._key_listing is not None
+        self._keys = self._key_listing.result()
         keys = current_keys({"files": files, "settings": settings, "previous": []})
+        if files and not keys:
+            self.tally.note = ("no CDN-origin keys: the query URL style puts the version in "
+                               "the query string, which is no part of a key; build with "
+                               "--style filename (or segment) for a CDN whose origin is the "
+                               "bucket")
         written, skipped = put_keys(self.remote, self.local, keys, self._keys, UPLOADERS)
         self.tally.keys_written, self.tally.keys_skipped = written, skipped
         self._keys.update(k.key for k in keys)
@@ -119,9 +131,16 @@ class BucketBuild:
         manifest now in force no longer names."""
         self.tally.keys_removed = len(prune_keys(self.remote, data, self._keys, deleted))
 
+    @property
+    def created(self) -> set[str]:
+        """The objects this build sent to the bucket (known after upload)."""
+        return self.mirror.created if self.mirror is not None else set()
+
     def close(self) -> None:
         if self.mirror is not None:
             self.mirror.close()
+        if self._listing is not None:
+            self._listing.shutdown(wait=True, cancel_futures=True)
 
 
 

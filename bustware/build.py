@@ -282,10 +282,10 @@ def _build(roots, prefix, index, encodings, manifest_path, report, store, bucket
     doomed: set[str] = set()
     final: dict = {}
     if bucket is not None:
-        # Every object and CDN-origin key is in the bucket before the
-        # manifest naming them is written.
+        # Every object and CDN key is in the bucket before a manifest names it.
         bucket.upload(files, settings, progress)
         report.bucket = bucket.tally
+        objects.created |= bucket.created
 
     read_first = old
 

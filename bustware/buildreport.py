@@ -54,12 +54,14 @@ class UploadTally:
     keys_written: int = 0  # CDN-origin keys
     keys_skipped: int = 0
     keys_removed: int = 0
+    note: str = ""
 
     def summary(self, url: str) -> str:
         return (f"bustware: {url}: {self.uploaded} objects uploaded "
                 f"({_size(self.uploaded_bytes)}), {self.skipped} already there; "
                 f"{self.keys_written} CDN-origin keys written, {self.keys_skipped} already there"
-                + (f", {self.keys_removed} removed" if self.keys_removed else ""))
+                + (f", {self.keys_removed} removed" if self.keys_removed else "")
+                + (f"\nbustware: warning: {self.note}" if self.note else ""))
 
 
 @dataclass

@@ -7,7 +7,9 @@ the bucket's copy is then sent from that local file on a thread pool of its
 own (uploads wait on the network, not on a core), so the build's readers and
 compressors never wait on an upload. An object the bucket's listing already
 named is not sent again: a build learns what the bucket holds from the
-bucket itself, once, not from a local manifest a fresh CI runner lacks.
+bucket itself, once, not from a local manifest a fresh CI runner lacks;
+the listing runs while the build reads the tree, and each upload waits for
+it before deciding whether to send.
 """
 
 from __future__ import annotations
@@ -39,14 +41,16 @@ class MirrorStore:
     are the remote's, so code that reads a manifest through it sees the
     bucket's. Call :meth:`finish` before writing any manifest."""
 
-    def __init__(self, local: LocalStore, remote: Store, present: Iterable[str],
+    def __init__(self, local: LocalStore, remote: Store, present: Future[set[str]],
                  workers: int = UPLOADERS) -> None:
         self.local = local
         self.remote = remote
         self.url = remote.url
         self.tally = UploadTally()
-        self._present = set(present)
-        self._sent: dict[str, Future[bool]] = {}
+        #: The objects this build sent (the only ones it may delete again).
+        self.created: set[str] = set()
+        self._present = present
+        self._sent: dict[str, Future[bool | None]] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bustware-up")
 
@@ -56,20 +60,21 @@ class MirrorStore:
                    content_type: str | None = None,
                    headers: Mapping[str, str] | None = None) -> bool:
         """Write the object locally (checked against its digest there), and
-        queue it for the bucket unless the bucket has it. True if the bucket
-        did not have it (this build is the one that adds it)."""
+        queue it for the bucket, where it is sent unless the listing names
+        it. False: whether this build adds it is known after :meth:`finish`
+        (see :attr:`created`)."""
         self.local.put_object(digest, source, size, content_type=content_type,
                               headers=headers)
         with self._lock:
-            if digest in self._present:
-                self.tally.skipped += 1
-                return False
-            if digest in self._sent:
-                return False
-            self._sent[digest] = self._pool.submit(self._send, digest, size)
-            return True
+            if digest not in self._sent:
+                self._sent[digest] = self._pool.submit(self._send, digest, size)
+        return False
 
-    def _send(self, digest: str, size: int) -> bool:
+    def _send(self, digest: str, size: int) -> bool | None:
+        """True if sent, False if another build sent it meanwhile, None if
+        the listing named it."""
+        if digest in self._present.result():
+            return None
         if size <= _WHOLE:
             return self.remote.put_object(digest, self.local.get_object(digest), size)
         with self.local.open_object(digest) as f:
@@ -94,16 +99,15 @@ class MirrorStore:
             if sent:
                 self.tally.uploaded += 1
                 self.tally.uploaded_bytes += size
+                self.created.add(futures[future])
             else:
-                self.tally.skipped += 1  # another build sent it meanwhile
+                self.tally.skipped += 1  # there, or another build sent it meanwhile
             if bar is not None:
                 bar.advance(size)  # type: ignore[attr-defined]
         if bar is not None:
             bar.close()  # type: ignore[attr-defined]
         if first is not None:
             raise first
-        with self._lock:
-            self._present.update(pending)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -414,3 +414,12 @@ def test_access_denied_stops_the_build_before_anything_is_written(tmp_path, monk
         assert f"s3://{bucket}/site" in err and "access denied" in err
         assert "s3:PutObject" in err
         assert not (ci / "static/.bustware").exists()
+
+
+def test_the_query_style_gets_objects_and_says_why_it_has_no_cdn_keys(s3_bucket, s3_admin,
+                                                                       tmp_path, capsys):
+    url = f"s3://{s3_bucket}/site"
+    assert build(checkout(tmp_path, "ci1", V1), url, "--style", "query") == 0
+    assert "no CDN-origin keys: the query URL style" in capsys.readouterr().out
+    assert not any(k.startswith("site/static/") for k in keys(s3_admin, s3_bucket))
+    assert main(["verify", "--store", url]) == 0
