@@ -39,6 +39,7 @@ import e2e  # noqa: E402
 import hostile_e2e  # noqa: E402
 import inprocess  # noqa: E402
 import modules_bench  # noqa: E402
+import s3_bench  # noqa: E402
 import serve_store  # noqa: E402
 import startup  # noqa: E402
 import tree  # noqa: E402
@@ -47,7 +48,7 @@ import warm_reload  # noqa: E402
 README = HERE / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SECTIONS = ("inprocess", "url", "startup", "scale", "e2e", "adoption", "hostile", "hostile-e2e",
-            "asgi", "asgi-e2e", "build", "serve-store", "modules", "warm-reload", "dcz")
+            "asgi", "asgi-e2e", "build", "serve-store", "s3", "modules", "warm-reload", "dcz")
 
 #: Per mode: in-process rounds and batch seconds, startup tree, startup
 #: rounds, e2e rounds, e2e seconds per wrk run, filler files in the site,
@@ -200,6 +201,7 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
     rows += asgi_e2e.targets(results.get("asgi_e2e", {}), verdict)
     rows += build_bench.targets(results.get("build", []), verdict)
     rows += serve_store.targets(results.get("serve_store"), verdict)
+    rows += s3_bench.targets(results.get("s3"), verdict)
     granian = results.get("e2e", {}).get("granian", {})
     if "bustware" in granian and "bare" in granian:
         share = granian["bustware"] / granian["bare"]
@@ -371,6 +373,8 @@ def markdown(results: dict) -> str:
         w(modules_bench.markdown(results["modules"]))
     if results.get("warm_reload"):
         w(warm_reload.markdown(results["warm_reload"]))
+    if results.get("s3"):
+        w(s3_bench.markdown(results["s3"]))
     if results.get("dcz"):
         w(dcz_bench.markdown(results["dcz"]))
     ee = results.get("e2e")
@@ -621,6 +625,8 @@ def main(argv: list[str] | None = None) -> int:
         results["serve_store"] = serve_store.measure(work, cfg, lambda s: skip(skipped, s), log)
     if "modules" in sections:
         results["modules"] = modules_bench.measure(work, cfg, lambda s: skip(skipped, s), log)
+    if "s3" in sections:
+        results["s3"] = s3_bench.measure(work, cfg, lambda s: skip(skipped, s), log)
     if "dcz" in sections:
         results["dcz"] = dcz_bench.measure(work, cfg, lambda s: skip(skipped, s), log)
     if "e2e" in sections:

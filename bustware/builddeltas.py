@@ -22,7 +22,7 @@ from .compress import is_compressible
 from .dictionaries import MIN_SIZE, encode_dcz
 from .store import Store, StoreError
 
-__all__ = ["BUILD_MAX_SIZE", "add_deltas", "deltas_available"]
+__all__ = ["BUILD_MAX_SIZE", "DeltaBuild", "add_deltas", "deltas_available"]
 
 #: Files (and dictionaries) larger than this get no delta: the encoder's
 #: window, which a browser must hold, grows with the dictionary.
@@ -36,6 +36,20 @@ Made = dict[tuple[str, str], Optional[tuple[str, int]]]
 def deltas_available() -> bool:
     """Whether the codec deltas need is installed."""
     return importlib.util.find_spec("zstandard") is not None
+
+
+class DeltaBuild:
+    """The deltas of one build: whether it makes them (``wanted``: None for
+    the default, on with ``keep > 0`` and zstandard), and those made, kept
+    across the build's retries of its manifest."""
+
+    def __init__(self, wanted: bool | None, keep: int) -> None:
+        self.on = (keep > 0 and deltas_available()) if wanted is None else bool(wanted)
+        self.made: Made = {}
+
+    def add(self, data: dict, store: Store, put: Callable[[bytes, str], None]) -> int:
+        """Record the deltas in ``data`` (see :func:`add_deltas`); how many."""
+        return add_deltas(data, store, put, self.made) if self.on else 0
 
 
 def add_deltas(data: dict, store: Store, put: Callable[[bytes, str], None], made: Made) -> int:

@@ -1,25 +1,20 @@
-"""The protocol-neutral core of the middleware: from a request's path,
-query string, method and headers, the decision (bustware.respond) of what
-to answer: status, header list, and the body as bytes, file pieces or a
-hand-over to the application.
+"""The protocol-neutral core of the middleware: from a request's path, query string, method and
+headers, the decision (bustware.respond) of what to answer: status, header list, and the body as
+bytes, file pieces or a hand-over to the application.
 
-:class:`Core` composes the pieces below it, each of which receives what it
-needs rather than the Core: the index (bustware.assets), the route table
-(bustware.routes.build_routes, given the previous entries and a function
-making new ones), the entries of the files (bustware.entries.EntryMaker,
-given the header options and the compressor), the opener of the files a
-decision streams (bustware.opener.Opener) and the discovery of versions a
-newer build added (bustware.discover.Discovery). Each adapter asks one
-method and answers what it says: the WSGI middleware (bustware.middleware)
-is a Core with a WSGI ``__call__`` asking :meth:`Core.decide` with the
-environ; the ASGI one (bustware.asgi) keeps a Core, asks
-:meth:`Core.decide_asgi` with the scope and sends its decisions as ASGI
-messages.
+:class:`Core` composes the pieces below it, each of which receives what it needs rather than the
+Core: the index (bustware.assets), the route table (bustware.routes.build_routes, given the
+previous entries and a function making new ones), the entries of the files
+(bustware.entries.EntryMaker, given the header options and the compressor), the opener of the
+files a decision streams (bustware.opener.Opener) and the discovery of versions a newer build
+added (bustware.discover.Discovery). Each adapter asks one method and answers what it says: the
+WSGI middleware (bustware.middleware) is a Core with a WSGI ``__call__`` asking
+:meth:`Core.decide` with the environ; the ASGI one (bustware.asgi) keeps a Core, asks
+:meth:`Core.decide_asgi` with the scope and sends its decisions as ASGI messages.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
@@ -62,17 +57,15 @@ _MISSING_POLICIES = ("404", "app")
 
 
 class Core:
-    """What a request for a file of an :class:`Assets` index gets, whatever
-    the protocol it came by: the part of the middleware that decides.
+    """What a request for a file of an :class:`Assets` index gets, whatever the protocol it came
+    by: the part of the middleware that decides.
 
-    ``root`` is a directory, a list of them, or a ready :class:`Assets`; the
-    keyword arguments not listed here are passed on to :class:`Assets`.
-    ``app`` is only checked here (rewrite mode needs one); the adapter
-    calls it.
+    ``root`` is a directory, a list of them, or a ready :class:`Assets`; the keyword arguments
+    not listed here are passed on to :class:`Assets`. ``app`` is only checked here (rewrite mode
+    needs one); the adapter calls it.
 
-    An adapter asks :meth:`decide` and answers what it says; the files a
-    decision streams are opened by :attr:`opener`.
-    """
+    An adapter asks :meth:`decide` and answers what it says; the files a decision streams are
+    opened by :attr:`opener`."""
 
     #: How the adapter names its kind of application, in the message for
     #: an ``app`` that is not callable.
@@ -144,13 +137,9 @@ class Core:
 
         codings = () if self._rewrite else live_codings(compress)
         self._live = LiveCompressor(self.assets, codings) if codings else None
-        # Delta updates (bustware.dictionaries): in serve mode, with zstd.
-        from . import dictionaries as _dictionaries
+        from .dictionaries import DeltaMaker, offer_for  # delta updates, with zstd
 
-        self._dictionaries = _dictionaries
-        offer = None
-        if dictionaries and not self._rewrite and importlib.util.find_spec("zstandard"):
-            offer = _dictionaries.offer(self.assets.url_for_version, self.assets.style.name)
+        offer = offer_for(self.assets, dictionaries and not self._rewrite)
         if (self._live is not None or offer is not None) and add_headers is not None:
             # A file is built at start to check the hook, then again on its
             # first request with its compressed variants, and each delta
@@ -165,10 +154,9 @@ class Core:
             allow_origin=allow_origin, add_headers=add_headers,
             content_types=self.content_types, charset=self.assets.charset,
             dictionary=offer), self._live)
-        # A quarter of the index's memory budget holds the deltas made on
-        # request; beyond it the least recently used are made again.
-        self._deltas = (None if offer is None else _dictionaries.DeltaMaker(
-            self.assets.memory_budget // 4, self._maker.delta_rep))
+        # A quarter of the memory budget holds the deltas made on request.
+        self._deltas = DeltaMaker(self.assets.memory_budget // 4,
+                                  self._maker.delta_rep) if offer is not None else None
         #: Opens the files the decisions stream, checked against the index.
         self.opener = Opener(self.assets, outdated)
         # Version discovery: only from a manifest, and not in rewrite mode,
@@ -195,24 +183,21 @@ class Core:
     def decide(self, path: str, request: Mapping[str, str] | None,
                block: bool = True) -> respond.Decision:
         """What a request gets: a :class:`~bustware.respond.Reply`, a
-        :class:`~bustware.respond.FileReply` (open it with :attr:`opener`)
-        or a :class:`~bustware.respond.ToApp` (:data:`~bustware.respond.PASS`
-        for a path that is none of the core's business).
+        :class:`~bustware.respond.FileReply` (open it with :attr:`opener`) or a
+        :class:`~bustware.respond.ToApp` (:data:`~bustware.respond.PASS` for a path that is none
+        of the core's business).
 
-        ``path`` is the path as routed (the latin-1 reading of the
-        percent-decoded bytes, a WSGI ``PATH_INFO``); ``request`` holds
-        ``REQUEST_METHOD``, ``QUERY_STRING`` and the request's headers in
-        CGI names (a WSGI environ as it is; for an ASGI scope see
+        ``path`` is the path as routed (the latin-1 reading of the percent-decoded bytes, a WSGI
+        ``PATH_INFO``); ``request`` holds ``REQUEST_METHOD``, ``QUERY_STRING`` and the request's
+        headers in CGI names (a WSGI environ as it is; for an ASGI scope see
         :meth:`decide_asgi`). With ``request`` None the answer is PASS, or
-        :data:`~bustware.respond.NEEDS_REQUEST`. With ``block``
-        False, answering never touches the disk: what would (a rescan, a
-        file's first request, a lookup, a newer manifest) gets
-        :data:`~bustware.respond.NEEDS_THREAD`, to ask again off the event
-        loop.
+        :data:`~bustware.respond.NEEDS_REQUEST`. With ``block`` False, answering never touches
+        the disk: what would (a rescan, a file's first request, a lookup, a newer manifest) gets
+        :data:`~bustware.respond.NEEDS_THREAD`, to ask again off the event loop.
 
-        The common requests (a GET or HEAD of a current or plain URL, a
-        browser's revalidation) get replies made once per file; this is
-        every request's path, so each step here is counted."""
+        The common requests (a GET or HEAD of a current or plain URL, a browser's revalidation)
+        get replies made once per file; this is every request's path, so each step here is
+        counted."""
         if self._autorefresh:
             if not block:
                 return NEEDS_THREAD
@@ -250,13 +235,10 @@ class Core:
                 or "HTTP_RANGE" in request or "HTTP_IF_MATCH" in request
                 or "HTTP_IF_UNMODIFIED_SINCE" in request
                 or "HTTP_AVAILABLE_DICTIONARY" in request):
-            if (kind == CURRENT and self._deltas is not None
-                    and "HTTP_AVAILABLE_DICTIONARY" in request):
-                delta = self._delta(request, entry, block)
-                if delta is NEEDS_THREAD:
-                    return delta
-                if delta is not None:
-                    return respond.conditional(request, method, delta, kind)
+            if kind == CURRENT and self._deltas is not None and (
+                    delta := self._deltas.for_request(entry.asset, request, block)):
+                return delta if delta is NEEDS_THREAD else respond.conditional(
+                    request, method, delta, kind)
             if (request.get("HTTP_IF_NONE_MATCH") == rep.quoted_etag
                     and "HTTP_IF_MATCH" not in request
                     and "HTTP_IF_UNMODIFIED_SINCE" not in request):
@@ -272,18 +254,17 @@ class Core:
 
     def decide_asgi(self, path: str, scope: Mapping[str, Any],
                     block: bool = True) -> respond.Decision:
-        """:meth:`decide` for a request in its ASGI form: ``scope`` is its
-        HTTP scope, of which ``method``, ``query_string`` and ``headers``
-        are read, and only for a path that is the core's business; ``path``
-        is as for :meth:`decide`, with ``root_path`` in front (bustware.asgi).
+        """:meth:`decide` for a request in its ASGI form: ``scope`` is its HTTP scope, of which
+        ``method``, ``query_string`` and ``headers`` are read, and only for a path that is the
+        core's business; ``path`` is as for :meth:`decide`, with ``root_path`` in front
+        (bustware.asgi).
 
-        A GET or HEAD of a current or plain URL of a built file, and a
-        browser's revalidation, read one pass over ``headers`` for the two
-        fields they depend on and get a shared reply whose ASGI form is
-        made once (``Rep.asgi_replies``). Any other field :meth:`decide`
-        reads, or a repeat of one of the two, and every other request, go
-        to :meth:`decide` with the CGI-named mapping it reads (building it
-        for every request cost a third of a hit, 1.6 -> 2.1 us)."""
+        A GET or HEAD of a current or plain URL of a built file, and a browser's revalidation,
+        read one pass over ``headers`` for the two fields they depend on and get a shared reply
+        whose ASGI form is made once (``Rep.asgi_replies``). Any other field :meth:`decide`
+        reads, or a repeat of one of the two, and every other request, go to :meth:`decide` with
+        the CGI-named mapping it reads (building it for every request cost a third of a hit, 1.6
+        -> 2.1 us)."""
         route = self._routes.get(path)
         if route is None:
             if not path.startswith(self.prefix) and not self._autorefresh:
@@ -358,8 +339,8 @@ class Core:
 
     def _serve(self, request: Mapping[str, str], method: str, entry: Entry, kind: int,
                version: str | None = None) -> respond.Decision:
-        """The general case: any method, any kind, any mode. ``version``:
-        the one in the URL, when the caller parsed it."""
+        """The general case: any method, any kind, any mode. ``version``: the one in the URL, when
+        the caller parsed it."""
         if method != "GET" and method != "HEAD":
             if self._rewrite:
                 return respond.TO_APP
@@ -397,29 +378,9 @@ class Core:
         if entry.offers is not None:
             ae = request.get("HTTP_ACCEPT_ENCODING")
             rep = entry.chosen.get(ae) or entry.negotiate(ae, self._negotiator)
-        if (kind == CURRENT and self._deltas is not None
-                and "HTTP_AVAILABLE_DICTIONARY" in request):
-            rep = self._delta(request, entry, True) or rep
+        if kind == CURRENT and self._deltas is not None:
+            rep = self._deltas.for_request(entry.asset, request, True) or rep
         return respond.conditional(request, method, rep, kind)
-
-    def _delta(self, request: Mapping[str, str], entry: Entry, block: bool) -> Any:
-        """The ``dcz`` representation a request with Available-Dictionary
-        gets (bustware.dictionaries), None for the normal one, or
-        NEEDS_THREAD when it is to be made and ``block`` is False."""
-        deltas = self._deltas
-        if ("HTTP_RANGE" in request or deltas is None
-                or not self._dictionaries.accepts_dcz(request.get("HTTP_ACCEPT_ENCODING"))):
-            return None
-        asset = entry.asset
-        old = deltas.dictionary(asset, request.get("HTTP_AVAILABLE_DICTIONARY"))
-        if old is None:
-            return None
-        known, rep = deltas.made(asset, old)
-        if known:
-            return rep
-        if not block:
-            return NEEDS_THREAD
-        return deltas.delta(asset, old)
 
     # -- the route table, and when the index changes ----------------------------
 
@@ -434,22 +395,20 @@ class Core:
             self.assets, self._entries, self._maker.entry, query_style=self._query,
             old_versions=not self._rewrite)
         if self._deltas is not None:
-            self._deltas.reset([*(e.asset for e in self._entries.values()),
-                                *(e.asset for e in self._old_entries.values())])
+            self._deltas.reset(self._entries.values(), self._old_entries.values())
         self._generation = generation
 
     def reload(self) -> bool:
         """Load the release the roots lead to now, if it changed (see
-        :meth:`Assets.reload_if_changed`); for a worker forked from a
-        preloading master. True if the index was loaded again."""
+        :meth:`Assets.reload_if_changed`); for a worker forked from a preloading master. True if
+        the index was loaded again."""
         reloaded = self.assets.reload_if_changed()
         self.rebuild_if_reloaded()
         return reloaded
 
     def rebuild_if_reloaded(self) -> None:
-        """Rebuild the route table if the index was loaded again since it
-        was built (by :meth:`reload`, or :func:`reload_changed` for every
-        index of the process)."""
+        """Rebuild the route table if the index was loaded again since it was built (by
+        :meth:`reload`, or :func:`reload_changed` for every index of the process)."""
         if self.assets.generation != self._generation:
             with self._routes_lock, gc_paused():
                 self._build_routes()
@@ -469,11 +428,10 @@ _LIVE: weakref.WeakSet[Core] = weakref.WeakSet()
 
 
 def reload_changed() -> None:
-    """In a process forked from one that loaded the app (a gunicorn worker
-    after ``kill -HUP`` with ``preload_app``): load again every index whose
-    manifest changed or whose roots now resolve elsewhere, and rebuild the
-    routes of every middleware serving one. An index that does not load
-    stays as it was, with a warning."""
+    """In a process forked from one that loaded the app (a gunicorn worker after ``kill -HUP`` with
+    ``preload_app``): load again every index whose manifest changed or whose roots now resolve
+    elsewhere, and rebuild the routes of every middleware serving one. An index that does not
+    load stays as it was, with a warning."""
     _assets.reload_changed()
     for app in list(_LIVE):
         app.rebuild_if_reloaded()

@@ -25,19 +25,22 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import importlib.util
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
-from typing import Any, Callable
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable, Protocol
 from urllib.parse import urlsplit
 
 from .compress import is_compressible
 from .files import open_regular
 from .records import Asset, Variant
+from .respond import NEEDS_THREAD
+from .styles import Style
 
 __all__ = ["MAGIC", "DeltaMaker", "accepts_dcz", "dictionary_hash", "encode_dcz",
-           "match_pattern", "use_as_dictionary"]
+           "match_pattern", "offer", "offer_for", "use_as_dictionary"]
 
 #: The ``dcz`` stream header (RFC 9842 section 5.2): a skippable Zstandard
 #: frame's magic and a length of 32, then the dictionary's SHA-256.
@@ -160,6 +163,12 @@ def read_served(asset: Asset) -> bytes | None:
     return data
 
 
+class HasAsset(Protocol):
+    """An entry of the route table (bustware.entries.Entry)."""
+
+    asset: Asset
+
+
 class DeltaMaker:
     """The dictionaries this process holds, by file, and the deltas made
     on request, kept in memory within ``budget`` bytes (least recently
@@ -179,10 +188,11 @@ class DeltaMaker:
         self._made: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._making: dict[tuple[str, str], threading.Event] = {}
 
-    def reset(self, assets: Iterable[Asset]) -> None:
-        """Hold the versions ``assets`` as the dictionaries on offer."""
+    def reset(self, *entries: Iterable[HasAsset]) -> None:
+        """Hold the versions of the files of ``entries`` (bustware.entries:
+        the current ones, the kept ones) as the dictionaries on offer."""
         versions: dict[str, dict[str, Asset]] = {}
-        for asset in assets:
+        for asset in (entry.asset for group in entries for entry in group):
             if asset.version is not None and wants_dictionary(asset):
                 versions.setdefault(asset.path, {})[asset.digest] = asset
         self._versions = versions
@@ -194,6 +204,22 @@ class DeltaMaker:
         if digest is None or digest == asset.digest:
             return None
         return self._versions.get(asset.path, {}).get(digest)
+
+    def for_request(self, asset: Asset, request: Mapping[str, str], block: bool) -> Any:
+        """The ``dcz`` representation of ``asset`` a request (CGI names)
+        gets, None for the normal one, or NEEDS_THREAD when it is to be
+        made and ``block`` is False (an ASGI event loop's turn)."""
+        header = request.get("HTTP_AVAILABLE_DICTIONARY")
+        if (header is None or "HTTP_RANGE" in request
+                or not accepts_dcz(request.get("HTTP_ACCEPT_ENCODING"))):
+            return None
+        old = self.dictionary(asset, header)
+        if old is None:
+            return None
+        known, rep = self.made(asset, old)
+        if known:
+            return rep
+        return self.delta(asset, old) if block else NEEDS_THREAD
 
     def made(self, asset: Asset, dictionary: Asset) -> tuple[bool, Any]:
         """(whether the delta is known, its representation or None for no
@@ -258,6 +284,22 @@ class DeltaMaker:
             _, dropped = self._made.popitem(last=False)
             if dropped is not None:
                 self.memory_used -= dropped.size
+
+
+class Index(Protocol):
+    """What :func:`offer_for` needs of an index (an Assets)."""
+
+    style: Style
+
+    def url_for_version(self, path: str, version: str | None) -> str: ...
+
+
+def offer_for(index: Index, enabled: bool) -> Callable[[Asset], str | None] | None:
+    """The Use-As-Dictionary value of each file's versioned responses of
+    ``index``; None when delta updates are off, or zstandard is missing."""
+    if not enabled or importlib.util.find_spec("zstandard") is None:
+        return None
+    return offer(index.url_for_version, index.style.name)
 
 
 def offer(url_for_version: Callable[[str, str | None], str],
