@@ -199,3 +199,30 @@ def test_no_module_reaches_into_another_objects_private_state():
              for _, path in sorted(_sources().items())
              for line, text in reach_ins(ast.parse(path.read_text()))]
     assert found == []
+
+
+#: The project's limit on a module's length, in physical lines.
+MAX_LINES = 500
+
+
+def over_limit(sources: dict[str, Path], limit: int = MAX_LINES) -> list[str]:
+    """``"module: N lines"`` for every source longer than ``limit`` lines."""
+    out = []
+    for name, path in sorted(sources.items()):
+        lines = len(path.read_bytes().splitlines())
+        if lines > limit:
+            out.append(f"{name}: {lines} lines")
+    return out
+
+
+def test_module_length_is_counted(tmp_path):
+    long = tmp_path / "long.py"
+    long.write_text("x = 1\n" * (MAX_LINES + 1))
+    short = tmp_path / "short.py"
+    short.write_text("x = 1\n" * MAX_LINES)
+    found = over_limit({"pkg.long": long, "pkg.short": short})
+    assert found == [f"pkg.long: {MAX_LINES + 1} lines"]
+
+
+def test_no_module_is_over_the_line_limit():
+    assert over_limit(_sources()) == [], f"split these modules (limit {MAX_LINES} lines)"
