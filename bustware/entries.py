@@ -76,7 +76,7 @@ class Rep:
         """The shared replies of a HEAD of a CURRENT and a PLAIN URL: the
         GET's headers (Content-Length of the whole body), no body. Made on
         the first HEAD, as few files are ever asked for by one; a reply
-        made per request cost half a hit again (545 -> 840 ns)."""
+        made per request cost a WSGI HEAD about 120 ns (830 -> 710 ns)."""
         head = self.head
         if head is None:
             head = self.head = (Reply("200 OK", self.headers[0], b""),
