@@ -38,14 +38,16 @@ import e2e  # noqa: E402
 import hostile_e2e  # noqa: E402
 import inprocess  # noqa: E402
 import modules_bench  # noqa: E402
+import s3_bench  # noqa: E402
 import serve_store  # noqa: E402
 import startup  # noqa: E402
 import tree  # noqa: E402
+import warm_reload  # noqa: E402
 
 README = HERE / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SECTIONS = ("inprocess", "url", "startup", "scale", "e2e", "adoption", "hostile", "hostile-e2e",
-            "asgi", "asgi-e2e", "build", "serve-store", "modules")
+            "asgi", "asgi-e2e", "build", "serve-store", "s3", "modules", "warm-reload")
 
 #: Per mode: in-process rounds and batch seconds, startup tree, startup
 #: rounds, e2e rounds, e2e seconds per wrk run, filler files in the site,
@@ -198,6 +200,7 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
     rows += asgi_e2e.targets(results.get("asgi_e2e", {}), verdict)
     rows += build_bench.targets(results.get("build", []), verdict)
     rows += serve_store.targets(results.get("serve_store"), verdict)
+    rows += s3_bench.targets(results.get("s3"), verdict)
     granian = results.get("e2e", {}).get("granian", {})
     if "bustware" in granian and "bare" in granian:
         share = granian["bustware"] / granian["bare"]
@@ -367,6 +370,10 @@ def markdown(results: dict) -> str:
         w(serve_store.markdown(results["serve_store"], cfg))
     if results.get("modules"):
         w(modules_bench.markdown(results["modules"]))
+    if results.get("warm_reload"):
+        w(warm_reload.markdown(results["warm_reload"]))
+    if results.get("s3"):
+        w(s3_bench.markdown(results["s3"]))
     ee = results.get("e2e")
     if ee and "checked" in ee:
         w("### End to end\n")
@@ -615,6 +622,8 @@ def main(argv: list[str] | None = None) -> int:
         results["serve_store"] = serve_store.measure(work, cfg, lambda s: skip(skipped, s), log)
     if "modules" in sections:
         results["modules"] = modules_bench.measure(work, cfg, lambda s: skip(skipped, s), log)
+    if "s3" in sections:
+        results["s3"] = s3_bench.measure(work, cfg, lambda s: skip(skipped, s), log)
     if "e2e" in sections:
         log("end to end")
         # Tiny mode checks that every kind of server starts; one app is enough.
@@ -636,6 +645,13 @@ def main(argv: list[str] | None = None) -> int:
             work, names, cfg["e2e_rounds"], cfg["e2e_seconds"], args.connections,
             lambda s: skip(skipped, s), lambda s: log(f"hostile end to end: {s}"),
             load_it=cfg["mode"] != "tiny")
+    if "warm-reload" in sections and cfg["mode"] == "tiny":
+        skip(skipped, "warm-reload: not in --tiny mode (six Chromium launches; "
+                      "run it with --only warm-reload)")
+    elif "warm-reload" in sections:
+        log("requests per warm reload, in headless Chromium")
+        results["warm_reload"] = warm_reload.measure(work / "warm-reload",
+                                                     lambda s: skip(skipped, s), log)
     if "adoption" in sections and cfg["mode"] == "tiny":
         skip(skipped, "adoption: not in --tiny mode (a dozen child processes; "
                       "run it with --only adoption)")

@@ -37,6 +37,7 @@ from typing import Any, BinaryIO, Callable
 from . import compressqueue
 from . import manifest as mf
 from .assets import Assets
+from .bucketbuild import BucketBuild
 from .buildreport import BuildReport, Progress, PruneReport, Tally, wants_progress
 from .compress import check_encodings, is_compressible
 from .compressqueue import CompressQueue, Source, cores
@@ -45,12 +46,14 @@ from .generations import next_generation, parse_age, retire
 from .layout import own_files
 from .localstore import LocalStore
 from .memory import MemoryPolicy
-from .options import check_roots
+from .options import check_prefix, check_roots
 from .prune import prune
 from .publish import parse, update
 from .references import kind_of as _linkable
+from .s3store import S3Store
 from .scan import read_file
 from .store import DigestMismatch, Store, StoredManifest
+from .storeurl import BUILD_TIMEOUTS, open_store
 from .verify import verify
 
 # BuildReport, Progress, PruneReport, wants_progress, parse_age, prune and
@@ -93,7 +96,7 @@ def build(
     include_dotfiles: bool = False,
     bundler_manifest: PathLike | Sequence[PathLike] | None = None,
     progress: Callable[[int], Progress | None] | None = None,
-    store: Store | None = None,
+    store: Store | str | None = None,
 ) -> BuildReport:
     """Index ``root`` and write its manifest (``ROOT/.bustware/manifest.json``
     unless ``out`` is given). ``keep``: how many earlier generations to keep,
@@ -107,7 +110,11 @@ def build(
     ``progress``: called with the number of files, returns a :class:`Progress`
     or ``None``.
     ``store``: where the objects and the manifest go (default: the manifest
-    file and ``objects/`` beside it)."""
+    file and ``objects/`` beside it). A bucket (``"s3://BUCKET/PREFIX"`` or
+    an :class:`~bustware.s3store.S3Store`) gets every object of the
+    generation, its CDN-origin keys and the manifest, which follows the
+    bucket's; ``out`` then gets the same manifest and the current
+    generation's objects beside it (see :mod:`bustware.bucketbuild`)."""
     started = time.monotonic()
     roots = check_roots(root)
     encodings = check_encodings(compress)  # a missing extra fails before any work
@@ -119,13 +126,40 @@ def build(
     manifest_path = os.path.abspath(os.fspath(out)) if out is not None \
         else mf.default_path(roots[0])
     report = BuildReport(manifest_path)
+    if isinstance(store, str):
+        store = open_store(store, **BUILD_TIMEOUTS)
+    bucket = None
     if store is None:
         store = LocalStore(manifest_path)
+    elif isinstance(store, S3Store):
+        bucket = BucketBuild(store, manifest_path, check_prefix(prefix))
     first = store.read_manifest()
-    old = _existing(first, manifest_path)
+    if bucket is not None:
+        old = bucket.existing(first, check_prefix(prefix))
+        report.bucket_url = store.url
+    else:
+        old = _existing(first, manifest_path)
     if keep is None:
         keep = old["keep"] if old is not None else 0
-    objects = TrackedStore(store)
+    try:
+        index = dict(style=style, query_param=query_param, include_dotfiles=include_dotfiles,
+                     base_url=base_url, rewrite_references=rewrite_references,
+                     bundler_manifest=bundler_manifest)
+        return _build(roots, prefix, index, encodings, manifest_path, report, store, bucket,
+                      first, old, keep, workers, progress, started)
+    finally:
+        if bucket is not None:
+            bucket.close()
+
+
+def _build(roots, prefix, index, encodings, manifest_path, report, store, bucket, first, old,
+           keep, workers, progress, started) -> BuildReport:
+    """The build once its store and the manifest it follows are known."""
+    include_dotfiles, rewrite_references = index["include_dotfiles"], index["rewrite_references"]
+    # A bucket holds every version's bytes, whatever --keep says: a replica
+    # of any release must be able to fetch them by digest.
+    keep_bytes = keep > 0 or bucket is not None
+    objects = TrackedStore(bucket.start() if bucket is not None else store)
     is_own = own_files(manifest_path)
 
     # 1. Which files: the same walk as the index, first root wins.
@@ -152,7 +186,11 @@ def build(
     queue = CompressQueue(objects, workers or cores())
     try:
         with queue, ThreadPoolExecutor(max_workers=workers or min(32, cores() + 4)) as ex:
-            futures = {ex.submit(_digest_file, abs_path, objects, keep > 0 and main, threshold):
+            # Stylesheets and scripts may serve rewritten bytes: their own
+            # are stored once the index knows (not sent, then deleted).
+            defer = keep_bytes and rewrite_references
+            futures = {ex.submit(_digest_file, abs_path, objects, keep_bytes and main, threshold,
+                                 defer):
                        abs_path for abs_path, (_i, _p, main, _w) in jobs.items()}
             later: dict[str, tuple[str, ...]] = {}  # compressed once the index is built
             for future in as_completed(futures):
@@ -189,10 +227,7 @@ def build(
             # bytes; then the codings of the stylesheets and scripts.
             # build() reports broken references once, in report.warnings
             # and the manifest: the index does not log them.
-            assets = Assets(roots, prefix, style=style, query_param=query_param,
-                            include_dotfiles=include_dotfiles, base_url=base_url,
-                            rewrite_references=rewrite_references,
-                            bundler_manifest=bundler_manifest, reader=_PassReader(infos),
+            assets = Assets(roots, prefix, **index, reader=_PassReader(infos),
                             log_missing_references=False)
             files: dict[str, Any] = {}
             compressed: list[tuple[dict, dict, str, tuple[str, ...]]] = []
@@ -204,6 +239,9 @@ def build(
                 deferred = later.pop(asset.abs_path, None) is not None
                 rec, variants, made = _record(asset, entry[0], source, entry[3],
                                               not deferred, queue.write, infos)
+                if defer and "served" not in rec and _linkable(asset.abs_path) is not None \
+                        and source.body is not None:
+                    queue.write(source.body, source.sha256)
                 files[asset.path] = rec
                 wanted = tuple(e for e in entry[3] if e not in variants)
                 if made is not None and wanted:
@@ -242,13 +280,26 @@ def build(
         report.warnings.append(f"{path} line {line}: {url!r} names {target!r}, which is "
                                "not in the index; left as written")
     doomed: set[str] = set()
+    final: dict = {}
+    if bucket is not None:
+        # Every object and CDN key is in the bucket before a manifest names it.
+        bucket.upload(files, settings, progress)
+        report.bucket = bucket.tally
+        objects.created |= bucket.created
 
     read_first = old
 
     def step(stored: StoredManifest | None) -> dict:
         nonlocal doomed
-        old = read_first if stored is first else _existing(stored, manifest_path)
-        data = next_generation(old, files, settings, keep)
+        if stored is first:
+            old = read_first
+        elif bucket is not None:
+            old = bucket.existing(stored, settings["prefix"])
+        else:
+            old = _existing(stored, manifest_path)
+        data = next_generation(old, files, settings, keep, stored=keep_bytes)
+        if bucket is not None:
+            data["store"] = store.url  # a copy in another prefix is then known
         data["compress"] = list(encodings)  # for the rebuild command messages give
         data["broken_references"] = broken
         report.generation = data["generation"]
@@ -260,13 +311,21 @@ def build(
         report.objects_retired = len(retirement.retired)
         doomed = retirement.deletable(objects.created)
         report.objects_written = len(objects.created & retirement.used)
+        final.clear()
+        final.update(data)
+        if bucket is not None and old is not None and bucket.unchanged(old, data):
+            return None  # the local manifest still gets this build's file times
         return data
 
     update(store, step, first=first)
+    if bucket is not None:
+        bucket.publish_local(mf.dumps(final))
 
     # 5. Only now that the new manifest is in the store: forget what it
     # dropped, and what only the manifest before the replaced one used.
-    report.objects_removed = store.delete_objects(doomed) if doomed else 0
+    report.objects_removed = objects.store.delete_objects(doomed) if doomed else 0
+    if bucket is not None:
+        bucket.clean(final, doomed)
     report.seconds = time.monotonic() - started
     return report
 
@@ -308,8 +367,8 @@ class TrackedStore:
                 self.created.add(digest)
 
 
-def _digest_file(abs_path: str, store: TrackedStore, keep_bytes: bool, threshold: int
-                 ) -> tuple[_Info, bytes | None]:
+def _digest_file(abs_path: str, store: TrackedStore, keep_bytes: bool, threshold: int,
+                 defer: bool = False) -> tuple[_Info, bytes | None]:
     """What the index needs of one file, and its bytes when read whole (for
     its compression jobs)."""
     f, st = open_regular(abs_path)  # a FIFO swapped in since the walk: an OSError
@@ -318,12 +377,13 @@ def _digest_file(abs_path: str, store: TrackedStore, keep_bytes: bool, threshold
             data = f.read()
             sha256 = hashlib.sha256(data).hexdigest()
             sha384 = hashlib.sha384(data).digest()
-            if keep_bytes:
+            linkable = _linkable(abs_path) is not None
+            if keep_bytes and not (defer and linkable):
                 store.put(data, sha256)
             # Stylesheets and scripts are searched for references by the
             # index, so their bytes are kept whatever their size: the index
             # must not read them a second time.
-            keep = len(data) <= threshold or _linkable(abs_path) is not None
+            keep = len(data) <= threshold or linkable
             return _Info(st, sha256, sha384, data if keep else None), data
         h256, h384 = hashlib.sha256(), hashlib.sha384()
         while chunk := f.read(_CHUNK):

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
-__all__ = ["BuildReport", "Progress", "PruneReport", "Tally", "wants_progress"]
+__all__ = ["BuildReport", "Progress", "PruneReport", "Tally", "UploadTally", "wants_progress"]
 
 
 @dataclass
@@ -28,6 +28,9 @@ class BuildReport:
     kept_generations: int = 0
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    #: What a build into a bucket sent there (None for a local build).
+    bucket: UploadTally | None = None
+    bucket_url: str = ""
 
     def summary(self) -> str:
         what = "new generation" if self.new_generation else "no version changed; generation"
@@ -36,7 +39,29 @@ class BuildReport:
                 f"{self.kept_generations} earlier kept; {self.variants} compressed variants; "
                 f"{self.objects_written} objects written, {self.objects_removed} removed"
                 + (f", {self.objects_retired} kept for processes of the build before (until "
-                   "the next build or `bustware prune`)" if self.objects_retired else ""))
+                   "the next build or `bustware prune`)" if self.objects_retired else "")
+                + (f"\n{self.bucket.summary(self.bucket_url)}" if self.bucket is not None
+                   else ""))
+
+
+@dataclass
+class UploadTally:
+    """What the bucket got from one build."""
+
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    skipped: int = 0  # already in the bucket
+    keys_written: int = 0  # CDN-origin keys
+    keys_skipped: int = 0
+    keys_removed: int = 0
+    note: str = ""
+
+    def summary(self, url: str) -> str:
+        return (f"bustware: {url}: {self.uploaded} objects uploaded "
+                f"({_size(self.uploaded_bytes)}), {self.skipped} already there; "
+                f"{self.keys_written} CDN-origin keys written, {self.keys_skipped} already there"
+                + (f", {self.keys_removed} removed" if self.keys_removed else "")
+                + (f"\nbustware: warning: {self.note}" if self.note else ""))
 
 
 @dataclass
@@ -48,10 +73,18 @@ class PruneReport:
     #: Objects only the manifest before the last build used (kept for the
     #: processes that still served it), released by this prune.
     retired_released: int = 0
+    #: CDN-origin keys deleted (a bucket store).
+    keys_removed: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        keys = ""
+        if self.keys_removed:
+            shown = ", ".join(self.keys_removed[:20])
+            more = f" and {len(self.keys_removed) - 20} more" if len(self.keys_removed) > 20 \
+                else ""
+            keys = f"; {len(self.keys_removed)} CDN-origin keys removed: {shown}{more}"
         if not self.dropped and not self.retired_released:
-            return f"bustware: nothing to prune in {self.manifest_path}"
+            return f"bustware: nothing to prune in {self.manifest_path}{keys}"
         parts = []
         if self.dropped:
             parts.append(f"dropped generation{'s' if len(self.dropped) > 1 else ''} "
@@ -61,7 +94,7 @@ class PruneReport:
             parts.append(f"released {self.retired_released} objects that only the build "
                          "before the current one used")
         return (f"bustware: {self.manifest_path}: {'; '.join(parts)}; "
-                f"{self.objects_removed} stored objects removed")
+                f"{self.objects_removed} stored objects removed{keys}")
 
 
 class Progress:

@@ -158,6 +158,10 @@ def _add_build_commands(sub) -> None:
                        help="threads that compress at once (default: one per CPU this "
                             "process may use)")
     build.add_argument("--quiet", action="store_true", help="print only errors")
+    build.add_argument("--store", metavar="s3://BUCKET/PREFIX",
+                       help="also put every object, the CDN-origin keys and the manifest in "
+                            "this bucket (the generations follow its manifest); the endpoint "
+                            "and credentials come from the AWS environment")
     _add_index_options(build)
     build.add_argument("--query-param", default="v", help="parameter of the query style")
     build.add_argument("--base-url", default=None,
@@ -171,7 +175,14 @@ def _add_build_commands(sub) -> None:
 
     verify = sub.add_parser(
         "verify", help="check that a manifest still matches its files (exit 1 if not)")
-    verify.add_argument("roots", nargs="+", metavar="ROOT")
+    verify.add_argument("roots", nargs="*", metavar="ROOT",
+                        help="the tree to check (with --store, may be left out: the bucket "
+                             "only)")
+    verify.add_argument("--store", metavar="s3://BUCKET/PREFIX",
+                        help="check that the bucket holds every object its manifest names, "
+                             "and the CDN-origin keys of the current generation")
+    verify.add_argument("--deep", action="store_true",
+                        help="with --store: download every object and check its digest")
     verify.add_argument("--manifest", metavar="MANIFEST",
                         help="default ROOT/.bustware/manifest.json")
     verify.add_argument("--full", action="store_true",
@@ -179,7 +190,10 @@ def _add_build_commands(sub) -> None:
 
     prune = sub.add_parser(
         "prune", help="drop earlier generations and the stored bytes only they use")
-    prune.add_argument("root", metavar="ROOT")
+    prune.add_argument("root", metavar="ROOT", nargs="?",
+                       help="the tree whose manifest to prune (left out with --store)")
+    prune.add_argument("--store", metavar="s3://BUCKET/PREFIX",
+                       help="prune the bucket's manifest, its objects and CDN-origin keys")
     prune.add_argument("--manifest", metavar="MANIFEST",
                        help="default ROOT/.bustware/manifest.json")
     prune.add_argument("--keep", type=_count, metavar="N",
@@ -224,10 +238,14 @@ def _jobs(text: str) -> int:
 def _build_command(args) -> int:
     from . import build as b
     from .compress import CodecUnavailable
-    from .manifest import build_command, default_path, read
     from .store import StoreError
 
     try:
+        store = None
+        if args.store is not None:
+            from .storeurl import BUILD_TIMEOUTS, open_store
+
+            store = open_store(args.store, **BUILD_TIMEOUTS)
         if args.command == "build":
             codings = [c.strip() for c in args.compress.split(",") if c.strip()]
             progress = None
@@ -237,7 +255,8 @@ def _build_command(args) -> int:
                              query_param=args.query_param, base_url=args.base_url,
                              compress=codings, keep=args.keep, workers=args.jobs,
                              include_dotfiles=args.include_dotfiles,
-                             bundler_manifest=args.bundler_manifest, progress=progress)
+                             bundler_manifest=args.bundler_manifest, progress=progress,
+                             store=store)
             for warning in report.warnings:
                 # --quiet prints only errors: a file left out of the manifest.
                 if not args.quiet or warning.startswith("cannot read"):
@@ -246,31 +265,71 @@ def _build_command(args) -> int:
                 print(report.summary())
             return 0
         if args.command == "verify":
-            manifest = args.manifest or default_path(args.roots[0])
-            problems = b.verify(args.roots, manifest, full=args.full)
-            if problems:
-                print(f"bustware: {manifest} does not match the files "
-                      f"({len(problems)} problem{'s' if len(problems) != 1 else ''}):")
-                for problem in problems:
-                    print(f"  {problem}")
-                command = build_command(read(manifest), manifest, args.roots)
-                if any(p.broken_reference for p in problems):
-                    print("Fix each reference to a missing file (correct it, or add the file "
-                          f"it names; a rebuild alone does not), then rebuild: {command}")
-                else:
-                    print(f"Rebuild it: {command}")
-                return 1
-            print(f"bustware: {manifest} matches the files under {' '.join(args.roots)}")
-            return 0
-        manifest = args.manifest or default_path(args.root)
+            return _verify(args, store)
+        if store is None and args.root is None:
+            raise ValueError("bustware prune: give the ROOT whose manifest to prune, or "
+                             "--store s3://BUCKET/PREFIX")
         older = b.parse_age(args.older_than) if args.older_than is not None else None
-        print(b.prune(manifest, keep=args.keep, older_than=older).summary())
+        print(b.prune(_manifest_name(args, store), keep=args.keep, older_than=older,
+                      store=store).summary())
         return 0
     except (ValueError, TypeError, CodecUnavailable, StoreError) as exc:
         # The message already starts with "bustware:"
-        roots = args.roots if args.command != "prune" else [args.root]
-        print(with_roots(str(exc), roots), file=sys.stderr)
+        roots = args.roots if args.command != "prune" else [args.root] if args.root else []
+        print(with_roots(str(exc), roots) if roots else str(exc), file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"bustware: {exc}", file=sys.stderr)
         return 2
+
+
+def _manifest_name(args, store) -> str:
+    from .manifest import default_path
+
+    if args.manifest:
+        return args.manifest
+    if store is not None:
+        return f"{store.url}/manifest.json"
+    return default_path(args.root if args.command == "prune" else args.roots[0])
+
+
+def _verify(args, store) -> int:
+    from . import build as b
+    from .manifest import build_command, default_path, read
+    from .verify import verify_store
+
+    if not args.roots and store is None:
+        raise ValueError("bustware verify: give the ROOT(s) the manifest was built from, or "
+                         "--store s3://BUCKET/PREFIX")
+    if args.deep and store is None:
+        raise ValueError("bustware verify: --deep checks the objects in a bucket: give "
+                         "--store s3://BUCKET/PREFIX too (--full reads the files of a tree)")
+    problems = []
+    if store is not None:
+        problems += verify_store(store, deep=args.deep)
+        where = store.url
+    if args.roots:
+        manifest = args.manifest or default_path(args.roots[0])
+        problems += b.verify(args.roots, manifest, full=args.full)
+        where = manifest
+    if problems:
+        print(f"bustware: {where} does not match "
+              f"({len(problems)} problem{'s' if len(problems) != 1 else ''}):")
+        for problem in problems:
+            print(f"  {problem}")
+        if not args.roots:
+            print(f"Build again into it (bustware build ROOT --store {store.url} ...): the "
+                  "build sends what the bucket lacks")
+            return 1
+        command = build_command(read(manifest), manifest, args.roots)
+        if any(p.broken_reference for p in problems):
+            print("Fix each reference to a missing file (correct it, or add the file "
+                  f"it names; a rebuild alone does not), then rebuild: {command}")
+        else:
+            print(f"Rebuild it: {command}")
+        return 1
+    if args.roots:
+        print(f"bustware: {where} matches the files under {' '.join(args.roots)}")
+    else:
+        print(f"bustware: {where} holds everything its manifest names")
+    return 0

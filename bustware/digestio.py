@@ -11,12 +11,12 @@ import io
 from collections.abc import Callable
 from typing import Any, BinaryIO, NoReturn, cast
 
-from .store import StoreError
+from .store import DigestMismatch, StoreError
 
 __all__ = ["Body", "CheckedStream", "SourceMismatch", "SourceReader"]
 
 
-class SourceMismatch(ValueError):
+class SourceMismatch(DigestMismatch):
     """The bytes given for an object are not those its digest and size
     name (a file that changed while it was read): nothing was stored."""
 

@@ -23,7 +23,10 @@ from .about import __version__
 __all__ = ["Retirement", "next_generation", "parse_age", "retire", "select"]
 
 
-def next_generation(old: dict | None, files: dict, settings: dict, keep: int) -> dict:
+def next_generation(old: dict | None, files: dict, settings: dict, keep: int, *,
+                    stored: bool | None = None) -> dict:
+    """The manifest that follows ``old``. ``stored``: whether the store
+    holds the current generation's bytes (default: with ``keep > 0``)."""
     built_at = _now_iso()
     table = {p: (r["version"], r["digest"]) for p, r in files.items()}
     if old is not None:
@@ -31,7 +34,7 @@ def next_generation(old: dict | None, files: dict, settings: dict, keep: int) ->
         same = old_table == table and old["settings"] == settings
     else:
         same = False
-    stored = keep > 0
+    stored = keep > 0 if stored is None else stored
     if old is None:
         generation, previous = 1, []
     elif same:

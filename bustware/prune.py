@@ -11,7 +11,9 @@ from .buildreport import PruneReport
 from .files import PathLike
 from .generations import select
 from .localstore import LocalStore
+from .origin import prune_keys, url_root
 from .publish import parse, update
+from .s3store import OriginStore
 from .store import Store, StoredManifest
 
 __all__ = ["prune"]
@@ -32,11 +34,13 @@ def prune(manifest_path: PathLike, *, keep: int | None = None,
         raise ValueError("bustware: nothing to prune: pass --keep N and/or --older-than AGE")
     if keep is not None and (type(keep) is not int or keep < 0):
         raise ValueError(f"bustware: keep={keep!r} must be a count of generations >= 0")
-    name = os.path.abspath(os.fspath(manifest_path))
+    name = os.fspath(manifest_path)
     if store is None:
+        name = os.path.abspath(name)
         store = LocalStore(name)
     now = time.time() if now is None else now
     doomed: set[str] = set()
+    final: dict = {}
     report = PruneReport(name)
 
     def step(stored: StoredManifest | None) -> dict | None:
@@ -46,6 +50,8 @@ def prune(manifest_path: PathLike, *, keep: int | None = None,
         data = parse(stored, name)
         if data is None:
             raise mf.not_found(name)
+        final.clear()
+        final.update(data)
         kept, dropped = select(data["previous"], keep, older_than, now)
         report.kept = [g["generation"] for g in kept]
         report.dropped = [g["generation"] for g in dropped]
@@ -59,9 +65,14 @@ def prune(manifest_path: PathLike, *, keep: int | None = None,
         after = mf.referenced_objects(data)
         report.retired_released = len(retired - after)
         doomed = before - after
+        final.update(data)
         return data
 
     update(store, step)
     # Only now that the manifest naming none of them is written.
     report.objects_removed = store.delete_objects(doomed) if doomed else 0
+    if isinstance(store, OriginStore):
+        # Then the CDN-origin keys of the bytes just deleted.
+        listed = store.list_public(url_root(final["settings"]))
+        report.keys_removed = prune_keys(store, final, listed, doomed)
     return report

@@ -94,7 +94,7 @@ class OriginStore(Protocol):
 
     def head_public(self, key: str) -> PublicObject | None: ...
 
-    def list_public(self) -> Iterator[str]: ...
+    def list_public(self, under: str = "") -> Iterator[str]: ...
 
     def delete_public(self, keys: Iterable[str]) -> int: ...
 
@@ -342,9 +342,11 @@ class S3Store:
                             content_encoding=head.get("ContentEncoding"),
                             digest=head.get("Metadata", {}).get("sha256"))
 
-    def list_public(self) -> Iterator[str]:
-        """Every CDN-origin key under the prefix (relative to it)."""
-        start = self.location.key("") if self.location.prefix else ""
+    def list_public(self, under: str = "") -> Iterator[str]:
+        """Every CDN-origin key under the prefix (relative to it); with
+        ``under`` (such as ``"static/"``), only those starting with it: at
+        the bucket's root, the rest of the bucket is not the store's."""
+        start = self.location.key(under) if self.location.prefix else under
         for full in self._list(start):
             rel = self.location.rel(full)
             if rel != "manifest.json" and not rel.startswith("objects/"):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from . import manifest as mf
 from .files import PathLike, walk
@@ -15,7 +17,7 @@ from .options import check_roots
 from .publish import parse
 from .store import NoSuchObject, Store, StoreError
 
-__all__ = ["verify"]
+__all__ = ["verify", "verify_store"]
 
 _CHUNK = 1 << 20
 
@@ -84,3 +86,76 @@ def verify(root: PathLike | Sequence[PathLike], manifest_path: PathLike, *,
                 problems.append(mf.Problem(
                     path, "changed (its content differs, though its size and mtime do not)"))
     return problems
+
+
+def verify_store(store: Store, *, deep: bool = False, workers: int = 16) -> list[mf.Problem]:
+    """Every object the store's manifest names (the current generation,
+    the kept ones and the retired objects still served) that is missing or
+    of another size; with ``deep``, read back whole and checked against its
+    digest. For a bucket, also each CDN-origin key of the current
+    generation (see :func:`bustware.origin.check_keys`)."""
+    name = f"{store.url}/manifest.json"
+    data = parse(store.read_manifest(), name)
+    if data is None:
+        raise mf.ManifestError(
+            f"bustware: there is no manifest in {store.url}: build into it first "
+            f"(bustware build ROOT --store {store.url} --out MANIFEST)")
+    named = list(_named(data))
+
+    def check(item: tuple[str, int | None, str]) -> mf.Problem | None:
+        digest, size, what = item
+        try:
+            if deep:
+                actual = len(store.get_object(digest))  # the read checks the digest
+            else:
+                actual = store.object_size(digest)
+        except NoSuchObject:
+            return mf.Problem(what, f"object {digest} is missing from {store.url}")
+        except StoreError as exc:
+            return mf.Problem(what, f"object {digest} in {store.url}: {exc}")
+        if size is not None and actual != size:
+            return mf.Problem(what, f"object {digest} in {store.url} has {actual} bytes, "
+                                    f"not {size}")
+        return None
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bustware-verify") as ex:
+        problems = [p for p in ex.map(check, named) if p is not None]
+    from .s3store import OriginStore  # no client: the module imports it on use
+
+    if isinstance(store, OriginStore):
+        from .origin import check_keys
+
+        problems += check_keys(store, data, workers)
+    return problems
+
+
+def _named(data: dict[str, Any]) -> Iterator[tuple[str, int | None, str]]:
+    """(digest, size, what names it) of each object the manifest names,
+    each once."""
+    seen: set[str] = set()
+
+    def once(digest: str, size: int | None, what: str):
+        if digest not in seen:
+            seen.add(digest)
+            yield digest, size, what
+
+    def variants(path: str, rec: dict[str, Any], label: str):
+        for encoding, var in rec.get("variants", {}).items():
+            if "object" in var:
+                yield from once(var["object"], var["size"], f"{path} ({encoding}{label})")
+
+    for path, rec in data["files"].items():
+        if data["stored"]:
+            size = rec["served"]["size"] if "served" in rec else rec["size"]
+            yield from once(rec["digest"], size, path)
+        served = rec.get("served")
+        if served is not None:
+            yield from once(served["object"], served["size"], f"{path} (served bytes)")
+        yield from variants(path, rec, "")
+    for gen in data["previous"]:
+        label = f", generation {gen['generation']}"
+        for path, rec in gen["files"].items():
+            yield from once(rec["digest"], rec["size"], f"{path} (version {rec['version']}{label})")
+            yield from variants(path, rec, label)
+    for digest in data.get("retired", ()):
+        yield from once(digest, None, "(retired, still served by the build before)")

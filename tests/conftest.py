@@ -271,3 +271,33 @@ def gunicorn(app: str, cwd: Path, *args: str, timeout: float = 20.0) -> Iterator
             "--chdir", str(cwd), "--graceful-timeout", "2", *args, app]
     with serving(argv, port, cwd=cwd, env=env, timeout=timeout) as server:
         yield server.url
+
+
+# -- one S3 server (moto's, over HTTP) for the whole session ------------------
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory) -> Iterator[str]:
+    from s3server import moto_server
+
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        yield url
+
+
+@pytest.fixture
+def s3_admin(s3_endpoint):
+    """A client of the test's own, for what bustware's store does not do
+    (creating buckets, looking at raw keys and headers)."""
+    from s3server import admin_client
+
+    return admin_client(s3_endpoint)
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, s3_admin, monkeypatch) -> str:
+    """A fresh bucket, with the environment pointing the standard AWS
+    chain at the test server."""
+    from s3server import aws_env, new_bucket, use_env
+
+    use_env(monkeypatch, aws_env(s3_endpoint))
+    return new_bucket(s3_admin)

@@ -109,7 +109,7 @@ def start_haproxy(workdir: Path, backends: dict[str, int]) -> tuple[Proc, int]:
     cfg.write_text(f"""\
 global
     maxconn 512
-    stats socket {workdir / "haproxy.sock"}
+    stats socket {workdir / "haproxy.sock"} level admin
 
 defaults
     mode http
@@ -138,17 +138,33 @@ backend replicas
     return proc, port
 
 
-def haproxy_status(workdir: Path) -> dict[str, str]:
-    """{server name: status} from the stats socket of the haproxy that
-    :func:`start_haproxy` started in ``workdir`` ("UP", "DOWN", ...)."""
+def haproxy_command(workdir: Path, command: str) -> str:
+    """One command on the stats socket of the haproxy that
+    :func:`start_haproxy` started in ``workdir``; its answer."""
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(5)
         s.connect(str(workdir / "haproxy.sock"))
-        s.sendall(b"show stat\n")
+        s.sendall(command.encode() + b"\n")
         data = b""
         while chunk := s.recv(65536):
             data += chunk
-    lines = data.decode().splitlines()
+    return data.decode()
+
+
+def haproxy_server(workdir: Path, server: str, enabled: bool) -> None:
+    """Put ``server`` in rotation (health checks decide when it is UP), or
+    take it out at once, as an orchestrator removes a terminating replica
+    from the service's endpoints before stopping it."""
+    answer = haproxy_command(workdir, f"{'enable' if enabled else 'disable'} server "
+                                      f"replicas/{server}")
+    if answer.strip():
+        raise StackError(f"haproxy: {answer.strip()}")
+
+
+def haproxy_status(workdir: Path) -> dict[str, str]:
+    """{server name: status} from the stats socket of the haproxy that
+    :func:`start_haproxy` started in ``workdir`` ("UP", "DOWN", "MAINT", ...)."""
+    lines = haproxy_command(workdir, "show stat").splitlines()
     header = lines[0].lstrip("# ").split(",")
     rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line]
     return {r["svname"]: r["status"].split()[0] for r in rows
@@ -177,27 +193,39 @@ class Replica:
     current, shared/) and the gunicorn the recipe starts there, by its own
     command line (run with bash, /srv/app replaced by the host's directory).
     The machine is shared: two workers of four threads, through the
-    environment variables the shipped config reads."""
+    environment variables the shipped config reads.
 
-    def __init__(self, name: str, root: Path, start_line: str, port: int) -> None:
+    A container replica (tests/test_container_rollout.py) is the same with
+    ``cwd`` its own copy of the image, its own ``env`` (the AWS variables)
+    and no ``--pid`` file: bash runs the one command by ``exec``, so the
+    process started is gunicorn's master."""
+
+    def __init__(self, name: str, root: Path, start_line: str, port: int, *,
+                 cwd: Path | None = None, env: dict[str, str] | None = None,
+                 workers: int = 2) -> None:
         self.name = name
         self.root = root
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.pidfile = root / "gunicorn.pid"
         self.start_line = start_line
+        self.cwd = cwd
+        self.env = env or {}
+        self.workers_n = workers
         self.proc: Proc | None = None
 
     def start(self, timeout: float = 30.0) -> None:
         assert self.proc is None or not self.proc.running(), f"{self.name} is running"
         self.pidfile.unlink(missing_ok=True)
         self.proc = Proc(f"gunicorn {self.name}", ["bash", "-c", self.start_line],
-                         log=self.root / "gunicorn.log",
-                         env=base_env(REPLICA=self.name, WEB_CONCURRENCY="2",
-                                      BUSTWARE_THREADS="4"))
+                         log=self.root / "gunicorn.log", cwd=self.cwd,
+                         env=base_env(REPLICA=self.name, WEB_CONCURRENCY=str(self.workers_n),
+                                      BUSTWARE_THREADS="4", **self.env))
         self.proc.wait_listening(self.port, timeout)
 
     def master(self) -> int:
+        if not self.pidfile.exists() and self.proc is not None:
+            return self.proc.pid
         return int(self.pidfile.read_text().strip())
 
     def workers(self) -> set[int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -137,10 +138,10 @@ def import_graph() -> dict[str, set[str]]:
 def test_no_import_circle():
     # A circle (a imports b, b imports a, if only inside a function or for
     # annotations) means neither module can be read, tested or loaded
-    # without the other. The package itself is left out: importing any
-    # submodule runs its __init__ first, so `from . import __version__`
-    # loads nothing new.
-    graph = {m: deps - {"bustware"} for m, deps in import_graph().items() if m != "bustware"}
+    # without the other. The package's __init__ counts like any module: a
+    # module that imports a name from the package (`from bustware import
+    # __version__`) closes a circle through everything __init__ loads.
+    graph = import_graph()
 
     def reachable(module: str) -> set[str]:
         seen: set[str] = set()
@@ -199,6 +200,39 @@ def test_no_module_reaches_into_another_objects_private_state():
              for _, path in sorted(_sources().items())
              for line, text in reach_ins(ast.parse(path.read_text()))]
     assert found == []
+
+
+def readme_rooms() -> dict[str, int]:
+    """The rooms of the README's "Inside bustware" drawing, lowest 0:
+    {module: room}. A line starting with a letter opens a room (its name,
+    two spaces, its modules); an indented line goes on with its modules."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Inside bustware"):]
+    drawing = section[section.index("```text\n") + 8:]
+    rooms: list[list[str]] = []
+    for line in drawing[:drawing.index("```")].splitlines():
+        if line.strip() in ("", "|"):
+            continue
+        if line[0].isalpha():
+            rooms.append([])
+            line = re.split(r"\s{2,}", line, maxsplit=1)[1]
+        rooms[-1].extend(line.split())
+    return {m: n for n, names in enumerate(reversed(rooms)) for m in names}
+
+
+def test_the_readme_rooms_name_every_module_and_no_import_goes_up():
+    rooms = readme_rooms()
+    graph = import_graph()
+    short = {m: m.removeprefix("bustware.").split(".")[0] for m in graph if m != "bustware"}
+    assert sorted(set(short.values()) - set(rooms)) == [], "modules missing from the drawing"
+    upward = sorted(f"{m} -> {d}" for m, deps in graph.items() if m in short
+                    for d in deps if d in short and rooms[short[d]] > rooms[short[m]])
+    assert upward == []
+
+
+def test_no_module_is_over_500_lines():
+    sizes = {name: len(path.read_text().splitlines()) for name, path in _sources().items()}
+    assert {m: n for m, n in sizes.items() if n > 500} == {}
 
 
 #: The project's limit on a module's length, in physical lines.

@@ -10,9 +10,10 @@ rollback to v2 are deployed with the shell commands of the README section
 "Rolling deploys", taken from README.md and run as they are (``/srv/app``
 replaced by the host's directory), in the recipe's order, one host at a time
 where it says so. Meanwhile threads load the page and every asset it names,
-and every reference inside each stylesheet, through Varnish, straight at
-each replica, and with the page from one replica and its assets from
-another; every response is recorded.
+every reference inside each stylesheet and every import inside each module
+(the page has a module graph whose leaf changes between releases), through
+Varnish, straight at each replica, and with the page from one replica and
+its assets from another; every response is recorded.
 
 Asserted zero: page loads with an asset of another release; 404 or 5xx for a
 URL a page named; cacheable responses whose bytes are not the ones their
@@ -27,25 +28,28 @@ does not deploy, old URLs get new bytes under the immutable header).
 from __future__ import annotations
 
 import contextlib
-import gzip
-import hashlib
 import http.client
-import itertools
 import os
-import random
 import re
 import subprocess
-import threading
 import time
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
 
-import brotli
 import pytest
 import system_tools
 from examples.readme import README
+from rolling_load import (
+    EPOCH,
+    PAGE_ASSETS,
+    FixedLane,
+    Load,
+    Target,
+    examine,
+    pages_py,
+    release_files,
+    summary,
+)
 from rolling_stack import (
     Replica,
     StackError,
@@ -73,88 +77,12 @@ SWITCH = 20.0
 #: Threads loading pages through Varnish (each replica also gets one).
 VARNISH_THREADS = 2
 SRV = "/srv/app"
-MARKER = re.compile(rb"release (v\d)")
-VERSIONED = re.compile(r"\.([0-9a-f]{12})\.[A-Za-z0-9]+$")
-
-# -- the site ------------------------------------------------------------------
-
-#: A reproducible build: these files keep their mtime from release to
-#: release, and their size (the release name has the same length), so only
-#: their bytes tell the releases apart (defect 1 of issue 10).
-EPOCH = 1_700_000_000
-
-
-def _filler(n: int, seed: str) -> bytes:
-    """Incompressible bytes, the same in every release."""
-    rng = random.Random(seed)
-    return bytes(rng.randrange(256) for _ in range(n)).replace(b"release", b"RELEASE")
-
-
-def release_files(rev: str) -> dict[str, tuple[bytes, int]]:
-    """The static files of release ``rev``: {path: (bytes, mtime)}. Every
-    file but js/vendor.js carries its release's name in its bytes."""
-    n = int(rev[1:])
-    rules = "".join(f".r{i}-{rev} {{ margin: {i}px {n}px; }}\n" for i in range(40 + 15 * n))
-    later = EPOCH + 1000 * n  # the files whose size changes also change mtime
-    return {
-        "css/app.css": ((f'/* release {rev} */\n@import url("theme.css");\n'
-                         'body { background: url("../img/logo.png") no-repeat; }\n'
-                         '@font-face { font-family: "Site"; '
-                         'src: url(../fonts/site.woff2) format("woff2"); }\n'
-                         + rules).encode(), later),
-        "css/theme.css": ((f"/* release {rev} */\n"
-                           "h1 { background-image: url('../img/bg.svg'); }\n"
-                           + rules[: 600 * n]).encode(), later),
-        "img/bg.svg": ((f'<svg xmlns="http://www.w3.org/2000/svg"><!-- release {rev} -->'
-                        + '<rect width="10" height="10"/>' * (20 * n) + "</svg>\n").encode(),
-                       later),
-        "js/app.js": ((f'/* release {rev} */\nconsole.log("app of release {rev}");\n'
-                       + "var x = [" + "1, " * 400 + "];\n").encode(), EPOCH),
-        "img/logo.png": (b"\x89PNG\r\n\x1a\n" + f"release {rev}".encode()
-                         + _filler(3000, "logo"), EPOCH),
-        "fonts/site.woff2": (b"wOF2" + f"release {rev}".encode() + _filler(5000, "font"),
-                             EPOCH),
-        "js/vendor.js": (b"/* the same in every release */\n" + b"var v = 1;\n" * 200, EPOCH),
-    }
-
-
-#: What the page names; the font and images also come from stylesheets.
-PAGE_ASSETS = ("css/app.css", "css/theme.css", "js/app.js", "js/vendor.js",
-               "img/logo.png", "img/bg.svg", "fonts/site.woff2")
 
 #: The app's code of each release: v3 changes it, so by the recipe v3 and
 #: the rollback from it restart gunicorn where v2 reloads it with HUP (which
-#: keeps the master's code). The page names every asset through bustware's
-#: url(), so which release a page belongs to is told by its URLs; its
-#: ``data-code`` tells which code rendered it.
+#: keeps the master's code). Which code rendered a page is told by its
+#: ``data-code``.
 CODE = {"v1": "a", "v2": "a", "v3": "b"}
-
-
-def pages_py(rev: str) -> str:
-    return PAGES_PY.replace("@CODE@", CODE[rev])
-
-
-PAGES_PY = f'''\
-import os
-
-ASSETS = {PAGE_ASSETS!r}
-CODE = "@CODE@"
-REPLICA = os.environ.get("REPLICA", "?")
-
-
-def render(url, environ, start_response):
-    if environ["PATH_INFO"] == "/health":
-        body = b"ok"
-    else:
-        tags = "".join(f'<a data-asset="{{path}}" href="{{url(path)}}"></a>\\n' for path in ASSETS)
-        body = (f'<!doctype html><html data-code="{{CODE}}" data-replica="{{REPLICA}}" '
-                f'data-pid="{{os.getpid()}}">'
-                f"\\n{{tags}}</html>\\n").encode()
-    start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
-                              ("Content-Length", str(len(body))),
-                              ("Cache-Control", "no-store")])
-    return [body]
-'''
 
 
 def wsgi_py(snippet: str) -> str:
@@ -174,7 +102,7 @@ def write_artifacts(dest: Path, rev: str, snippet: str) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         os.utime(path, (mtime, mtime))
-    for name, text in (("pages.py", pages_py(rev)), ("wsgi.py", wsgi_py(snippet))):
+    for name, text in (("pages.py", pages_py(CODE[rev])), ("wsgi.py", wsgi_py(snippet))):
         (build / name).write_text(text)
         os.utime(build / name, (EPOCH, EPOCH))
     return dest / rev
@@ -249,272 +177,6 @@ def run_step(commands: str, host: Path, rev: str, cwd: Path, log: list[str]) -> 
 
 
 # -- the load ------------------------------------------------------------------
-
-
-@dataclass
-class Fetch:
-    url: str
-    status: int | None      # None: no HTTP response at all
-    cache_control: str = ""
-    encoding: str = ""
-    digest: str = ""        # SHA-256 of the decoded body
-    release: str | None = None
-    error: str = ""
-    references: list[str] = field(default_factory=list)  # of a stylesheet
-    cache_hit: bool = False  # answered by Varnish from its cache
-
-
-@dataclass
-class PageLoad:
-    via: str
-    release: str | None     # the release whose URLs the page names, if one
-    urls: list[str]
-    code: str = ""          # the data-code of the page: which code rendered it
-    fetches: list[Fetch] = field(default_factory=list)
-    when: float = 0.0
-
-
-def decode(body: bytes, encoding: str) -> bytes:
-    if encoding == "gzip":
-        return gzip.decompress(body)
-    if encoding == "br":
-        return brotli.decompress(body)
-    assert encoding in ("", "identity"), encoding
-    return body
-
-
-class Target:
-    """A keep-alive connection to Varnish or one replica, reopened after an
-    error, as a browser does."""
-
-    def __init__(self, name: str, port: int) -> None:
-        self.name = name
-        self.port = port
-        self.conn: http.client.HTTPConnection | None = None
-
-    def get(self, path: str, accept_encoding: str | None = None):
-        headers = {"Accept-Encoding": accept_encoding} if accept_encoding else {}
-        # A kept-alive connection the server closed meanwhile (a worker
-        # stopping after HUP) is retried once on a new one, as browsers do
-        # for a GET; a new connection that fails is an error.
-        for attempt in (1, 2):
-            reused = self.conn is not None
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
-            try:
-                self.conn.request("GET", path, headers=headers)
-                r = self.conn.getresponse()
-                body = r.read()
-            except (OSError, http.client.HTTPException):
-                self.close()
-                if reused and attempt == 1:
-                    continue
-                raise
-            if r.will_close:
-                self.close()
-            return r, body
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-
-ENCODINGS = itertools.cycle([None, "gzip", "br, gzip", "gzip, br", None, "br"])
-REFERENCE = re.compile(rb"""url\(\s*['"]?([^'")\s]+)|@import\s+['"]([^'"]+)""")
-
-
-class Load:
-    """Threads loading pages, then every asset of each page and every
-    reference inside its stylesheets, over their own connections.
-
-    Each thread has a lane: where it loads pages, and where it fetches their
-    assets, in turn (a replica's own page from itself, then from the next
-    replica: what round robin does to a browser's requests).
-    """
-
-    def __init__(self, expected: dict[str, dict[str, str]],
-                 lanes: list[tuple[Target, list[Target]]]) -> None:
-        # {release: {logical path: URL}} -> which release a set of URLs is.
-        self.release_of = {frozenset(urls.values()): rev for rev, urls in expected.items()}
-        self.loads: list[PageLoad] = []
-        self.unavailable: Counter = Counter()   # requests with no answer, by target
-        self.down: set[str] = set()             # replicas being restarted now
-        self.outside_restart: list[str] = []    # connection errors of replicas not restarting
-        self.stop = threading.Event()
-        self.progress = threading.Condition()
-        self.threads = [threading.Thread(target=self._run, args=lane, name=f"load-{lane[0].name}",
-                                         daemon=True) for lane in lanes]
-        self.crashed: list[str] = []
-
-    def start(self) -> None:
-        for t in self.threads:
-            t.start()
-
-    def wait_loads(self, n: int, deadline: float) -> None:
-        """Until ``n`` more page loads are recorded (progress, not time)."""
-        with self.progress:
-            goal = len(self.loads) + n
-            while len(self.loads) < goal:
-                left = deadline - time.monotonic()
-                if left <= 0 or self.crashed:
-                    raise StackError(f"load made {len(self.loads)} page loads of {goal} in time"
-                                     f"{self.crashed}")
-                self.progress.wait(min(left, 1.0))
-
-    def finish(self) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=30)
-            assert not t.is_alive(), f"{t.name} did not stop"
-
-    def _run(self, target: Target, asset_targets: list[Target]) -> None:
-        try:
-            for n in itertools.count():
-                if self.stop.is_set():
-                    break
-                load = self._page(target, asset_targets[n % len(asset_targets)])
-                if load is not None:
-                    with self.progress:
-                        self.loads.append(load)
-                        self.progress.notify_all()
-        except BaseException as exc:  # a bug of the test: fail it, with the reason
-            self.crashed.append(f"{target.name}: {exc!r}")
-            raise
-        finally:
-            for t in (target, *asset_targets):
-                t.close()
-
-    def _no_answer(self, target: Target, what: str, exc: BaseException) -> None:
-        if target.name in self.down:
-            self.unavailable[target.name] += 1
-        else:
-            self.outside_restart.append(f"{target.name} {what}: {exc!r}")
-        # A browser does not retry in a tight loop either; this also leaves
-        # the CPU to the replica that is starting.
-        self.stop.wait(0.1)
-
-    def _page(self, target: Target, asset_target: Target) -> PageLoad | None:
-        try:
-            r, body = target.get("/")
-        except (OSError, http.client.HTTPException) as exc:
-            self._no_answer(target, "/", exc)
-            return None
-        urls = re.findall(r'href="([^"]+)"', body.decode()) if r.status == 200 else []
-        code = re.search(rb'data-code="(\w+)"', body)
-        via = target.name if asset_target is target else f"{target.name}>{asset_target.name}"
-        load = PageLoad(via, self.release_of.get(frozenset(urls)), urls,
-                        code=code[1].decode() if code else "", when=time.monotonic())
-        if r.status != 200:
-            load.fetches.append(Fetch("/", r.status))
-            return load
-        queue, seen = list(urls), set(urls)
-        while queue:
-            url = queue.pop(0)
-            fetch = self._asset(asset_target, url)
-            load.fetches.append(fetch)
-            if fetch.status == 200 and urlsplit(url).path.endswith(".css"):
-                for ref in fetch.references:
-                    if ref not in seen:
-                        seen.add(ref)
-                        queue.append(ref)
-        return load
-
-    def _asset(self, target: Target, url: str) -> Fetch:
-        try:
-            r, body = target.get(url, next(ENCODINGS))
-        except (OSError, http.client.HTTPException) as exc:
-            self._no_answer(target, url, exc)
-            return Fetch(url, None, error=repr(exc))
-        encoding = r.getheader("Content-Encoding", "")
-        fetch = Fetch(url, r.status, r.getheader("Cache-Control", ""), encoding,
-                      cache_hit=len(r.getheader("X-Varnish", "").split()) == 2)
-        if r.status == 200:
-            data = decode(body, encoding)
-            fetch.digest = hashlib.sha256(data).hexdigest()
-            m = MARKER.search(data)
-            fetch.release = m[1].decode() if m else None
-            if url.split("?")[0].endswith(".css"):
-                for m in REFERENCE.finditer(data):
-                    ref = (m[1] or m[2]).decode()
-                    fetch.references.append(urlsplit(urljoin(url, ref)).path)
-        return fetch
-
-
-# -- the checks ------------------------------------------------------------------
-
-
-def cacheable(cache_control: str) -> bool:
-    cc = cache_control.lower()
-    if "no-store" in cc or "no-cache" in cc or "private" in cc:
-        return False
-    m = re.search(r"max-age=(\d+)", cc)
-    return "immutable" in cc or bool(m and int(m[1]) > 0)
-
-
-@dataclass
-class Findings:
-    page_loads: Counter = field(default_factory=Counter)
-    fetches: Counter = field(default_factory=Counter)
-    mixed_pages: list = field(default_factory=list)       # URLs of no single release
-    other_code: list = field(default_factory=list)        # code of another release
-    mismatched: list = field(default_factory=list)        # an asset of another release
-    bad_status: list = field(default_factory=list)        # 404 / 5xx for a named URL
-    wrong_bytes: list = field(default_factory=list)       # cacheable, not the version's bytes
-    two_bodies: dict = field(default_factory=dict)        # URL -> cacheable digests
-    page_errors: list = field(default_factory=list)       # a page that was not 200
-    cache_hits: int = 0
-
-    def zero(self) -> dict[str, int]:
-        return {"pages naming URLs of no single release": len(self.mixed_pages),
-                "pages rendered by another release's code": len(self.other_code),
-                "page loads with an asset of another release": len(self.mismatched),
-                "404 or 5xx for a URL a page named": len(self.bad_status),
-                "cacheable responses with other bytes than their version's": len(self.wrong_bytes),
-                "URLs with two different cacheable bodies": len(self.two_bodies),
-                "pages not 200": len(self.page_errors)}
-
-
-def examine(loads: list[PageLoad]) -> Findings:
-    f = Findings()
-    bodies: dict[str, set[str]] = defaultdict(set)
-    for load in loads:
-        kind = ("varnish" if load.via == "varnish" else
-                "page and assets from two replicas" if ">" in load.via else "replicas")
-        f.page_loads[kind] += 1
-        if load.fetches[:1] and load.fetches[0].url == "/":
-            f.page_errors.append((load.via, load.fetches[0].status))
-            continue
-        if load.release is None:
-            f.mixed_pages.append((load.via, load.urls))
-        elif load.code != CODE[load.release]:
-            f.other_code.append((load.via, load.release, load.code))
-        others = set()
-        for fetch in load.fetches:
-            f.fetches[kind] += 1
-            f.cache_hits += fetch.cache_hit
-            if fetch.status is None:
-                continue
-            if fetch.status == 404 or fetch.status >= 500:
-                f.bad_status.append((load.via, fetch.url, fetch.status))
-            if fetch.status != 200:
-                continue
-            if fetch.release is not None and fetch.release != load.release:
-                others.add((fetch.url, fetch.release, fetch.cache_control))
-            if cacheable(fetch.cache_control):
-                bodies[fetch.url].add(fetch.digest)
-                m = VERSIONED.search(urlsplit(fetch.url).path)
-                if m is None or not fetch.digest.startswith(m[1]):
-                    f.wrong_bytes.append((load.via, fetch.url, fetch.cache_control,
-                                          fetch.encoding, fetch.release))
-        if others:
-            f.mismatched.append((load.via, load.release, sorted(others)))
-    f.two_bodies = {url: d for url, d in bodies.items() if len(d) > 1}
-    return f
-
-
-# -- the deploy -------------------------------------------------------------------
 
 
 def expected_urls(artifacts: Path) -> dict[str, str]:
@@ -660,11 +322,11 @@ def rolling_deploy(tmp_path: Path, recipe: Recipe, stack: contextlib.ExitStack,
     lanes = []
     for _ in range(VARNISH_THREADS):
         cache = Target("varnish", cache_port)
-        lanes.append((cache, [cache]))
+        lanes.append(FixedLane(cache, [cache]))
     for i, r in enumerate(replicas):
         own = Target(r.name, r.port)
         other = replicas[(i + 1) % len(replicas)]
-        lanes.append((own, [own, Target(other.name, other.port)]))
+        lanes.append(FixedLane(own, [own, Target(other.name, other.port)]))
     load = Load(expected, lanes)
     stack.callback(load.finish)
     started = time.monotonic()
@@ -708,21 +370,6 @@ def rolling_deploy(tmp_path: Path, recipe: Recipe, stack: contextlib.ExitStack,
     return load, figures
 
 
-def summary(findings: Findings, load: Load, figures: dict) -> str:
-    lines = [f"page loads: {dict(findings.page_loads)}; asset fetches: {dict(findings.fetches)}; "
-             f"{figures}; Varnish cache hits: {findings.cache_hits}",
-             f"page requests unanswered while their replica restarted: {dict(load.unavailable)}"]
-    for name, n in findings.zero().items():
-        lines.append(f"  {name}: {n}")
-    for what in ("mixed_pages", "other_code", "mismatched", "bad_status", "wrong_bytes"):
-        for item in getattr(findings, what)[:5]:
-            lines.append(f"  e.g. {what}: {item}")
-    for url, digests in list(findings.two_bodies.items())[:5]:
-        lines.append(f"  e.g. two bodies: {url} {sorted(d[:12] for d in digests)}")
-    for item in load.outside_restart[:5]:
-        lines.append(f"  e.g. no answer: {item}")
-    return "\n".join(lines)
-
 
 def deploy_and_examine(tmp_path: Path, fault: str | None = None):
     system_tools.require({"haproxy": "haproxy", "varnishd": "varnish", "rsync": "rsync"})
@@ -733,7 +380,7 @@ def deploy_and_examine(tmp_path: Path, fault: str | None = None):
     with contextlib.ExitStack() as stack:
         load, figures = rolling_deploy(tmp_path, recipe, stack, report, problems, fault)
     figures["test seconds"] = round(time.monotonic() - t0, 1)
-    findings = examine(load.loads)
+    findings = examine(load.loads, CODE)
     text = "\n".join([*report, *problems, summary(findings, load, figures)])
     print(f"\nrolling deploy, fault={fault}:\n{text}")
     assert not load.crashed, load.crashed
@@ -746,6 +393,9 @@ def test_rolling_deploy_behind_haproxy_and_varnish(tmp_path):
     assert not problems, text
     assert all(n == 0 for n in findings.zero().values()), text
     assert not load.outside_restart, text
+    # The loads did follow the module graph down to its leaf.
+    leaves = {f.url for page in load.loads for f in page.fetches if "/js/lib/leaf." in f.url}
+    assert len(leaves) >= 3, (sorted(leaves), text)  # the leaf of v1, v2 and v3
 
 
 @pytest.mark.slow

@@ -8,11 +8,9 @@ import hashlib
 import io
 import time
 import tracemalloc
-from collections.abc import Iterator
 
 import pytest
 from s3server import admin_client, aws_env, moto_server, new_bucket, silent_server, use_env
-from store_contract import StoreContract, digest
 
 from bustware.s3location import S3Location, parse_s3_url
 from bustware.store import ManifestConflict, NoSuchObject, StoreError, StoreUnavailable
@@ -26,31 +24,20 @@ def make_store(url: str, **kw):
     return S3Store(url, **kw)
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory) -> Iterator[str]:
-    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
-        yield url
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture
-def s3_admin(s3_endpoint):
-    """A client of the test's own, for what bustware's store does not do
-    (creating buckets, looking at raw keys and headers)."""
-    return admin_client(s3_endpoint)
+# The Store contract runs against S3Store in tests/test_store.py
+# (STORE_FACTORIES); what follows is the S3 store's own.
 
 
-@pytest.fixture
-def s3_bucket(s3_endpoint, s3_admin, monkeypatch) -> str:
-    """A fresh bucket, with the environment pointing the standard AWS
-    chain at the test server."""
-    use_env(monkeypatch, aws_env(s3_endpoint))
-    return new_bucket(s3_admin)
-
-
-class TestS3StoreContract(StoreContract):
-    @pytest.fixture(params=["site/static", ""], ids=["prefix", "bucket-root"])
-    def store(self, request, s3_bucket):
-        return make_store(f"s3://{s3_bucket}/{request.param}")
+def test_bytes_given_whole_that_are_not_the_digests_are_not_stored(s3_bucket):
+    store = make_store(f"s3://{s3_bucket}/site")
+    d = digest(b"what the build hashed")
+    with pytest.raises(ValueError, match=d):
+        store.put_object(d, b"what the file became", 20)
+    assert not store.has_object(d)
 
 
 # -- the store URL ---------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import stat
 import threading
@@ -34,8 +35,22 @@ def local_store(request: pytest.FixtureRequest) -> Iterator[Store]:
 #: ``request`` (for the fixtures it needs: ``request.getfixturevalue``); it
 #: yields a fresh, empty store and cleans up after the yield. Another
 #: implementation adds itself here.
+def s3_store(prefix: str) -> Callable[[pytest.FixtureRequest], Iterator[Store]]:
+    """A fresh bucket on the session's moto server, under ``prefix``."""
+
+    def factory(request: pytest.FixtureRequest) -> Iterator[Store]:
+        from bustware.s3store import S3Store
+
+        bucket = request.getfixturevalue("s3_bucket")
+        yield S3Store(f"s3://{bucket}/{prefix}")
+
+    return factory
+
+
 STORE_FACTORIES: list[tuple[str, Callable[[pytest.FixtureRequest], Iterator[Store]]]] = [
     ("local", local_store),
+    ("s3-prefix", s3_store("site/static")),
+    ("s3-bucket-root", s3_store("")),
 ]
 
 
@@ -237,6 +252,30 @@ def test_of_racing_writers_with_one_tag_exactly_one_wins(store):
     assert len(won) == 1 and len(lost) == 3
     i, new_tag = won[0]
     assert store.read_manifest() == StoredManifest(str(i + 1).encode(), new_tag)
+
+
+def test_merging_writers_lose_nothing(store):
+    """Writers that read again and merge on a conflict, as publish.update
+    does: every one's addition is in the manifest at the end."""
+    store.write_manifest(b"[]", None)
+    barrier = threading.Barrier(4)
+
+    def merge(i: int) -> None:
+        barrier.wait(10)
+        for _ in range(50):
+            read = store.read_manifest()
+            try:
+                store.write_manifest(json.dumps([*json.loads(read.data), i]).encode(), read.tag)
+                return
+            except ManifestConflict:
+                continue
+
+    threads = [threading.Thread(target=merge, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(json.loads(store.read_manifest().data)) == [0, 1, 2, 3]
 
 
 # -- the local store's own promises -----------------------------------------------
