@@ -233,30 +233,3 @@ def test_the_readme_rooms_name_every_module_and_no_import_goes_up():
 def test_no_module_is_over_500_lines():
     sizes = {name: len(path.read_text().splitlines()) for name, path in _sources().items()}
     assert {m: n for m, n in sizes.items() if n > 500} == {}
-
-
-#: The project's limit on a module's length, in physical lines.
-MAX_LINES = 500
-
-
-def over_limit(sources: dict[str, Path], limit: int = MAX_LINES) -> list[str]:
-    """``"module: N lines"`` for every source longer than ``limit`` lines."""
-    out = []
-    for name, path in sorted(sources.items()):
-        lines = len(path.read_bytes().splitlines())
-        if lines > limit:
-            out.append(f"{name}: {lines} lines")
-    return out
-
-
-def test_module_length_is_counted(tmp_path):
-    long = tmp_path / "long.py"
-    long.write_text("x = 1\n" * (MAX_LINES + 1))
-    short = tmp_path / "short.py"
-    short.write_text("x = 1\n" * MAX_LINES)
-    found = over_limit({"pkg.long": long, "pkg.short": short})
-    assert found == [f"pkg.long: {MAX_LINES + 1} lines"]
-
-
-def test_no_module_is_over_the_line_limit():
-    assert over_limit(_sources()) == [], f"split these modules (limit {MAX_LINES} lines)"
