@@ -27,6 +27,7 @@ from .options import (
     check_charset,
     check_digest_cache,
     check_extensions,
+    check_manifest,
     check_memory,
     check_prefix,
     check_refresh_interval,
@@ -155,13 +156,7 @@ class Assets:
         #: is still the one loaded.
         self.manifest_stat: tuple[int, int, int, int] | None = None
         self._manifest_check = manifest_check
-        if manifest is not None:
-            if autorefresh:
-                raise ValueError(
-                    "bustware: manifest= and autorefresh=True conflict: a manifest is a "
-                    "snapshot for production, autorefresh rescans the files in development"
-                )
-            self.manifest_path = os.path.abspath(os.fspath(manifest))
+        self.manifest_path = check_manifest(manifest, autorefresh)
         #: The store every replica shares (``store=``; bustware.storeoption),
         #: asked for the versions this release does not have, made without
         #: a network request; None without one.
@@ -321,19 +316,11 @@ class Assets:
                 f"bustware: no file {path!r} under {[str(r) for r in self.roots]!r}, so no "
                 "integrity value. Paths are relative to the root, with '/' separators."
             )
-        value = asset.integrity
-        if value is None:
-            from .integrity import asset_integrity
+        if asset.integrity is not None:
+            return asset.integrity
+        from .integrity import kept_integrity
 
-            try:
-                value, fresh = asset_integrity(asset)
-            except OSError as exc:
-                raise AssetNotFound(
-                    f"bustware: cannot read {asset.abs_path!r} for its integrity value: {exc}"
-                ) from exc
-            if fresh:  # setting it twice from two threads stores the same value
-                asset.integrity = value
-        return value
+        return kept_integrity(asset)
 
     # -- JavaScript modules (bustware.importmap) ----------------------------
 
@@ -361,18 +348,9 @@ class Assets:
     def broken_references(self) -> list[tuple[str, int, str, str]]:
         """``(path, line, url as written, logical path named)`` for every
         reference to a file that is not in the index, sorted."""
-        from . import references as _refs  # the reference finders load on first use
+        from .references import broken_references  # the finders load on first use
 
-        out = []
-        for asset in list(self._assets.values()):
-            if None not in asset.links.values():
-                continue
-            raw = _refs.restore(asset.served_bytes(), asset.splices)
-            for link in _refs.find_links(raw, asset.path, self.prefix,
-                                                  self.modules).links:
-                if asset.links.get(link.target, "") is None:
-                    out.append((asset.path, link.reference.line, link.reference.url, link.target))
-        return sorted(out)
+        return broken_references(list(self._assets.values()), self.prefix, self.modules)
 
     def refresh(self) -> None:
         """Rebuild the index from disk now. Files whose size and mtime did
@@ -416,11 +394,10 @@ class Assets:
     def _open_cache(self):
         if self.digest_cache is False:
             return None
-        from .digestcache import DigestCache
+        from .digestcache import open_cache
 
-        location = None if self.digest_cache is True else os.fspath(self.digest_cache)
-        return DigestCache(self.roots, location, salt=f"{self.prefix}\0{self.rewrite_references}"
-                           f"\0{self.modules}")
+        return open_cache(self.digest_cache, self.roots,
+                          f"{self.prefix}\0{self.rewrite_references}\0{self.modules}")
 
     def _scan(self, cache=None) -> None:
         """Index the roots (bustware.scan). ``cache``, a DigestCache
@@ -459,10 +436,10 @@ class Assets:
             self._bundlers.prepare(records, self.plain_url)
         # Imported here: a start from a manifest, and `import bustware`, need
         # neither the linker nor the reference finders (about 3 ms).
-        from .linker import MissingReferenceLog, link
+        from .linker import MissingReferenceLog, link, not_logged
 
         if self._missing is None:
-            self._missing = MissingReferenceLog() if self._log_missing else _not_logged
+            self._missing = MissingReferenceLog() if self._log_missing else not_logged
         link(records, fresh, variant_paths, urls=self, version=self._source,
              memory=self.memory, missing=self._missing, modules=self.modules)
 
@@ -500,26 +477,14 @@ class Assets:
         lambda name, value: f"pass {name}={value!r}")
 
     def _missing_url(self, path: str) -> str:
-        intended = nearmiss.meant(path, self.prefix, self._urls)
+        intended = nearmiss.meant_or_refuse(path, self.prefix, self._urls, self.roots,
+                                            self.strict, self.option_advice("strict", False))
         if intended is not None:
             return self.url(intended)
-        if self.strict:
-            advice = self.option_advice("strict", False)
-            close = nearmiss.suggestions(path, self.prefix, self._urls)
-            raise AssetNotFound(
-                f"bustware: no file {path!r} under {[str(r) for r in self.roots]!r}."
-                f"{' Did you mean ' + ' or '.join(map(repr, close)) + '?' if close else ''} "
-                "Paths are relative to the root, with '/' separators (e.g. 'css/app.css')."
-                + (f" To get the plain URL instead of this error, {advice}." if advice else "")
-            )
         if path not in self._warned:
             self._warned.add(path)
             log.warning("bustware: no file %r in the index; using its plain URL", path)
         return self.plain_url(path.lstrip("/"))
-
-
-def _not_logged(path: str, source_digest: str, found: object, links: object) -> None:
-    """The MissingReferences of an index that does not log them."""
 
 
 #: Every index alive in this process, for reload_changed().

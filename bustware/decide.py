@@ -42,7 +42,6 @@ from .respond import (
     NEEDS_THREAD,
     PASS,
     FileReply,
-    Reply,
     cgi_request,
 )
 from .routes import CURRENT, OUTDATED, PLAIN, QUERY, Routes, build_routes, wsgi_path
@@ -246,8 +245,11 @@ class Core:
                 # would, by the reply made once.
                 return rep.not_modified[kind]  # type: ignore[index]
             return respond.conditional(request, method, rep, kind)
-        if method == "HEAD":  # the adapter sends a copy of the list
-            return Reply("200 OK", rep.headers[kind], b"")
+        if method == "HEAD":  # shared; the adapter sends a copy of the list
+            head = rep.head
+            if head is None:
+                head = rep.head_replies()
+            return head[kind]
         if rep.ok is None:  # streamed from disk
             return FileReply("200 OK", rep.headers[kind], rep, [(0, rep.size)], kind)
         return rep.ok[kind]

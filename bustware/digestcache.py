@@ -40,7 +40,7 @@ from typing import Any
 
 from .about import __version__
 
-__all__ = ["SETTLE_NS", "DigestCache", "default_dir"]
+__all__ = ["SETTLE_NS", "DigestCache", "default_dir", "open_cache"]
 
 log = logging.getLogger("bustware")
 
@@ -65,6 +65,12 @@ def default_dir() -> str:
 
 def identity(st: os.stat_result) -> Identity:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def open_cache(setting: object, roots: list[str], salt: str) -> DigestCache:
+    """The cache of an index whose ``digest_cache=`` is ``setting`` (True:
+    the default place; a directory: there)."""
+    return DigestCache(roots, None if setting is True else os.fspath(setting), salt)  # type: ignore[arg-type]
 
 
 class DigestCache:

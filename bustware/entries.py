@@ -39,13 +39,14 @@ class Rep:
     (bustware.routes: CURRENT, PLAIN, OUTDATED); ``ok`` and
     ``not_modified`` the replies of the common requests (a GET, a browser's
     revalidation) of a CURRENT and a PLAIN URL, made once with them and
-    shared (``ok`` is None when the bytes are streamed from disk). An
-    OUTDATED URL, a HEAD and the rest get replies made per request, but
-    under ASGI (:meth:`asgi_replies`)."""
+    shared (``ok`` is None when the bytes are streamed from disk); ``head``
+    the replies of a HEAD of them, made on the first HEAD
+    (:meth:`head_replies`). An OUTDATED URL and the rest get replies made
+    per request, but under ASGI (:meth:`asgi_replies`)."""
 
     __slots__ = ("abs_path", "asgi", "body", "content_type", "dev", "digest", "encoding",
-                 "etag", "headers", "headers_304", "ino", "mtime", "mtime_ns", "not_modified",
-                 "ok", "quoted_etag", "size")
+                 "etag", "head", "headers", "headers_304", "ino", "mtime", "mtime_ns",
+                 "not_modified", "ok", "quoted_etag", "size")
 
     def __init__(self, encoding: str, src: Asset | Variant, asset: Asset, mtime_ns: int) -> None:
         self.encoding = encoding
@@ -66,8 +67,21 @@ class Rep:
         self.headers_304: tuple[list, list, list] = ([], [], [])
         self.ok: tuple[Reply, Reply] | None = None
         self.not_modified: tuple[Reply, Reply] | None = None
+        #: What :meth:`head_replies` made; None until the first HEAD.
+        self.head: tuple[Reply, Reply] | None = None
         #: What :meth:`asgi_replies` made; None until the first ASGI request.
         self.asgi: AsgiReplies | None = None
+
+    def head_replies(self) -> tuple[Reply, Reply]:
+        """The shared replies of a HEAD of a CURRENT and a PLAIN URL: the
+        GET's headers (Content-Length of the whole body), no body. Made on
+        the first HEAD, as few files are ever asked for by one; a reply
+        made per request cost a WSGI HEAD about 120 ns (830 -> 710 ns)."""
+        head = self.head
+        if head is None:
+            head = self.head = (Reply("200 OK", self.headers[0], b""),
+                                Reply("200 OK", self.headers[1], b""))
+        return head
 
     def asgi_replies(self) -> AsgiReplies:
         """The shared replies of the common requests with their ASGI form,
@@ -92,8 +106,8 @@ class AsgiReplies:
         #: The quoted ETag as bytes: an If-None-Match field is compared as sent.
         self.etag = rep.quoted_etag.encode("latin-1")
         ok = [asgi_headers(rep.headers[kind]) for kind in (0, 1)]
-        self.head = tuple(_encoded(Reply("200 OK", rep.headers[kind], b""), 200, ok[kind])
-                          for kind in (0, 1))
+        head = rep.head_replies()
+        self.head = tuple(_encoded(head[kind], 200, ok[kind]) for kind in (0, 1))
         self.get = ((None, None) if rep.ok is None else
                     tuple(_encoded(rep.ok[kind], 200, ok[kind]) for kind in (0, 1)))
         self.not_modified = tuple(
@@ -311,6 +325,7 @@ def fill_headers(options: HeaderOptions, asset: Asset, reps: dict[str, Rep],
                       Reply("200 OK", rep.headers[1], rep.body))
         rep.not_modified = (Reply("304 Not Modified", rep.headers_304[0], b""),
                             Reply("304 Not Modified", rep.headers_304[1], b""))
+        rep.head = None  # made again from these lists on the next HEAD
 
 
 #: How many Accept-Encoding values an entry remembers the choice of

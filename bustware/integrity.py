@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ALGORITHM",
     "asset_integrity",
+    "kept_integrity",
     "modulepreload_tag",
     "script_tag",
     "sri",
@@ -61,6 +62,23 @@ def sri_from_digest(digest: bytes) -> str:
 def sri(data: bytes) -> str:
     """The integrity value of ``data``: ``"sha384-<base64>"``."""
     return sri_from_digest(hashlib.sha384(data).digest())
+
+
+def kept_integrity(asset: Asset) -> str:
+    """The integrity value of ``asset`` (:func:`asset_integrity`), kept on
+    the record when it may be (``Assets.integrity``). Raises
+    :class:`~bustware.records.AssetNotFound` when the file cannot be read."""
+    from .records import AssetNotFound
+
+    try:
+        value, fresh = asset_integrity(asset)
+    except OSError as exc:
+        raise AssetNotFound(
+            f"bustware: cannot read {asset.abs_path!r} for its integrity value: {exc}"
+        ) from exc
+    if fresh:  # setting it twice from two threads stores the same value
+        asset.integrity = value
+    return value
 
 
 def asset_integrity(asset: Asset) -> tuple[str, bool]:

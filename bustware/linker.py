@@ -23,7 +23,7 @@ from .records import Asset, Variant, held_bytes
 from .references import Links
 from .urls import UrlScheme
 
-__all__ = ["MissingReferenceLog", "MissingReferences", "link"]
+__all__ = ["MissingReferenceLog", "MissingReferences", "link", "not_logged"]
 
 log = logging.getLogger("bustware")
 
@@ -139,6 +139,10 @@ def link(assets: dict[str, Asset], fresh: dict[str, Links],
                 integrity=None, splices=splices, served_path=served_path,
                 variants=compressed(memory, body, old, variant_paths.get(m, {})),
             )
+
+
+def not_logged(path: str, source_digest: str, found: object, links: object) -> None:
+    """The MissingReferences of an index that does not log them."""
 
 
 class MissingReferenceLog:

@@ -13,9 +13,28 @@ match may be one of several files.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
-__all__ = ["meant", "suggestions"]
+from .records import AssetNotFound
+
+__all__ = ["meant", "meant_or_refuse", "suggestions"]
+
+
+def meant_or_refuse(path: str, prefix: str, known: Collection[str], roots: Sequence[object],
+                    strict: bool, advice: str | None) -> str | None:
+    """The file ``path`` names as a URL (:func:`meant`), else None when not
+    ``strict``; when ``strict``, :class:`AssetNotFound` with the files it may
+    have meant and ``advice`` (how to set ``strict=False``)."""
+    intended = meant(path, prefix, known)
+    if intended is not None or not strict:
+        return intended
+    close = suggestions(path, prefix, known)
+    raise AssetNotFound(
+        f"bustware: no file {path!r} under {[str(r) for r in roots]!r}."
+        f"{' Did you mean ' + ' or '.join(map(repr, close)) + '?' if close else ''} "
+        "Paths are relative to the root, with '/' separators (e.g. 'css/app.css')."
+        + (f" To get the plain URL instead of this error, {advice}." if advice else "")
+    )
 
 
 def meant(path: str, prefix: str, known: Collection[str]) -> str | None:

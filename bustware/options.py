@@ -9,6 +9,18 @@ from urllib.parse import urlsplit
 from .advice import missing_root
 
 
+def check_manifest(manifest, autorefresh: bool) -> str | None:
+    """The absolute path of ``manifest=`` (None without one)."""
+    if manifest is None:
+        return None
+    if autorefresh:
+        raise ValueError(
+            "bustware: manifest= and autorefresh=True conflict: a manifest is a "
+            "snapshot for production, autorefresh rescans the files in development"
+        )
+    return os.path.abspath(os.fspath(manifest))
+
+
 def check_roots(root) -> list[str]:
     """The roots of an index or a build as a list of paths, or a clear error."""
     if isinstance(root, (str, os.PathLike)):

@@ -15,7 +15,10 @@ is the short form of::
 versioned URL, and the tween answers the requests for it: in
 ``mode="serve"`` (default) bustware sends the bytes; in ``mode="rewrite"`` it
 strips the version and Pyramid's own static view sends them, with bustware's
-cache policy. The tween finds the bustware cache busters registered with
+cache policy. In templates, ``request.importmap_tag(pins)`` and
+``request.modulepreload("js/app.js", pins)`` give the import map and the
+modulepreload links of the static view's index (bustware.importmap). The
+tween finds the bustware cache busters registered with
 ``add_cache_buster``; requests outside their prefixes go straight on.
 
 Options are keyword arguments of :class:`BustwareCacheBuster` or of the
@@ -45,7 +48,8 @@ from .files import PathLike
 from .keywords import did_you_mean
 from .middleware import Bustware
 
-__all__ = ["BustwareCacheBuster", "add_bustware_static_view", "includeme", "tween_factory"]
+__all__ = ["BustwareCacheBuster", "add_bustware_static_view", "importmap_tag", "includeme",
+           "modulepreload", "tween_factory"]
 
 _REQUEST_KEY = "bustware.pyramid.request"
 
@@ -169,8 +173,47 @@ def add_bustware_static_view(config, name: str, path: str, *, cache_max_age: int
     return buster
 
 
+def importmap_tag(request, pins: dict[str, str], prefix: str | None = None) -> str:
+    """Request method: ``request.importmap_tag(pins)``, the
+    ``<script type="importmap">`` of :meth:`Assets.importmap_tag` for the
+    bustware static view at ``prefix`` (``"/static/"``; needed only when
+    the app has several)."""
+    return busted_assets(request.registry, prefix).importmap_tag(pins)
+
+
+def modulepreload(request, entry: str, pins: dict[str, str] | None = None,
+                  prefix: str | None = None) -> str:
+    """Request method: ``request.modulepreload("js/app.js", pins)``, the
+    ``<link rel="modulepreload">`` elements of :meth:`Assets.modulepreload`."""
+    return busted_assets(request.registry, prefix).modulepreload(entry, pins)
+
+
+def busted_assets(registry, prefix: str | None = None) -> Assets:
+    """The index of the bustware static view at URL path ``prefix``, or of
+    the only one when ``prefix`` is None."""
+    info = registry.queryUtility(IStaticURLInfo)
+    found: list[Assets] = []
+    for _spec, buster, _explicit in getattr(info, "cache_busters", ()):
+        if isinstance(buster, BustwareCacheBuster) and buster.assets not in found:
+            found.append(buster.assets)
+    prefixes = [a.prefix for a in found]
+    if prefix is None and len(found) == 1:
+        return found[0]
+    for assets in found:
+        if assets.prefix == prefix:
+            return assets
+    if not found:
+        raise ConfigurationError("bustware: no bustware static view; add one with "
+                                 "config.add_bustware_static_view('static', 'myapp:static')")
+    raise ValueError(f"bustware: prefix={prefix!r} names none of the bustware static views; "
+                     f"pass one of {', '.join(repr(p) for p in prefixes)} as prefix=")
+
+
 def includeme(config) -> None:
     config.add_directive("add_bustware_static_view", add_bustware_static_view)
+    # Template helpers, as request.static_url is one.
+    config.add_request_method(importmap_tag, "importmap_tag")
+    config.add_request_method(modulepreload, "modulepreload")
     config.add_tween("bustware.pyramid.tween_factory", under=INGRESS)
 
 

@@ -53,17 +53,21 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import quote, unquote
 
 from .jsmodules import MAYBE, MODULE, MODULE_KINDS, ModuleRule, is_bare
 from .refdecode import RAW_UTF8, UNICODE_BOMS, Undecodable, decode
 from .sourcemaps import Found
 
+if TYPE_CHECKING:
+    from .records import Asset
+
 __all__ = [
     "Link",
     "Links",
     "Reference",
+    "broken_references",
     "components",
     "find_links",
     "find_references",
@@ -406,6 +410,22 @@ def rewrite(data: bytes, replacements: Iterable[tuple[Reference, str]]
             pos = end
         body += view[pos:]
     return bytes(body), tuple(splices)
+
+
+def broken_references(assets: Iterable[Asset], prefix: str, modules: ModuleRule
+                      ) -> list[tuple[str, int, str, str]]:
+    """``(path, line, url as written, logical path named)`` for every
+    reference of ``assets`` to a file not in the index, sorted
+    (``Assets.broken_references``)."""
+    out = []
+    for asset in assets:
+        if None not in asset.links.values():
+            continue
+        raw = restore(asset.served_bytes(), asset.splices)
+        for link in find_links(raw, asset.path, prefix, modules).links:
+            if asset.links.get(link.target, "") is None:
+                out.append((asset.path, link.reference.line, link.reference.url, link.target))
+    return sorted(out)
 
 
 def restore(body: bytes, splices: Sequence[Splice]) -> bytes:

@@ -48,8 +48,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, Protocol, cast, runtime_checkable
 
 from .digestio import Body, CheckedStream, SourceReader
+from .s3errors import translate
 from .s3location import S3Location, parse_s3_url
-from .store import ManifestConflict, NoSuchObject, StoredManifest, StoreError, StoreUnavailable
+from .store import ManifestConflict, NoSuchObject, StoredManifest, StoreError
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
@@ -170,47 +171,8 @@ class S3Store:
 
     def _translate(self, exc: Exception, what: str) -> Exception:
         """The store error a client failure means; other errors as they are."""
-        from botocore import exceptions as bex
-
-        where = f"s3://{self.location.bucket}/{what}" if what else self.url
-        if isinstance(exc, bex.ClientError):
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if code == "NoSuchBucket":
-                return StoreError(
-                    f"{self.url}: the bucket {self.location.bucket!r} does not exist at "
-                    f"{self._client.meta.endpoint_url}: create it (aws s3 mb "
-                    f"s3://{self.location.bucket}), or correct the bucket in the store URL "
-                    "or the endpoint in AWS_ENDPOINT_URL")
-            if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId",
-                                         "SignatureDoesNotMatch", "AllAccessDisabled"):
-                return StoreError(
-                    f"{where}: access denied ({code or status}) for the credentials "
-                    f"{self._credential_source()}: grant them s3:ListBucket on "
-                    f"arn:aws:s3:::{self.location.bucket} and s3:GetObject, s3:PutObject and "
-                    f"s3:DeleteObject on arn:aws:s3:::{self.location.key('*')}, or choose "
-                    "other credentials with AWS_PROFILE or AWS_ACCESS_KEY_ID and "
-                    "AWS_SECRET_ACCESS_KEY")
-            if status >= 500 or code in ("SlowDown", "RequestTimeout", "Throttling",
-                                         "ServiceUnavailable", "InternalError"):
-                return StoreUnavailable(f"{where}: the store failed ({code or status}: "
-                                        f"{error.get('Message', '')}); try again later")
-            return StoreError(f"{where}: {code or status}: {error.get('Message', '')}")
-        if isinstance(exc, bex.NoCredentialsError):
-            return StoreError(f"{self.url}: no AWS credentials found: set AWS_PROFILE, or "
-                              "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where an "
-                              "instance or pod role applies")
-        if isinstance(exc, (bex.HTTPClientError, bex.ConnectionError)):
-            return StoreUnavailable(f"{where}: the store at {self._client.meta.endpoint_url} "
-                                    f"did not answer ({exc}); try again later")
-        if isinstance(exc, bex.ProfileNotFound):
-            return StoreError(f"{self.url}: AWS_PROFILE={exc.kwargs.get('profile')!r} names no "
-                              "profile in ~/.aws/config or ~/.aws/credentials: create it (aws "
-                              "configure --profile NAME) or unset AWS_PROFILE")
-        if isinstance(exc, bex.BotoCoreError):
-            return StoreError(f"{where}: {exc}")
-        return exc
+        return translate(exc, what, self.url, self.location,
+                         lambda: self._client.meta.endpoint_url, self._credential_source)
 
     def _credential_source(self) -> str:
         try:

@@ -7,10 +7,10 @@ import os
 import threading
 
 import pytest
-from conftest import fallback_app, via_werkzeug
+from conftest import asgi_scope, fallback_app, run_asgi, server_environ, via_werkzeug
 from werkzeug.http import http_date
 
-from bustware import Assets, Bustware
+from bustware import Assets, Bustware, BustwareASGI
 from bustware.entries import EntryMaker
 
 CSS = b"body { color: #123456 }\n"
@@ -146,6 +146,52 @@ def test_head_has_get_headers_and_no_body(root, fetch):
         head = fetch(app, app.url(path), method="HEAD")
         assert head.status == 200 and head.body == b""
         assert head.headers == get.headers
+
+
+def test_head_replies_are_shared_but_never_leak_between_responses(root):
+    """A HEAD, a GET and a revalidation of one URL share replies made once:
+    an outer layer appending to the header list it is handed (WSGI) or to
+    the start message's list (ASGI) must not change the next response."""
+    app = Bustware(fallback_app, root)
+    url = app.url("css/app.css")
+    path, _, query = url.partition("?")
+
+    def wsgi(method: str, **extra: str) -> tuple[str, list, bytes]:
+        seen = {}
+
+        def start_response(status, headers, exc_info=None):
+            seen["reply"] = (status, list(headers))
+            headers.append(("X-Outer", "1"))  # what an outer middleware may do
+
+        body = b"".join(app(server_environ(path, method=method, query=query, **extra),
+                            start_response))
+        return (*seen["reply"], body)
+
+    def asgi(method: str, headers=None) -> tuple[int, list, bytes]:
+        async def outer(scope, receive, send):
+            async def appending(message):
+                if message["type"] == "http.response.start":
+                    seen.append([(k.decode(), v.decode()) for k, v in message["headers"]])
+                    message["headers"].append((b"x-outer", b"1"))
+                await send(message)
+            await twin(scope, receive, appending)
+
+        seen: list = []
+        sent = run_asgi(outer, asgi_scope(path, method, headers, query))
+        return (sent[0]["status"], seen[0], b"".join(m.get("body", b"") for m in sent[1:]))
+
+    twin = BustwareASGI(None, app.assets)
+    mtime = int(os.stat(root / "css/app.css").st_mtime)
+    expected = [("Content-Type", "text/css; charset=utf-8"), ("Content-Length", str(len(CSS))),
+                ("ETag", etag_of(CSS)), ("Last-Modified", http_date(mtime)),
+                ("Accept-Ranges", "bytes"), ("X-Content-Type-Options", "nosniff"),
+                ("Cache-Control", IMMUTABLE)]
+    for _ in range(3):
+        assert wsgi("HEAD") == ("200 OK", expected, b"")
+        assert wsgi("GET") == ("200 OK", expected, CSS)
+        assert wsgi("HEAD", HTTP_IF_NONE_MATCH=etag_of(CSS))[::2] == ("304 Not Modified", b"")
+        assert asgi("HEAD") == (200, [(k.lower(), v) for k, v in expected], b"")
+        assert asgi("GET") == (200, [(k.lower(), v) for k, v in expected], CSS)
 
 
 def test_large_file_is_streamed_with_exact_bytes(root, fetch):

@@ -217,3 +217,46 @@ def test_missing_file_error_names_the_pyramid_setting(root):
     with pytest.raises(AssetNotFound) as err:
         buster(Request.blank("/page"), "nope.css", {})
     assert "set bustware.strict = false in the app's settings (.ini file)" in str(err.value)
+
+
+MODULES = {"js/app.js": 'import { a } from "./lib/a.js";\nimport "lit";\n',
+           "js/lib/a.js": "export const a = 1;\n", "vendor/lit/index.js": "export const x = 1;\n"}
+PINS = {"lit": "vendor/lit/index.js"}
+
+
+def test_importmap_and_modulepreload_request_methods_in_a_template(tmp_path):
+    import jinja2
+
+    root = make_tree(tmp_path / "static", MODULES)
+    template = jinja2.Template("{{ request.importmap_tag(pins) }}|"
+                               "{{ request.modulepreload('js/app.js', pins) }}")
+
+    def page(request):
+        return Response(template.render(request=request, pins=PINS), content_type="text/html")
+
+    with Configurator() as config:
+        config.include("bustware.pyramid")
+        buster = config.add_bustware_static_view("static", str(root))
+        config.add_route("page", "/page")
+        config.add_view(page, route_name="page")
+        app = config.make_wsgi_app()
+    assets = buster.assets
+    r = get(app, "/page")
+    assert r.status_int == 200
+    assert r.text == assets.importmap_tag(PINS) + "|" + assets.modulepreload("js/app.js", PINS)
+    assert r.text.count('rel="modulepreload"') == 3
+
+
+def test_the_helpers_name_the_static_view_when_there_are_several(tmp_path):
+    from bustware.pyramid import busted_assets
+
+    one = make_tree(tmp_path / "one", MODULES)
+    two = make_tree(tmp_path / "two", {"js/x.js": "export const x = 2;\n"})
+    with Configurator() as config:
+        config.include("bustware.pyramid")
+        config.add_bustware_static_view("one", str(one))
+        b2 = config.add_bustware_static_view("two", str(two))
+        config.commit()
+        assert busted_assets(config.registry, "/two/") is b2.assets
+        with pytest.raises(ValueError, match=r"pass one of '/one/', '/two/' as prefix="):
+            busted_assets(config.registry)
