@@ -132,12 +132,11 @@ class Core:
         # Compression without a build step; in rewrite mode the app's view
         # sends the bytes, and what it sends is its own business.
         # Imported here: the codecs and gzip are not needed to import bustware.
+        from .dictionaries import DeltaMaker, offer_for  # delta updates
         from .livecompress import LiveCompressor, live_codings
 
         codings = () if self._rewrite else live_codings(compress)
         self._live = LiveCompressor(self.assets, codings) if codings else None
-        from .dictionaries import DeltaMaker, offer_for  # delta updates, with zstd
-
         offer = offer_for(self.assets, dictionaries and not self._rewrite)
         if (self._live is not None or offer is not None) and add_headers is not None:
             # A file is built at start to check the hook, then again on its
@@ -235,9 +234,8 @@ class Core:
                 or "HTTP_IF_UNMODIFIED_SINCE" in request
                 or "HTTP_AVAILABLE_DICTIONARY" in request):
             if kind == CURRENT and self._deltas is not None and (
-                    delta := self._deltas.for_request(entry.asset, request, block)):
-                return delta if delta is NEEDS_THREAD else respond.conditional(
-                    request, method, delta, kind)
+                    delta := self._deltas.answer(entry.asset, request, method, kind, block)):
+                return delta
             if (request.get("HTTP_IF_NONE_MATCH") == rep.quoted_etag
                     and "HTTP_IF_MATCH" not in request
                     and "HTTP_IF_UNMODIFIED_SINCE" not in request):

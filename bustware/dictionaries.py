@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 from .compress import is_compressible
 from .files import open_regular
 from .records import Asset, Variant
-from .respond import NEEDS_THREAD
+from .respond import NEEDS_THREAD, conditional
 from .styles import Style
 
 __all__ = ["MAGIC", "DeltaMaker", "accepts_dcz", "dictionary_hash", "encode_dcz",
@@ -220,6 +220,16 @@ class DeltaMaker:
         if known:
             return rep
         return self.delta(asset, old) if block else NEEDS_THREAD
+
+    def answer(self, asset: Asset, request: Mapping[str, str], method: str, kind: int,
+               block: bool) -> Any:
+        """What a request of ``asset``'s URL of ``kind`` gets when it is to
+        be a delta (respond.conditional on it), or NEEDS_THREAD (see
+        :meth:`for_request`); None for the normal response."""
+        rep = self.for_request(asset, request, block)
+        if rep is None or rep is NEEDS_THREAD:
+            return rep
+        return conditional(request, method, rep, kind)
 
     def made(self, asset: Asset, dictionary: Asset) -> tuple[bool, Any]:
         """(whether the delta is known, its representation or None for no
