@@ -154,6 +154,9 @@ def _add_build_commands(sub) -> None:
     build.add_argument("--keep", type=_count, metavar="N",
                        help="keep the versions and bytes of the N previous builds, for "
                             "rolling deploys (default: what the manifest keeps, else 0)")
+    build.add_argument("--no-deltas", dest="deltas", action="store_false", default=None,
+                       help="store no dcz deltas from the kept versions (made by default "
+                            "with --keep N > 0 and the zstd extra)")
     build.add_argument("--jobs", type=_jobs, metavar="N",
                        help="threads that compress at once (default: one per CPU this "
                             "process may use)")
@@ -256,7 +259,7 @@ def _build_command(args) -> int:
                              compress=codings, keep=args.keep, workers=args.jobs,
                              include_dotfiles=args.include_dotfiles,
                              bundler_manifest=args.bundler_manifest, progress=progress,
-                             store=store)
+                             store=store, deltas=args.deltas)
             for warning in report.warnings:
                 # --quiet prints only errors: a file left out of the manifest.
                 if not args.quiet or warning.startswith("cannot read"):

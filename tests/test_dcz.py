@@ -267,3 +267,16 @@ def test_add_headers_runs_once_per_file_and_its_headers_reach_the_delta(released
     assert calls.count("js/app.js") <= 2  # the current and the kept version's records
     with pytest.raises(ValueError, match="dictionaries=False"):
         Bustware(None, app.assets, add_headers=lambda a: [("Use-As-Dictionary", "x")])
+
+
+def test_the_command_line_builds_deltas_unless_told_not_to(tree, capsys):
+    from bustware.cli import main
+
+    root = tree({"js/app.js": V1})
+    assert main(["build", str(root), "--keep", "1", "--quiet"]) == 0
+    (root / "js/app.js").write_bytes(V2)
+    assert main(["build", str(root), "--quiet"]) == 0
+    manifest = root / ".bustware/manifest.json"
+    assert "deltas" in json.loads(manifest.read_text())["files"]["js/app.js"]
+    assert main(["build", str(root), "--no-deltas", "--quiet"]) == 0
+    assert "deltas" not in json.loads(manifest.read_text())["files"]["js/app.js"]
