@@ -20,6 +20,10 @@ from bustware import Bustware
 
 pytest.importorskip("zstandard")
 
+# In the default run (CI too): what users depend on. The proof of the test
+# itself (a server without dictionaries) stays under -m slow.
+pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
+
 BODY = "".join(f"export function f{i}(x) {{ return x * {i}; }}\n" for i in range(300))
 
 
@@ -85,7 +89,6 @@ def returning_visitor(tmp_path, **options) -> list[str]:
     return problems
 
 
-@pytest.mark.slow
 def test_a_returning_visitor_downloads_the_new_release_as_a_delta(tmp_path):
     assert returning_visitor(tmp_path) == []
 
