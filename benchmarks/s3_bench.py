@@ -17,70 +17,19 @@ whose own CPU competes with the build's on this machine).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import tree
+from motoserver import aws_env, moto_server
 
 #: Per mode: (files, MB) of the generated tree, and rounds.
 SIZES = {"full": ((3_000, 30), 3), "quick": ((2_000, 20), 1), "tiny": ((60, 0.3), 1)}
 THREADS = 16
-
-
-@contextlib.contextmanager
-def _moto(log: Path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                                 "-p", str(port)], stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start: see {log}") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@contextlib.contextmanager
-def _aws_env(endpoint: str):
-    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
-           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-           "AWS_EC2_METADATA_DISABLED": "true"}
-    saved = {k: os.environ.get(k) for k in [*env, "AWS_PROFILE"]}
-    os.environ.pop("AWS_PROFILE", None)
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _copy(root: Path, dest: Path) -> Path:
@@ -121,7 +70,7 @@ def measure(work: Path, cfg: dict, skip, log) -> dict | None:
     (files, mb), rounds = SIZES[cfg["mode"]]
     source = tree.startup_tree(work, files, mb).root
     rows = []
-    with _moto(work / "moto-s3.log") as endpoint, _aws_env(endpoint):
+    with moto_server(work / "moto-s3.log") as endpoint, aws_env(endpoint):
         # A client configured as the build's store configures its own.
         client = boto3.client("s3", config=Config(
             connect_timeout=BUILD_TIMEOUTS["connect_timeout"],

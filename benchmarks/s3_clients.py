@@ -16,13 +16,12 @@ import argparse
 import compileall
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
+
+from motoserver import moto_server
 
 #: Runs in a child interpreter; prints one JSON line.
 CHILD = r'''
@@ -92,34 +91,6 @@ t_upload = time.perf_counter() - t2
 print(json.dumps({"import_s": t_import, "rss_import_mb": rss_import, "first_request_s": t_first,
                   "upload_s": t_upload, "rss_after_upload_mb": rss_mb()}))
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def moto_server():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("moto_server did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def main() -> None:

@@ -19,20 +19,18 @@ cores, so the fetch figures are bounded by it more than by the client.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import startup
 import tree
+from motoserver import aws_env, moto_server
 
 BUCKET = "bustware-bench"
 URL = f"s3://{BUCKET}/site/static"
@@ -92,51 +90,6 @@ def _hit_us(app, path: str, batch: float) -> float:
             return (now - t0) / n * 1e6
 
 
-@contextlib.contextmanager
-def _moto() -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@contextlib.contextmanager
-def _aws_env(endpoint: str) -> Iterator[None]:
-    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
-           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-           "AWS_EC2_METADATA_DISABLED": "true"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _releases(work: Path, kib: int) -> tuple[Path, str]:
     """Two releases built into one store, the second published to the
     bucket; the first one's replica (its tree and manifest only), and the
@@ -171,7 +124,7 @@ def _fetch_ms(work: Path, rounds: int) -> dict:
     from bustware import Bustware
     from bustware.s3store import S3Store
 
-    with _moto() as endpoint, _aws_env(endpoint):
+    with moto_server() as endpoint, aws_env(endpoint):
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         replica, new_url = _releases(work, 100)
         manifest = replica / ".bustware/manifest.json"
