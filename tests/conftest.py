@@ -226,20 +226,28 @@ class Server:
 
 @contextlib.contextmanager
 def serving(argv: list[str], port: int, *, cwd: Path | None = None, env=None,
-            timeout: float = 20.0) -> Iterator[Server]:
+            timeout: float = 20.0, log: Path | None = None) -> Iterator[Server]:
     """Run ``argv`` until it listens on 127.0.0.1:``port``; yield it; stop it.
 
     The process is always stopped (terminate, then kill), and a start that
-    takes longer than ``timeout`` seconds fails the test.
+    takes longer than ``timeout`` seconds fails the test. Its output is kept
+    in ``server.output``, or appended to ``log`` for a server that writes a
+    line per request (a pipe nobody reads meanwhile would fill and stall it).
     """
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    if log is None:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+    else:
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                out = (proc.stdout.read().decode(errors="replace") if proc.stdout
+                       else log.read_text(errors="replace")[-3000:] if log else "")
                 pytest.fail(f"{argv[:3]} exited with {proc.returncode}:\n{out}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):

@@ -8,15 +8,13 @@ import contextlib
 import itertools
 import os
 import socket
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import free_port, serving
 
 INSTALL = "pip install boto3 'moto[server]'"
 _buckets = itertools.count()
@@ -40,32 +38,10 @@ def moto_server(log: Path, *, env: dict[str, str] | None = None,
     Its request log goes to ``log`` (a pipe would fill and stall it)."""
     need_moto()
     port = free_port()
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})})
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"moto_server exited with {proc.returncode}:\n"
-                            f"{log.read_text(errors='replace')[-3000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not listen on port {port} in {timeout}s")
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with serving(argv, port, env={**os.environ, **(env or {})}, timeout=timeout,
+                 log=log) as server:
+        yield server.url
 
 
 def aws_env(endpoint: str, key: str = "testing", secret: str = "testing") -> dict[str, str]:
